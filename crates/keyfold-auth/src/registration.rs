@@ -1,0 +1,227 @@
+//! Registration: an invited user proves the emailed code, then proves possession of a new
+//! credential; only the public key reaches us.
+
+use keyfold_domain::DomainError;
+use keyfold_domain::ids::{IdKind, looks_like, new_id};
+use keyfold_domain::model::{Challenge, ChallengeKind, CodePurpose, Credential};
+use keyfold_domain::secrets::{code_hash, ct_eq, random_b64};
+use keyfold_domain::validate;
+use keyfold_types::auth::{
+    Attestation, AuthenticatorSelection, CreateRegistrationChallengeBody, CredentialKind,
+    NewCredential, PubKeyCredParam, RegisterBody, RegisterResponse, RegisteredCredential,
+    RegisteredUser, RegistrationChallengeResponse, RegistrationUser, RelyingParty,
+    SupportedCredentialKinds, UserVerification,
+};
+use keyfold_types::limits;
+
+use crate::credential::verify_key_attestation;
+use crate::jwt::{self, Audience, Claims};
+use crate::service::{AuthService, Result};
+
+/// Wrong guesses a registration code survives.
+pub const MAX_CODE_ATTEMPTS: i64 = 5;
+
+fn bad_code() -> DomainError {
+    DomainError::unauthenticated("the username or registration code is not valid")
+}
+
+impl AuthService {
+    /// `POST /auth/registration/init`.
+    pub async fn registration_init(
+        &self,
+        body: CreateRegistrationChallengeBody,
+    ) -> Result<RegistrationChallengeResponse> {
+        let username = validate::email("username", &body.username)?;
+        validate::required_text("registrationCode", &body.registration_code, 128)?;
+        if !looks_like(IdKind::Org, &body.org_id) {
+            return Err(bad_code());
+        }
+        let now = self.clock.now();
+        let user = self
+            .store
+            .find_user_by_username(&body.org_id, &username)
+            .await?
+            .filter(|u| u.is_active && !u.is_registered)
+            .ok_or_else(bad_code)?;
+        let code = self
+            .store
+            .live_code(&body.org_id, &user.id, CodePurpose::Registration, now)
+            .await?
+            .filter(|c| c.attempts < MAX_CODE_ATTEMPTS)
+            .ok_or_else(bad_code)?;
+        if !ct_eq(&code.code_hash, &code_hash(&body.registration_code)) {
+            self.store.record_code_attempt(&code.id).await?;
+            return Err(bad_code());
+        }
+        let org = self
+            .store
+            .get_org(&body.org_id)
+            .await?
+            .filter(|o| o.is_active)
+            .ok_or_else(bad_code)?;
+        let challenge = random_b64(32);
+        let record = Challenge {
+            id: new_id(IdKind::Challenge),
+            org_id: org.id.clone(),
+            kind: ChallengeKind::Registration,
+            user_id: user.id.clone(),
+            challenge: challenge.clone(),
+            token_id: None,
+            http_method: None,
+            http_path: None,
+            payload_hash: None,
+            expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
+            used_at: None,
+            created_at: now,
+        };
+        self.store.insert_challenge(&record).await?;
+        let temp = self.issue(&Claims {
+            iss: jwt::ISSUER.into(),
+            aud: Audience::Registration.as_str().into(),
+            sub: user.id.clone(),
+            jti: record.id.clone(),
+            iat: now.millis() / 1000,
+            exp: record.expires_at.millis() / 1000,
+            username: user.username.clone(),
+            app_metadata: jwt::AppMetadata {
+                org_id: org.id.clone(),
+                user_id: user.id.clone(),
+                token_kind: "Temp".into(),
+            },
+        })?;
+        let existing = self.store.list_credentials(&org.id, &user.id).await?;
+        Ok(RegistrationChallengeResponse {
+            user: RegistrationUser {
+                id: user.id.clone(),
+                display_name: user.name.clone(),
+                name: user.username.clone(),
+            },
+            temporary_authentication_token: temp,
+            challenge,
+            rp: Some(RelyingParty {
+                id: self.settings.rp_id.clone(),
+                name: self.settings.rp_name.clone(),
+            }),
+            supported_credential_kinds: SupportedCredentialKinds {
+                first_factor: vec![CredentialKind::Key],
+                second_factor: vec![],
+            },
+            authenticator_selection: AuthenticatorSelection {
+                authenticator_attachment: None,
+                resident_key: "required".into(),
+                require_resident_key: true,
+                user_verification: UserVerification::Required,
+            },
+            attestation: Attestation::Direct,
+            // ES256, EdDSA, RS256 — what the key verifier accepts.
+            pub_key_cred_params: [-7, -8, -257]
+                .into_iter()
+                .map(|alg| PubKeyCredParam {
+                    kind: "public-key".into(),
+                    alg,
+                })
+                .collect(),
+            exclude_credentials: existing
+                .iter()
+                .map(|c| keyfold_types::auth::AllowCredential::public_key(c.cred_id.clone()))
+                .collect(),
+            otp_url: String::new(),
+        })
+    }
+
+    /// `POST /auth/registration`, authorized by the temporary token from `registration_init`.
+    pub async fn register(&self, temporary_token: &str, body: RegisterBody) -> Result<RegisterResponse> {
+        let claims = self
+            .verify_jwt(temporary_token, Audience::Registration)
+            .await?;
+        let challenge = self
+            .live_challenge(&claims.jti, ChallengeKind::Registration)
+            .await?;
+        if challenge.user_id != claims.sub {
+            return Err(DomainError::unauthenticated("the registration token does not match its challenge"));
+        }
+        if body.second_factor_credential.is_some() || body.recovery_credential.is_some() {
+            return Err(DomainError::invalid(
+                "second-factor and recovery credentials are not supported yet; register a Key credential alone",
+            ));
+        }
+        let (info, name) = match &body.first_factor_credential {
+            NewCredential::Key {
+                credential_info,
+                credential_name,
+            } => (credential_info, credential_name),
+            other => {
+                return Err(DomainError::invalid(format!(
+                    "credential kind {} is not supported yet; register a Key credential",
+                    other.kind().as_str()
+                )));
+            }
+        };
+        let cred_id = validate::required_text("credId", &info.cred_id, limits::ID_MAX)?;
+        if !cred_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'))
+        {
+            return Err(DomainError::invalid("credId must be base64url"));
+        }
+        let name = match name {
+            Some(n) => validate::text("credentialName", n, limits::NAME_MAX)?,
+            None => String::new(),
+        };
+        let attested =
+            verify_key_attestation(&info.client_data, &info.attestation_data, &challenge.challenge)?;
+        let now = self.clock.now();
+        let user = self
+            .store
+            .get_user(&challenge.org_id, &challenge.user_id)
+            .await?
+            .filter(|u| u.is_active && !u.is_registered && !u.is_archived)
+            .ok_or_else(bad_code)?;
+        let code = self
+            .store
+            .live_code(&user.org_id, &user.id, CodePurpose::Registration, now)
+            .await?
+            .ok_or_else(|| DomainError::unauthenticated("the registration code was replaced or has expired"))?;
+        let credential = Credential {
+            uuid: new_id(IdKind::Credential),
+            org_id: user.org_id.clone(),
+            user_id: user.id.clone(),
+            cred_id,
+            kind: CredentialKind::Key,
+            name: name.clone(),
+            public_key: attested.public_key_pem.trim().to_string(),
+            algorithm: attested.algorithm,
+            is_active: true,
+            sign_count: 0,
+            encrypted_private_key: None,
+            created_at: now,
+        };
+        let done = self
+            .store
+            .complete_registration(&challenge.id, &code.id, &user.id, std::slice::from_ref(&credential), now)
+            .await
+            .map_err(|e| match e {
+                keyfold_domain::StoreError::Conflict(_) => {
+                    DomainError::conflict("a credential with this credId already exists")
+                }
+                other => other.into(),
+            })?;
+        if !done {
+            return Err(DomainError::unauthenticated(
+                "the registration challenge was already used or has expired",
+            ));
+        }
+        Ok(RegisterResponse {
+            credential: RegisteredCredential {
+                uuid: credential.uuid,
+                kind: CredentialKind::Key,
+                name,
+            },
+            user: RegisteredUser {
+                id: user.id,
+                username: user.username,
+                org_id: user.org_id,
+            },
+        })
+    }
+}

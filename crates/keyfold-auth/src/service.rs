@@ -1,0 +1,572 @@
+//! The authentication flows.
+//!
+//! ```text
+//! login      POST /auth/login/init  → challenge (for the user's credentials)
+//!            POST /auth/login       → credential signed {"type":"key.get","challenge"} → JWT
+//! request    Authorization: Bearer JWT → authenticate(): signature, expiry, the token's row
+//!            (revoked? identity and org active?) and the identity's operations, per request
+//! action     POST /auth/action/init → challenge bound to method + path + sha256(body)
+//!            POST /auth/action      → signed challenge → single-use user action token
+//!            x-dfns-useraction: token on the mutating request → check_action() compares
+//!            method, path and body with what was signed; consume_action() spends it once
+//! ```
+//!
+//! Every secret we hand out is stored only as a hash, every single-use thing is spent by a
+//! conditional update (so two racing requests cannot both win), and every failure of proof is
+//! `Unauthenticated` with a message that says what was wrong but never leaks whether a user
+//! exists.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use keyfold_domain::authz::Principal;
+use keyfold_domain::ids::{IdKind, looks_like, new_id};
+use keyfold_domain::model::{
+    AccessToken, Challenge, ChallengeKind, Credential, TokenKind, User, UserAction,
+};
+use keyfold_domain::ports::Store;
+use keyfold_domain::secrets::{random_b64, sha256_hex};
+use keyfold_domain::time::{Clock, Timestamp};
+use keyfold_domain::{DomainError, validate};
+use keyfold_types::auth::{
+    AllowCredential, AllowCredentials, Assertion, Attestation, ChallengeResponse,
+    CreateLoginChallengeBody, CreateUserActionChallengeBody, CreateUserActionSignatureBody,
+    CredentialFactor, CredentialKind, LoginBody, SupportedCredentialKind, UserVerification,
+};
+use keyfold_types::limits;
+
+use crate::credential::{KeyAssertion, PublicKey};
+use crate::jwt::{self, Audience, Claims, KeySet, VerifyError};
+use crate::sealer::Sealer;
+
+pub(crate) type Result<T> = std::result::Result<T, DomainError>;
+
+/// Lifetimes and limits of the flows.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Login session lifetime.
+    pub token_ttl_secs: i64,
+    /// How long a login / action / registration challenge may be answered.
+    pub challenge_ttl_secs: i64,
+    /// How long a user action token may be used.
+    pub user_action_ttl_secs: i64,
+    /// Largest request body a user action may cover.
+    pub max_payload_bytes: usize,
+    /// WebAuthn relying party id and name shown in challenges.
+    pub rp_id: String,
+    pub rp_name: String,
+}
+
+/// How often an unknown `kid` may trigger a key reload (another replica may have rotated).
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct AuthService {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: AuthSettings,
+    sealer: Sealer,
+    keys: RwLock<Arc<KeySet>>,
+    last_reload: Mutex<Option<Instant>>,
+}
+
+impl AuthService {
+    /// Loads the JWT key set, creating the first key if the store has none.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sealer: Sealer,
+        settings: AuthSettings,
+    ) -> Result<Self> {
+        let mut records = store.jwt_keys().await?;
+        if !records.iter().any(|r| r.is_current) {
+            store
+                .rotate_jwt_key(&jwt::new_key_record(&sealer, clock.now())?)
+                .await?;
+            records = store.jwt_keys().await?;
+        }
+        let keys = KeySet::from_records(&records, &sealer)?;
+        Ok(Self {
+            store,
+            clock,
+            settings,
+            sealer,
+            keys: RwLock::new(Arc::new(keys)),
+            last_reload: Mutex::new(None),
+        })
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// Makes a new signing key current. Tokens signed by older keys keep verifying.
+    pub async fn rotate_signing_key(&self) -> Result<String> {
+        let record = jwt::new_key_record(&self.sealer, self.clock.now())?;
+        let kid = record.kid.clone();
+        self.store.rotate_jwt_key(&record).await?;
+        self.reload_keys().await?;
+        Ok(kid)
+    }
+
+    async fn reload_keys(&self) -> Result<()> {
+        let records = self.store.jwt_keys().await?;
+        let set = KeySet::from_records(&records, &self.sealer)?;
+        if let Ok(mut w) = self.keys.write() {
+            *w = Arc::new(set);
+        }
+        Ok(())
+    }
+
+    fn key_set(&self) -> Result<Arc<KeySet>> {
+        self.keys
+            .read()
+            .map(|k| Arc::clone(&k))
+            .map_err(|_| DomainError::internal("jwt key set lock poisoned"))
+    }
+
+    pub(crate) fn issue(&self, claims: &Claims) -> Result<String> {
+        self.key_set()?.issue(claims)
+    }
+
+    /// Verifies a JWT, reloading the key set (rate limited) when it names a key we have not
+    /// loaded yet.
+    pub(crate) async fn verify_jwt(&self, token: &str, aud: Audience) -> Result<Claims> {
+        let now = self.clock.now();
+        match self.key_set()?.verify(token, aud, now) {
+            Ok(c) => return Ok(c),
+            Err(VerifyError::Invalid(why)) => return Err(DomainError::unauthenticated(why)),
+            Err(VerifyError::UnknownKey) => {}
+        }
+        let may_reload = match self.last_reload.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| t.elapsed() >= KEY_RELOAD_INTERVAL);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if may_reload {
+            self.reload_keys().await?;
+        }
+        self.key_set()?
+            .verify(token, aud, now)
+            .map_err(|e| match e {
+                VerifyError::Invalid(why) => DomainError::unauthenticated(why),
+                VerifyError::UnknownKey => {
+                    DomainError::unauthenticated("the token was not issued by this server")
+                }
+            })
+    }
+
+    // ---------------------------------------------------------------- login
+
+    /// `POST /auth/login/init`. An unknown or unusable username gets a challenge that no
+    /// credential can answer, indistinguishable from a real one.
+    pub async fn login_init(&self, body: CreateLoginChallengeBody) -> Result<ChallengeResponse> {
+        let username = body
+            .username
+            .as_deref()
+            .ok_or_else(|| DomainError::invalid("username is required"))?;
+        let username = validate::required_text("username", username, limits::EMAIL_MAX)?;
+        let org_id = validate::required_text("orgId", &body.org_id, limits::ID_MAX)?;
+        let now = self.clock.now();
+        let user = self.login_candidate(&org_id, &username).await?;
+        let challenge = random_b64(32);
+        let Some(user) = user else {
+            return Ok(self.challenge_response(new_id(IdKind::Challenge), challenge, &[]));
+        };
+        let creds = self.store.list_credentials(&org_id, &user.id).await?;
+        let record = Challenge {
+            id: new_id(IdKind::Challenge),
+            org_id: org_id.clone(),
+            kind: ChallengeKind::Login,
+            user_id: user.id.clone(),
+            challenge: challenge.clone(),
+            token_id: None,
+            http_method: None,
+            http_path: None,
+            payload_hash: None,
+            expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
+            used_at: None,
+            created_at: now,
+        };
+        self.store.insert_challenge(&record).await?;
+        Ok(self.challenge_response(record.id, challenge, &creds))
+    }
+
+    async fn login_candidate(&self, org_id: &str, username: &str) -> Result<Option<User>> {
+        if !looks_like(IdKind::Org, org_id) {
+            return Ok(None);
+        }
+        match self.store.get_org(org_id).await? {
+            Some(o) if o.is_active => {}
+            _ => return Ok(None),
+        }
+        let user = self
+            .store
+            .find_user_by_username(org_id, &username.to_ascii_lowercase())
+            .await?;
+        Ok(user.filter(|u| u.is_active && u.is_registered && !u.is_service_account))
+    }
+
+    /// `POST /auth/login`: the signed login challenge buys an access token.
+    pub async fn login(&self, body: LoginBody) -> Result<String> {
+        let challenge = self
+            .live_challenge(&body.challenge_identifier, ChallengeKind::Login)
+            .await?;
+        let cred = self
+            .verify_first_factor(&challenge.org_id, &challenge.user_id, &challenge.challenge, &body.first_factor)
+            .await?;
+        if body.second_factor.is_some() {
+            return Err(DomainError::invalid(
+                "second factors are not enabled for this user",
+            ));
+        }
+        let now = self.clock.now();
+        if !self.store.use_challenge(&challenge.id, now).await? {
+            return Err(DomainError::unauthenticated(
+                "the login challenge was already used or has expired",
+            ));
+        }
+        let user = self
+            .store
+            .get_user(&challenge.org_id, &cred.user_id)
+            .await?
+            .filter(|u| u.is_active && !u.is_archived)
+            .ok_or_else(|| DomainError::unauthenticated("the user is not active"))?;
+        self.issue_session(&user, now).await
+    }
+
+    pub(crate) async fn issue_session(&self, user: &User, now: Timestamp) -> Result<String> {
+        let token = AccessToken {
+            id: new_id(IdKind::Token),
+            org_id: user.org_id.clone(),
+            user_id: user.id.clone(),
+            kind: TokenKind::Token,
+            name: "login".into(),
+            is_active: true,
+            expires_at: Some(now.plus_secs(self.settings.token_ttl_secs)),
+            revoked_at: None,
+            created_at: now,
+        };
+        self.store.insert_token(&token).await?;
+        self.issue(&Claims {
+            iss: jwt::ISSUER.into(),
+            aud: Audience::Api.as_str().into(),
+            sub: user.id.clone(),
+            jti: token.id.clone(),
+            iat: now.millis() / 1000,
+            exp: (now.millis() / 1000) + self.settings.token_ttl_secs,
+            username: user.username.clone(),
+            app_metadata: jwt::AppMetadata {
+                org_id: user.org_id.clone(),
+                user_id: user.id.clone(),
+                token_kind: TokenKind::Token.as_str().into(),
+            },
+        })
+    }
+
+    /// `PUT /auth/logout`: this token, or every login session of the caller, stops working on
+    /// the next request.
+    pub async fn logout(&self, principal: &Principal, all_sessions: bool) -> Result<()> {
+        let now = self.clock.now();
+        if all_sessions {
+            self.store.revoke_sessions_of(&principal.user_id, now).await?;
+        }
+        self.store.revoke_token(&principal.token_id, now).await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- per request
+
+    /// Turns a bearer token into a [`Principal`]: signature and expiry, then the token's row
+    /// (revoked, deactivated), the identity and its organization (active), and the operations
+    /// granted — all checked on every request, so a change counts on the very next one.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        let claims = self.verify_jwt(bearer, Audience::Api).await?;
+        let session = self
+            .store
+            .session(&claims.jti)
+            .await?
+            .ok_or_else(|| DomainError::unauthenticated("the token is not known to this server"))?;
+        let now = self.clock.now();
+        let t = &session.token;
+        if t.org_id != claims.app_metadata.org_id || t.user_id != claims.sub {
+            return Err(DomainError::unauthenticated("the token does not match its record"));
+        }
+        if t.revoked_at.is_some() {
+            return Err(DomainError::unauthenticated("the token was revoked (logged out)"));
+        }
+        if !t.is_active {
+            return Err(DomainError::unauthenticated("the token is deactivated"));
+        }
+        if t.expires_at.is_some_and(|e| e <= now) {
+            return Err(DomainError::unauthenticated("the token has expired"));
+        }
+        if !session.user_active || session.user_archived {
+            return Err(DomainError::unauthenticated("the identity is deactivated"));
+        }
+        if !session.org_active {
+            return Err(DomainError::unauthenticated("the organization is deactivated"));
+        }
+        Ok(Principal::new(
+            t.org_id.clone(),
+            t.user_id.clone(),
+            session.username,
+            session.user_kind,
+            session.is_service_account,
+            t.id.clone(),
+            t.kind,
+            session.operations,
+        ))
+    }
+
+    // ---------------------------------------------------------------- user actions
+
+    /// `POST /auth/action/init`: a challenge bound to exactly the request the caller intends.
+    pub async fn action_init(
+        &self,
+        principal: &Principal,
+        body: CreateUserActionChallengeBody,
+    ) -> Result<ChallengeResponse> {
+        let path = &body.user_action_http_path;
+        if !path.starts_with('/') || path.len() > 2048 || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(DomainError::invalid(
+                "userActionHttpPath must be an absolute path without whitespace (at most 2048 characters)",
+            ));
+        }
+        if body.user_action_payload.len() > self.settings.max_payload_bytes {
+            return Err(DomainError::invalid("userActionPayload is larger than the largest accepted body"));
+        }
+        let creds = self
+            .store
+            .list_credentials(&principal.org_id, &principal.user_id)
+            .await?;
+        let now = self.clock.now();
+        let challenge = random_b64(32);
+        let record = Challenge {
+            id: new_id(IdKind::Challenge),
+            org_id: principal.org_id.clone(),
+            kind: ChallengeKind::Action,
+            user_id: principal.user_id.clone(),
+            challenge: challenge.clone(),
+            token_id: Some(principal.token_id.clone()),
+            http_method: Some(body.user_action_http_method.as_str().to_string()),
+            http_path: Some(path.clone()),
+            payload_hash: Some(sha256_hex(body.user_action_payload.as_bytes())),
+            expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
+            used_at: None,
+            created_at: now,
+        };
+        self.store.insert_challenge(&record).await?;
+        Ok(self.challenge_response(record.id, challenge, &creds))
+    }
+
+    /// `POST /auth/action`: verifies the signed action challenge and returns the single-use
+    /// token. The signed material is kept: it is the audit trail and, later, what signers
+    /// re-verify before they sign.
+    pub async fn action_sign(
+        &self,
+        principal: &Principal,
+        body: CreateUserActionSignatureBody,
+    ) -> Result<String> {
+        let challenge = self
+            .live_challenge(&body.challenge_identifier, ChallengeKind::Action)
+            .await?;
+        if challenge.user_id != principal.user_id || challenge.org_id != principal.org_id {
+            return Err(DomainError::unauthenticated(
+                "the action challenge belongs to another identity",
+            ));
+        }
+        let cred = self
+            .verify_first_factor(&challenge.org_id, &challenge.user_id, &challenge.challenge, &body.first_factor)
+            .await?;
+        if body.second_factor.is_some() {
+            return Err(DomainError::invalid(
+                "second factors are not enabled for this user",
+            ));
+        }
+        let (client_data, signature) = match &body.first_factor {
+            Assertion::Key { credential_assertion: a } => (a.client_data.clone(), a.signature.clone()),
+            _ => (String::new(), String::new()),
+        };
+        let now = self.clock.now();
+        let token = format!("kfua_{}", random_b64(32));
+        let action = UserAction {
+            id: new_id(IdKind::UserAction),
+            org_id: challenge.org_id.clone(),
+            user_id: challenge.user_id.clone(),
+            token_id: principal.token_id.clone(),
+            token_hash: sha256_hex(token.as_bytes()),
+            credential_uuid: cred.uuid.clone(),
+            http_method: challenge.http_method.clone().unwrap_or_default(),
+            http_path: challenge.http_path.clone().unwrap_or_default(),
+            payload_hash: challenge.payload_hash.clone().unwrap_or_default(),
+            challenge: challenge.challenge.clone(),
+            client_data,
+            signature,
+            expires_at: now.plus_secs(self.settings.user_action_ttl_secs),
+            used_at: None,
+            created_at: now,
+        };
+        if !self.store.record_user_action(&action, &challenge.id, now).await? {
+            return Err(DomainError::unauthenticated(
+                "the action challenge was already used or has expired",
+            ));
+        }
+        Ok(token)
+    }
+
+    /// Checks that the `x-dfns-useraction` token authorizes *this* request — same identity,
+    /// method, path and body bytes — without spending it. Call [`Self::consume_action`] once
+    /// the request has passed every other check.
+    pub async fn check_action(
+        &self,
+        principal: &Principal,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<UserAction> {
+        if token.is_empty() || token.len() > 256 {
+            return Err(DomainError::unauthenticated("the x-dfns-useraction header is malformed"));
+        }
+        let action = self
+            .store
+            .find_user_action(&sha256_hex(token.as_bytes()))
+            .await?
+            .ok_or_else(|| DomainError::unauthenticated("the user action token is not valid"))?;
+        if action.user_id != principal.user_id || action.org_id != principal.org_id {
+            return Err(DomainError::unauthenticated(
+                "the user action was signed by another identity",
+            ));
+        }
+        if action.used_at.is_some() {
+            return Err(DomainError::unauthenticated("the user action was already used"));
+        }
+        if action.expires_at <= self.clock.now() {
+            return Err(DomainError::unauthenticated("the user action has expired"));
+        }
+        if action.http_method != method {
+            return Err(DomainError::unauthenticated(format!(
+                "the user action was signed for {} requests, not {method}",
+                action.http_method
+            )));
+        }
+        if action.http_path != path {
+            return Err(DomainError::unauthenticated(
+                "the user action was signed for another path",
+            ));
+        }
+        if action.payload_hash != sha256_hex(body) {
+            return Err(DomainError::unauthenticated(
+                "the request body differs from the one the user action signed",
+            ));
+        }
+        Ok(action)
+    }
+
+    /// Spends a checked user action. Exactly one of several racing requests succeeds.
+    pub async fn consume_action(&self, action: &UserAction) -> Result<()> {
+        if self.store.consume_user_action(&action.id, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(DomainError::unauthenticated("the user action was already used"))
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    pub(crate) async fn live_challenge(&self, id: &str, kind: ChallengeKind) -> Result<Challenge> {
+        let invalid = || DomainError::unauthenticated("the challenge is unknown, used or expired");
+        if !looks_like(IdKind::Challenge, id) {
+            return Err(invalid());
+        }
+        let c = self.store.get_challenge(id).await?.ok_or_else(invalid)?;
+        if c.kind != kind || c.used_at.is_some() || c.expires_at <= self.clock.now() {
+            return Err(invalid());
+        }
+        Ok(c)
+    }
+
+    /// Verifies a first-factor assertion by one of `user_id`'s active credentials.
+    pub(crate) async fn verify_first_factor(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        challenge: &str,
+        assertion: &Assertion,
+    ) -> Result<Credential> {
+        let a = match assertion {
+            Assertion::Key { credential_assertion } => credential_assertion,
+            other => {
+                return Err(DomainError::invalid(format!(
+                    "credential kind {} is not supported yet; use a Key credential",
+                    other.kind().as_str()
+                )));
+            }
+        };
+        let cred = self
+            .store
+            .find_credential(org_id, &a.cred_id)
+            .await?
+            .filter(|c| c.user_id == user_id && c.kind == CredentialKind::Key)
+            .ok_or_else(|| {
+                DomainError::unauthenticated("the credential is not one of this identity's credentials")
+            })?;
+        if !cred.is_active {
+            return Err(DomainError::unauthenticated("the credential is deactivated"));
+        }
+        let key = PublicKey::from_pem(&cred.public_key)
+            .map_err(|_| DomainError::internal(format!("stored credential {} has a bad key", cred.uuid)))?;
+        KeyAssertion {
+            client_data_b64: &a.client_data,
+            signature_b64: &a.signature,
+            algorithm: a.algorithm.as_deref(),
+        }
+        .verify(&key, challenge)?;
+        Ok(cred)
+    }
+
+    fn challenge_response(
+        &self,
+        id: String,
+        challenge: String,
+        creds: &[Credential],
+    ) -> ChallengeResponse {
+        let active = creds.iter().filter(|c| c.is_active);
+        let key = active
+            .clone()
+            .filter(|c| c.kind == CredentialKind::Key)
+            .map(|c| AllowCredential::public_key(c.cred_id.clone()))
+            .collect();
+        let webauthn = active
+            .filter(|c| c.kind == CredentialKind::Fido2)
+            .map(|c| AllowCredential::public_key(c.cred_id.clone()))
+            .collect();
+        ChallengeResponse {
+            challenge,
+            challenge_identifier: id,
+            rp: Some(keyfold_types::auth::RelyingParty {
+                id: self.settings.rp_id.clone(),
+                name: self.settings.rp_name.clone(),
+            }),
+            supported_credential_kinds: vec![SupportedCredentialKind {
+                kind: CredentialKind::Key,
+                factor: CredentialFactor::First,
+                requires_second_factor: false,
+            }],
+            user_verification: UserVerification::Required,
+            attestation: Attestation::None,
+            allow_credentials: AllowCredentials {
+                key,
+                webauthn,
+                password_protected_key: None,
+            },
+            external_authentication_url: String::new(),
+        }
+    }
+}
