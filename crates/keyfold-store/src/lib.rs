@@ -1,1 +1,178 @@
+//! Keyfold's persistence: the domain's store port over SQLite (embedded, the default) and
+//! PostgreSQL (production), with sqlx.
+//!
+//! One implementation serves both backends. Every query is written once in the SQL both
+//! dialects accept (`$n` placeholders, partial indexes, `RETURNING`) and run against whichever
+//! pool is configured; the [`on_read!`] / [`on_write!`] macros expand the same code once per
+//! backend so each arm is statically typed. Where the dialects truly differ (row locking for
+//! work queues) the SQL is chosen per arm.
+//!
+//! SQLite gets a single writer connection and a pool of readers in WAL mode: SQLite allows one
+//! writer at a time anyway, and funnelling writes through one connection means a transaction
+//! never fails to upgrade from reader to writer (`SQLITE_BUSY`) under concurrency.
+//! `synchronous=FULL` makes every acknowledged write survive a crash or power loss.
+//!
+//! The conformance suite in `tests/conformance.rs` runs every test on both backends.
 
+mod rows;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use keyfold_domain::StoreError;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl BackendKind {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// The sqlx store. Cheap to clone (pools are shared handles).
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pub(crate) backend: Backend,
+}
+
+/// Runs `$body` with `$p` bound to a pool that may read.
+macro_rules! on_read {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { read: $p, .. } => $body,
+            $crate::Backend::Postgres($p) => $body,
+        }
+    };
+}
+/// Runs `$body` with `$p` bound to the pool that writes.
+macro_rules! on_write {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { write: $p, .. } => $body,
+            $crate::Backend::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use {on_read, on_write};
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before the store reports unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqlStore {
+    /// Connects (creating a SQLite file if needed). Call [`SqlStore::migrate`] next.
+    pub async fn connect(opts: &StoreOptions) -> Result<Self, StoreError> {
+        match BackendKind::of_url(&opts.url) {
+            Some(BackendKind::Sqlite) => {
+                let base = SqliteConnectOptions::from_str(&opts.url)
+                    .map_err(|e| StoreError::Unavailable(format!("bad sqlite url: {e}")))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let write = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(opts.acquire_timeout.max(Duration::from_secs(30)))
+                    .connect_with(base.clone())
+                    .await
+                    .map_err(sql::unavailable)?;
+                let read = SqlitePoolOptions::new()
+                    .max_connections(opts.max_connections.max(1))
+                    .acquire_timeout(opts.acquire_timeout)
+                    .connect_with(base.read_only(true))
+                    .await
+                    .map_err(sql::unavailable)?;
+                Ok(Self {
+                    backend: Backend::Sqlite { read, write },
+                })
+            }
+            Some(BackendKind::Postgres) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(opts.max_connections.max(1))
+                    .acquire_timeout(opts.acquire_timeout)
+                    .connect(&opts.url)
+                    .await
+                    .map_err(sql::unavailable)?;
+                Ok(Self {
+                    backend: Backend::Postgres(pool),
+                })
+            }
+            None => Err(StoreError::Unavailable(
+                "database url must start with sqlite: or postgres://".into(),
+            )),
+        }
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite { .. } => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Applies pending migrations (idempotent; safe to run from several replicas).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite { write, .. } => sqlx::migrate!("migrations/sqlite")
+                .run(write)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration failed: {e}"))),
+            Backend::Postgres(pool) => sqlx::migrate!("migrations/postgres")
+                .run(pool)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration failed: {e}"))),
+        }
+    }
+
+    /// Closes every connection (flushes SQLite's WAL on the last one).
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+}

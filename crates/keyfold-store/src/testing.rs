@@ -1,0 +1,91 @@
+//! Throwaway databases for tests: a SQLite file in a temp dir, or a fresh PostgreSQL database
+//! created on the server named by `KEYFOLD_TEST_POSTGRES_URL` (default: the machine's local
+//! `postgres://postgres@127.0.0.1:5432/test`) and dropped when the fixture goes away — even if
+//! the test panicked — so parallel runs never see each other's rows.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use rand::Rng;
+use sqlx::Connection;
+
+use crate::{SqlStore, StoreOptions};
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("KEYFOLD_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
+}
+
+/// A migrated store over a throwaway database.
+#[derive(Debug)]
+pub struct TestDb {
+    pub store: SqlStore,
+    pub url: String,
+    _guard: Guard,
+}
+
+#[derive(Debug)]
+enum Guard {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, db: String },
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Guard::Postgres { admin_url, db } = self {
+            let (admin_url, db) = (admin_url.clone(), db.clone());
+            // Drop runs outside async context (or while unwinding): use a private runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+impl TestDb {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("keyfold.db").display());
+        let store = SqlStore::connect(&StoreOptions::new(&url)).await.expect("sqlite");
+        store.migrate().await.expect("migrate sqlite");
+        Self {
+            store,
+            url,
+            _guard: Guard::Sqlite(dir),
+        }
+    }
+
+    pub async fn postgres() -> Self {
+        let admin_url = postgres_admin_url();
+        let db = format!("keyfold_test_{:016x}", rand::thread_rng().r#gen::<u64>());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for this test: {e}"));
+        sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        let mut url = url::Url::parse(&admin_url).expect("postgres url");
+        url.set_path(&db);
+        let url = url.to_string();
+        let guard = Guard::Postgres { admin_url, db };
+        let store = SqlStore::connect(&StoreOptions::new(&url)).await.expect("postgres");
+        store.migrate().await.expect("migrate postgres");
+        Self {
+            store,
+            url,
+            _guard: guard,
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The store conformance suite: every test is written once against the domain's `Store`
+//! port and runs on SQLite and on PostgreSQL (a throwaway database per test).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use futures::future::join_all;
+use keyfold_domain::model::*;
+use keyfold_domain::page::PageRequest;
+use keyfold_domain::ports::Store;
+use keyfold_domain::time::Timestamp;
+use keyfold_domain::StoreError;
+use keyfold_types::auth::CredentialKind;
+use keyfold_types::users::UserKind;
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = keyfold_store::testing::TestDb::sqlite().await;
+                    super::$name(&db.store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = keyfold_store::testing::TestDb::postgres().await;
+                    super::$name(&db.store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    bootstrap_writes_everything_and_reads_back,
+    usernames_unique_among_live_users,
+    external_ids_are_unique,
+    users_paginate_newest_first,
+    challenges_are_single_use_under_a_race,
+    user_actions_record_once_and_consume_once,
+    registration_is_all_or_nothing,
+    codes_replace_and_count_attempts,
+    sessions_carry_identity_state_and_operations,
+    deactivation_and_archival_revoke_the_right_tokens,
+    jwt_keys_rotate,
+    outbox_claims_are_exclusive_and_retry,
+    builtin_permissions_sync,
+);
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+fn org_fixture() -> Bootstrap {
+    let n = keyfold_auth::bootstrap::NewOrganization {
+        org_name: "Acme".into(),
+        root_username: "root@acme.test".into(),
+        root_cred_id: format!("cred-{}", rand_suffix()),
+        root_public_key_pem: test_pem(),
+        app_origin: "http://localhost".into(),
+        app_rp_id: "localhost".into(),
+    };
+    keyfold_auth::bootstrap::new_organization(&n, T0).unwrap()
+}
+
+fn test_pem() -> String {
+    use p256::pkcs8::{EncodePublicKey, LineEnding};
+    let sk = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    p256::PublicKey::from(sk.verifying_key())
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap()
+}
+
+fn rand_suffix() -> String {
+    keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Code)
+}
+
+fn user(org: &str, email: &str, at: Timestamp) -> User {
+    User {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::User),
+        org_id: org.into(),
+        username: email.into(),
+        name: email.into(),
+        kind: UserKind::CustomerEmployee,
+        is_active: true,
+        is_registered: false,
+        is_service_account: false,
+        is_sso_required: false,
+        is_archived: false,
+        external_id: None,
+        public_key: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn token(org: &str, user: &str, kind: TokenKind) -> AccessToken {
+    AccessToken {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Token),
+        org_id: org.into(),
+        user_id: user.into(),
+        kind,
+        name: "t".into(),
+        is_active: true,
+        expires_at: Some(T0.plus_secs(3600)),
+        revoked_at: None,
+        created_at: T0,
+    }
+}
+
+fn challenge(org: &str, user: &str, kind: ChallengeKind, expires: Timestamp) -> Challenge {
+    Challenge {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Challenge),
+        org_id: org.into(),
+        kind,
+        user_id: user.into(),
+        challenge: "c".into(),
+        token_id: None,
+        http_method: Some("POST".into()),
+        http_path: Some("/auth/users".into()),
+        payload_hash: Some("ab".into()),
+        expires_at: expires,
+        used_at: None,
+        created_at: T0,
+    }
+}
+
+fn code(org: &str, user: &str, at: Timestamp) -> OneTimeCode {
+    OneTimeCode {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Code),
+        org_id: org.into(),
+        user_id: user.into(),
+        purpose: CodePurpose::Registration,
+        code_hash: format!("hash-{}", at.0),
+        attempts: 0,
+        expires_at: at.plus_secs(3600),
+        used_at: None,
+        created_at: at,
+    }
+}
+
+fn mail(at: Timestamp) -> OutboxMessage {
+    OutboxMessage {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Outbox),
+        kind: "email".into(),
+        payload: "{}".into(),
+        attempts: 0,
+        next_attempt_at: at,
+        last_error: None,
+        sent_at: None,
+        created_at: at,
+    }
+}
+
+fn credential(org: &str, user: &str, cred_id: &str) -> Credential {
+    Credential {
+        uuid: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Credential),
+        org_id: org.into(),
+        user_id: user.into(),
+        cred_id: cred_id.into(),
+        kind: CredentialKind::Key,
+        name: "k".into(),
+        public_key: test_pem(),
+        algorithm: None,
+        is_active: true,
+        sign_count: 0,
+        encrypted_private_key: None,
+        created_at: T0,
+    }
+}
+
+async fn bootstrap_writes_everything_and_reads_back(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    assert_eq!(s.get_org(&b.org.id).await.unwrap(), Some(b.org.clone()));
+    assert_eq!(s.list_orgs().await.unwrap(), vec![b.org.clone()]);
+    assert_eq!(s.list_apps(&b.org.id).await.unwrap(), vec![b.app.clone()]);
+    assert_eq!(s.get_user(&b.org.id, &b.root.id).await.unwrap(), Some(b.root.clone()));
+    assert_eq!(
+        s.find_user_by_username(&b.org.id, &b.root.username).await.unwrap(),
+        Some(b.root.clone())
+    );
+    assert_eq!(
+        s.find_credential(&b.org.id, &b.credential.cred_id).await.unwrap(),
+        Some(b.credential.clone())
+    );
+    assert_eq!(
+        s.list_credentials(&b.org.id, &b.root.id).await.unwrap(),
+        vec![b.credential.clone()]
+    );
+    let a = s.assignments_of(std::slice::from_ref(&b.root.id)).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].permission_name, b.admin_permission.name);
+    assert_eq!(a[0].operations, b.admin_permission.operations);
+    assert_eq!(
+        s.first_credentials_of(std::slice::from_ref(&b.root.id)).await.unwrap(),
+        vec![(b.root.id.clone(), b.credential.uuid.clone())]
+    );
+    // Another org's id sees nothing of this one.
+    assert_eq!(s.get_user("or-other", &b.root.id).await.unwrap(), None);
+    // Bootstrapping the same org twice is refused and changes nothing.
+    assert!(s.bootstrap(&b).await.is_err());
+    assert_eq!(s.list_orgs().await.unwrap().len(), 1);
+}
+
+async fn usernames_unique_among_live_users(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let u1 = user(&b.org.id, "ann@acme.test", T0);
+    s.create_user(&u1, Some(&code(&b.org.id, &u1.id, T0)), Some(&mail(T0)))
+        .await
+        .unwrap();
+    let u2 = user(&b.org.id, "ann@acme.test", T0);
+    let c2 = code(&b.org.id, &u2.id, T0);
+    assert_eq!(
+        s.create_user(&u2, Some(&c2), Some(&mail(T0))).await,
+        Err(StoreError::Conflict("users.username".into()))
+    );
+    // The failed insert left nothing behind: no user, no code, no mail.
+    assert_eq!(s.get_user(&b.org.id, &u2.id).await.unwrap(), None);
+    assert_eq!(
+        s.live_code(&b.org.id, &u2.id, CodePurpose::Registration, T0).await.unwrap(),
+        None
+    );
+    assert_eq!(s.claim_outbox(T0, T0.plus_secs(60), 10).await.unwrap().len(), 1);
+    // Archiving frees the username.
+    assert!(s.archive_user(&b.org.id, &u1.id, T0).await.unwrap());
+    assert!(!s.archive_user(&b.org.id, &u1.id, T0).await.unwrap());
+    s.create_user(&u2, None, None).await.unwrap();
+    assert_eq!(
+        s.find_user_by_username(&b.org.id, "ann@acme.test").await.unwrap().map(|u| u.id),
+        Some(u2.id)
+    );
+}
+
+async fn external_ids_are_unique(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let mut u1 = user(&b.org.id, "a@acme.test", T0);
+    u1.external_id = Some("ext-1".into());
+    s.create_user(&u1, None, None).await.unwrap();
+    let mut u2 = user(&b.org.id, "b@acme.test", T0);
+    u2.external_id = Some("ext-1".into());
+    assert_eq!(
+        s.create_user(&u2, None, None).await,
+        Err(StoreError::Conflict("users.external_id".into()))
+    );
+    assert_eq!(
+        s.find_user_by_external_id(&b.org.id, "ext-1").await.unwrap().map(|u| u.id),
+        Some(u1.id)
+    );
+}
+
+async fn users_paginate_newest_first(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let mut ids = vec![b.root.id.clone()];
+    for i in 0..7 {
+        // Two users share each timestamp, to exercise the id tie-break.
+        let u = user(&b.org.id, &format!("u{i}@acme.test"), T0.plus_secs(1 + i / 2));
+        s.create_user(&u, None, None).await.unwrap();
+        ids.push(u.id);
+    }
+    let mut seen = vec![];
+    let mut page = PageRequest { limit: 3, after: None };
+    loop {
+        let p = s.list_users(&b.org.id, None, &page).await.unwrap();
+        assert!(p.items.len() <= 3);
+        seen.extend(p.items.iter().map(|u| (u.created_at, u.id.clone())));
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first, ties by id, no duplicates");
+    let filtered = s
+        .list_users(&b.org.id, Some(UserKind::EndUser), &PageRequest { limit: 10, after: None })
+        .await
+        .unwrap();
+    assert!(filtered.items.is_empty());
+}
+
+async fn challenges_are_single_use_under_a_race(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let c = challenge(&b.org.id, &b.root.id, ChallengeKind::Login, T0.plus_secs(60));
+    s.insert_challenge(&c).await.unwrap();
+    assert_eq!(s.get_challenge(&c.id).await.unwrap(), Some(c.clone()));
+    let wins = join_all((0..8).map(|_| s.use_challenge(&c.id, T0))).await;
+    assert_eq!(wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+    assert!(s.get_challenge(&c.id).await.unwrap().unwrap().used_at.is_some());
+    // An expired challenge cannot be used.
+    let old = challenge(&b.org.id, &b.root.id, ChallengeKind::Login, T0);
+    s.insert_challenge(&old).await.unwrap();
+    assert!(!s.use_challenge(&old.id, T0).await.unwrap());
+}
+
+async fn user_actions_record_once_and_consume_once(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let c = challenge(&b.org.id, &b.root.id, ChallengeKind::Action, T0.plus_secs(60));
+    s.insert_challenge(&c).await.unwrap();
+    let action = |hash: &str| UserAction {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::UserAction),
+        org_id: b.org.id.clone(),
+        user_id: b.root.id.clone(),
+        token_id: "to-1".into(),
+        token_hash: hash.into(),
+        credential_uuid: b.credential.uuid.clone(),
+        http_method: "POST".into(),
+        http_path: "/auth/users".into(),
+        payload_hash: "ab".into(),
+        challenge: "c".into(),
+        client_data: "cd".into(),
+        signature: "sig".into(),
+        expires_at: T0.plus_secs(60),
+        used_at: None,
+        created_at: T0,
+    };
+    let a = action("h1");
+    assert!(s.record_user_action(&a, &c.id, T0).await.unwrap());
+    // The challenge is spent: a second action from it is refused and not stored.
+    let a2 = action("h2");
+    assert!(!s.record_user_action(&a2, &c.id, T0).await.unwrap());
+    assert_eq!(s.find_user_action("h2").await.unwrap(), None);
+    assert_eq!(s.find_user_action("h1").await.unwrap(), Some(a.clone()));
+    let wins = join_all((0..8).map(|_| s.consume_user_action(&a.id, T0))).await;
+    assert_eq!(wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+    // Expired actions cannot be consumed.
+    let c3 = challenge(&b.org.id, &b.root.id, ChallengeKind::Action, T0.plus_secs(60));
+    s.insert_challenge(&c3).await.unwrap();
+    let a3 = action("h3");
+    assert!(s.record_user_action(&a3, &c3.id, T0).await.unwrap());
+    assert!(!s.consume_user_action(&a3.id, T0.plus_secs(61)).await.unwrap());
+}
+
+async fn registration_is_all_or_nothing(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let u = user(&b.org.id, "new@acme.test", T0);
+    let k = code(&b.org.id, &u.id, T0);
+    s.create_user(&u, Some(&k), None).await.unwrap();
+    let c = challenge(&b.org.id, &u.id, ChallengeKind::Registration, T0.plus_secs(60));
+    s.insert_challenge(&c).await.unwrap();
+
+    // A credential id already taken in the org: conflict, and nothing changes.
+    let clash = credential(&b.org.id, &u.id, &b.credential.cred_id);
+    assert_eq!(
+        s.complete_registration(&c.id, &k.id, &u.id, &[clash], T0).await,
+        Err(StoreError::Conflict("credentials.cred_id".into()))
+    );
+    assert!(!s.get_user(&b.org.id, &u.id).await.unwrap().unwrap().is_registered);
+    assert!(s.get_challenge(&c.id).await.unwrap().unwrap().used_at.is_none());
+    assert!(s.live_code(&b.org.id, &u.id, CodePurpose::Registration, T0).await.unwrap().is_some());
+
+    let good = credential(&b.org.id, &u.id, "fresh-cred");
+    assert!(s.complete_registration(&c.id, &k.id, &u.id, std::slice::from_ref(&good), T0).await.unwrap());
+    assert!(s.get_user(&b.org.id, &u.id).await.unwrap().unwrap().is_registered);
+    assert_eq!(s.list_credentials(&b.org.id, &u.id).await.unwrap(), vec![good]);
+    // Replaying the same registration does nothing.
+    let again = credential(&b.org.id, &u.id, "another");
+    assert!(!s.complete_registration(&c.id, &k.id, &u.id, &[again], T0).await.unwrap());
+    assert_eq!(s.list_credentials(&b.org.id, &u.id).await.unwrap().len(), 1);
+}
+
+async fn codes_replace_and_count_attempts(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let u = user(&b.org.id, "c@acme.test", T0);
+    let k1 = code(&b.org.id, &u.id, T0);
+    s.create_user(&u, Some(&k1), None).await.unwrap();
+    assert_eq!(s.record_code_attempt(&k1.id).await.unwrap(), 1);
+    assert_eq!(s.record_code_attempt(&k1.id).await.unwrap(), 2);
+    let k2 = code(&b.org.id, &u.id, T0.plus_secs(1));
+    s.replace_code(&k2, &mail(T0)).await.unwrap();
+    let live = s
+        .live_code(&b.org.id, &u.id, CodePurpose::Registration, T0.plus_secs(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.id, k2.id);
+    assert_eq!(live.attempts, 0);
+    // Expired codes are not live.
+    assert!(
+        s.live_code(&b.org.id, &u.id, CodePurpose::Registration, T0.plus_secs(7200))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn sessions_carry_identity_state_and_operations(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let t = token(&b.org.id, &b.root.id, TokenKind::Token);
+    s.insert_token(&t).await.unwrap();
+    let sess = s.session(&t.id).await.unwrap().unwrap();
+    assert_eq!(sess.token, t);
+    assert!(sess.user_active && sess.org_active && !sess.user_archived);
+    assert_eq!(sess.username, b.root.username);
+    let mut ops = sess.operations.clone();
+    ops.sort();
+    let mut want = b.admin_permission.operations.clone();
+    want.sort();
+    assert_eq!(ops, want);
+    assert_eq!(s.session("to-missing").await.unwrap(), None);
+    // A user without assignments has a session with no operations.
+    let u = user(&b.org.id, "plain@acme.test", T0);
+    s.create_user(&u, None, None).await.unwrap();
+    let t2 = token(&b.org.id, &u.id, TokenKind::Token);
+    s.insert_token(&t2).await.unwrap();
+    assert!(s.session(&t2.id).await.unwrap().unwrap().operations.is_empty());
+    s.revoke_token(&t.id, T0).await.unwrap();
+    assert_eq!(s.session(&t.id).await.unwrap().unwrap().token.revoked_at, Some(T0));
+}
+
+async fn deactivation_and_archival_revoke_the_right_tokens(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let u = user(&b.org.id, "d@acme.test", T0);
+    s.create_user(&u, None, None).await.unwrap();
+    let login = token(&b.org.id, &u.id, TokenKind::Token);
+    let pat = token(&b.org.id, &u.id, TokenKind::Pat);
+    s.insert_token(&login).await.unwrap();
+    s.insert_token(&pat).await.unwrap();
+    assert!(s.set_user_active(&b.org.id, &u.id, false, T0).await.unwrap());
+    let l = s.session(&login.id).await.unwrap().unwrap();
+    assert!(l.token.revoked_at.is_some() && !l.user_active);
+    let p = s.session(&pat.id).await.unwrap().unwrap();
+    assert!(p.token.revoked_at.is_none() && !p.user_active);
+    assert!(s.set_user_active(&b.org.id, &u.id, true, T0).await.unwrap());
+    assert!(s.session(&pat.id).await.unwrap().unwrap().user_active);
+    // Another org cannot touch this user.
+    assert!(!s.set_user_active("or-other", &u.id, false, T0).await.unwrap());
+    assert!(s.update_user_sso(&b.org.id, &u.id, true, T0).await.unwrap());
+    assert!(s.get_user(&b.org.id, &u.id).await.unwrap().unwrap().is_sso_required);
+    s.revoke_sessions_of(&b.root.id, T0).await.unwrap();
+    assert!(s.archive_user(&b.org.id, &u.id, T0).await.unwrap());
+    let p = s.session(&pat.id).await.unwrap().unwrap();
+    assert!(p.token.revoked_at.is_some() && p.user_archived);
+    assert!(!s.set_user_active(&b.org.id, &u.id, true, T0).await.unwrap());
+    assert!(!s.update_user_sso(&b.org.id, &u.id, false, T0).await.unwrap());
+}
+
+async fn jwt_keys_rotate(s: &dyn Store) {
+    let k = |kid: &str, at: i64| JwtKey {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        sealed_private_key: vec![1, 2, 3],
+        public_key: vec![4; 32],
+        is_current: true,
+        created_at: Timestamp(at),
+    };
+    assert!(s.jwt_keys().await.unwrap().is_empty());
+    s.rotate_jwt_key(&k("jk-1", 1)).await.unwrap();
+    s.rotate_jwt_key(&k("jk-2", 2)).await.unwrap();
+    let keys = s.jwt_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(!keys[0].is_current && keys[1].is_current);
+    assert_eq!(keys[1].sealed_private_key, vec![1, 2, 3]);
+}
+
+async fn outbox_claims_are_exclusive_and_retry(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let u = user(&b.org.id, "m@acme.test", T0);
+    let m = mail(T0);
+    s.create_user(&u, None, Some(&m)).await.unwrap();
+    let claims = join_all((0..4).map(|_| s.claim_outbox(T0, T0.plus_secs(60), 10))).await;
+    let total: usize = claims.iter().map(|c| c.as_ref().unwrap().len()).sum();
+    assert_eq!(total, 1, "one worker wins the message");
+    // Leased: not claimable until the lease ends.
+    assert!(s.claim_outbox(T0.plus_secs(30), T0.plus_secs(90), 10).await.unwrap().is_empty());
+    s.outbox_failed(&m.id, "smtp down", T0.plus_secs(10)).await.unwrap();
+    let again = s.claim_outbox(T0.plus_secs(10), T0.plus_secs(70), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].last_error.as_deref(), Some("smtp down"));
+    s.outbox_sent(&m.id, T0.plus_secs(11)).await.unwrap();
+    assert!(s.claim_outbox(T0.plus_secs(1000), T0.plus_secs(1060), 10).await.unwrap().is_empty());
+}
+
+async fn builtin_permissions_sync(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let ops = vec!["Auth:Users:Read".to_string()];
+    s.sync_builtin_permissions(&ops, T0.plus_secs(5)).await.unwrap();
+    let a = s.assignments_of(std::slice::from_ref(&b.root.id)).await.unwrap();
+    assert_eq!(a[0].operations, ops);
+}
