@@ -82,14 +82,14 @@ impl PublicKey {
                 k.verify(message, &sig).is_ok()
             }
             Self::Ed25519(k) => {
-                let sig = ed25519_dalek::Signature::from_slice(signature)
-                    .map_err(|_| bad_signature())?;
+                let sig =
+                    ed25519_dalek::Signature::from_slice(signature).map_err(|_| bad_signature())?;
                 k.verify_strict(message, &sig).is_ok()
             }
             Self::Rsa(k) => {
                 let vk = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(k.clone());
-                let sig = rsa::pkcs1v15::Signature::try_from(signature)
-                    .map_err(|_| bad_signature())?;
+                let sig =
+                    rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| bad_signature())?;
                 vk.verify(message, &sig).is_ok()
             }
         };
@@ -296,7 +296,8 @@ mod tests {
             hex::encode(Sha256::digest(&cd)),
             serde_json::to_string(pem).unwrap()
         );
-        let att = serde_json::json!({"publicKey": pem, "signature": hex::encode(sign(fp.as_bytes()))});
+        let att =
+            serde_json::json!({"publicKey": pem, "signature": hex::encode(sign(fp.as_bytes()))});
         let att_b64 = URL_SAFE_NO_PAD.encode(att.to_string());
         let cd_b64 = URL_SAFE_NO_PAD.encode(&cd);
         verify_key_attestation(&cd_b64, &att_b64, "reg").unwrap();
@@ -333,14 +334,20 @@ mod tests {
     #[test]
     fn ed25519() {
         let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
-        let pem = sk.verifying_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let pem = sk
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
         check_all_paths(&pem, |m| sk.sign(m).to_bytes().to_vec());
     }
 
     #[test]
     fn rsa_pkcs1v15_sha256() {
         let sk = rsa::RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
-        let pem = sk.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let pem = sk
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
         let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(sk);
         check_all_paths(&pem, |m| signer.sign(m).to_vec());
     }
@@ -349,7 +356,10 @@ mod tests {
     fn rejects_garbage_keys_and_small_rsa() {
         assert!(PublicKey::from_pem("not a key").is_err());
         let sk = rsa::RsaPrivateKey::new(&mut OsRng, 1024).unwrap();
-        let pem = sk.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let pem = sk
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
         assert!(PublicKey::from_pem(&pem).is_err());
     }
 

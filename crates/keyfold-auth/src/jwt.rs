@@ -118,7 +118,10 @@ impl KeySet {
         let mut verifiers = HashMap::new();
         for r in records {
             if r.alg != "EdDSA" || r.public_key.len() != 32 {
-                return Err(DomainError::internal(format!("jwt key {} is malformed", r.kid)));
+                return Err(DomainError::internal(format!(
+                    "jwt key {} is malformed",
+                    r.kid
+                )));
             }
             verifiers.insert(r.kid.clone(), DecodingKey::from_ed_der(&r.public_key));
         }
@@ -153,14 +156,21 @@ impl KeySet {
     }
 
     /// Checks signature, issuer, audience and expiry (against `now`, our clock).
-    pub fn verify(&self, token: &str, audience: Audience, now: Timestamp) -> Result<Claims, VerifyError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        audience: Audience,
+        now: Timestamp,
+    ) -> Result<Claims, VerifyError> {
         if token.len() > 4096 {
             return Err(VerifyError::Invalid("the token is too long"));
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| VerifyError::Invalid("the token is not a JWT"))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(VerifyError::Invalid("the token is not signed by this server"));
+            return Err(VerifyError::Invalid(
+                "the token is not signed by this server",
+            ));
         }
         let kid = header
             .kid
@@ -234,7 +244,10 @@ mod tests {
         assert_eq!(set2.current_kid(), Some(k2.kid.as_str()));
         assert!(set2.verify(&t1, Audience::Api, now).is_ok());
         let t2 = set2.issue(&claims(now, Audience::Api)).unwrap();
-        assert_eq!(set1.verify(&t2, Audience::Api, now), Err(VerifyError::UnknownKey));
+        assert_eq!(
+            set1.verify(&t2, Audience::Api, now),
+            Err(VerifyError::UnknownKey)
+        );
     }
 
     #[test]

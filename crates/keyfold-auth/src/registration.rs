@@ -130,7 +130,11 @@ impl AuthService {
     }
 
     /// `POST /auth/registration`, authorized by the temporary token from `registration_init`.
-    pub async fn register(&self, temporary_token: &str, body: RegisterBody) -> Result<RegisterResponse> {
+    pub async fn register(
+        &self,
+        temporary_token: &str,
+        body: RegisterBody,
+    ) -> Result<RegisterResponse> {
         let claims = self
             .verify_jwt(temporary_token, Audience::Registration)
             .await?;
@@ -138,7 +142,9 @@ impl AuthService {
             .live_challenge(&claims.jti, ChallengeKind::Registration)
             .await?;
         if challenge.user_id != claims.sub {
-            return Err(DomainError::unauthenticated("the registration token does not match its challenge"));
+            return Err(DomainError::unauthenticated(
+                "the registration token does not match its challenge",
+            ));
         }
         if body.second_factor_credential.is_some() || body.recovery_credential.is_some() {
             return Err(DomainError::invalid(
@@ -168,8 +174,11 @@ impl AuthService {
             Some(n) => validate::text("credentialName", n, limits::NAME_MAX)?,
             None => String::new(),
         };
-        let attested =
-            verify_key_attestation(&info.client_data, &info.attestation_data, &challenge.challenge)?;
+        let attested = verify_key_attestation(
+            &info.client_data,
+            &info.attestation_data,
+            &challenge.challenge,
+        )?;
         let now = self.clock.now();
         let user = self
             .store
@@ -181,7 +190,9 @@ impl AuthService {
             .store
             .live_code(&user.org_id, &user.id, CodePurpose::Registration, now)
             .await?
-            .ok_or_else(|| DomainError::unauthenticated("the registration code was replaced or has expired"))?;
+            .ok_or_else(|| {
+                DomainError::unauthenticated("the registration code was replaced or has expired")
+            })?;
         let credential = Credential {
             uuid: new_id(IdKind::Credential),
             org_id: user.org_id.clone(),
@@ -198,7 +209,13 @@ impl AuthService {
         };
         let done = self
             .store
-            .complete_registration(&challenge.id, &code.id, &user.id, std::slice::from_ref(&credential), now)
+            .complete_registration(
+                &challenge.id,
+                &code.id,
+                &user.id,
+                std::slice::from_ref(&credential),
+                now,
+            )
             .await
             .map_err(|e| match e {
                 keyfold_domain::StoreError::Conflict(_) => {

@@ -218,7 +218,12 @@ impl AuthService {
             .live_challenge(&body.challenge_identifier, ChallengeKind::Login)
             .await?;
         let cred = self
-            .verify_first_factor(&challenge.org_id, &challenge.user_id, &challenge.challenge, &body.first_factor)
+            .verify_first_factor(
+                &challenge.org_id,
+                &challenge.user_id,
+                &challenge.challenge,
+                &body.first_factor,
+            )
             .await?;
         if body.second_factor.is_some() {
             return Err(DomainError::invalid(
@@ -274,7 +279,9 @@ impl AuthService {
     pub async fn logout(&self, principal: &Principal, all_sessions: bool) -> Result<()> {
         let now = self.clock.now();
         if all_sessions {
-            self.store.revoke_sessions_of(&principal.user_id, now).await?;
+            self.store
+                .revoke_sessions_of(&principal.user_id, now)
+                .await?;
         }
         self.store.revoke_token(&principal.token_id, now).await?;
         Ok(())
@@ -287,18 +294,21 @@ impl AuthService {
     /// granted — all checked on every request, so a change counts on the very next one.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
         let claims = self.verify_jwt(bearer, Audience::Api).await?;
-        let session = self
-            .store
-            .session(&claims.jti)
-            .await?
-            .ok_or_else(|| DomainError::unauthenticated("the token is not known to this server"))?;
+        let session =
+            self.store.session(&claims.jti).await?.ok_or_else(|| {
+                DomainError::unauthenticated("the token is not known to this server")
+            })?;
         let now = self.clock.now();
         let t = &session.token;
         if t.org_id != claims.app_metadata.org_id || t.user_id != claims.sub {
-            return Err(DomainError::unauthenticated("the token does not match its record"));
+            return Err(DomainError::unauthenticated(
+                "the token does not match its record",
+            ));
         }
         if t.revoked_at.is_some() {
-            return Err(DomainError::unauthenticated("the token was revoked (logged out)"));
+            return Err(DomainError::unauthenticated(
+                "the token was revoked (logged out)",
+            ));
         }
         if !t.is_active {
             return Err(DomainError::unauthenticated("the token is deactivated"));
@@ -310,7 +320,9 @@ impl AuthService {
             return Err(DomainError::unauthenticated("the identity is deactivated"));
         }
         if !session.org_active {
-            return Err(DomainError::unauthenticated("the organization is deactivated"));
+            return Err(DomainError::unauthenticated(
+                "the organization is deactivated",
+            ));
         }
         Ok(Principal::new(
             t.org_id.clone(),
@@ -333,13 +345,18 @@ impl AuthService {
         body: CreateUserActionChallengeBody,
     ) -> Result<ChallengeResponse> {
         let path = &body.user_action_http_path;
-        if !path.starts_with('/') || path.len() > 2048 || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !path.starts_with('/')
+            || path.len() > 2048
+            || path.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(DomainError::invalid(
                 "userActionHttpPath must be an absolute path without whitespace (at most 2048 characters)",
             ));
         }
         if body.user_action_payload.len() > self.settings.max_payload_bytes {
-            return Err(DomainError::invalid("userActionPayload is larger than the largest accepted body"));
+            return Err(DomainError::invalid(
+                "userActionPayload is larger than the largest accepted body",
+            ));
         }
         let creds = self
             .store
@@ -382,7 +399,12 @@ impl AuthService {
             ));
         }
         let cred = self
-            .verify_first_factor(&challenge.org_id, &challenge.user_id, &challenge.challenge, &body.first_factor)
+            .verify_first_factor(
+                &challenge.org_id,
+                &challenge.user_id,
+                &challenge.challenge,
+                &body.first_factor,
+            )
             .await?;
         if body.second_factor.is_some() {
             return Err(DomainError::invalid(
@@ -390,7 +412,9 @@ impl AuthService {
             ));
         }
         let (client_data, signature) = match &body.first_factor {
-            Assertion::Key { credential_assertion: a } => (a.client_data.clone(), a.signature.clone()),
+            Assertion::Key {
+                credential_assertion: a,
+            } => (a.client_data.clone(), a.signature.clone()),
             _ => (String::new(), String::new()),
         };
         let now = self.clock.now();
@@ -412,7 +436,11 @@ impl AuthService {
             used_at: None,
             created_at: now,
         };
-        if !self.store.record_user_action(&action, &challenge.id, now).await? {
+        if !self
+            .store
+            .record_user_action(&action, &challenge.id, now)
+            .await?
+        {
             return Err(DomainError::unauthenticated(
                 "the action challenge was already used or has expired",
             ));
@@ -432,7 +460,9 @@ impl AuthService {
         body: &[u8],
     ) -> Result<UserAction> {
         if token.is_empty() || token.len() > 256 {
-            return Err(DomainError::unauthenticated("the x-dfns-useraction header is malformed"));
+            return Err(DomainError::unauthenticated(
+                "the x-dfns-useraction header is malformed",
+            ));
         }
         let action = self
             .store
@@ -445,7 +475,9 @@ impl AuthService {
             ));
         }
         if action.used_at.is_some() {
-            return Err(DomainError::unauthenticated("the user action was already used"));
+            return Err(DomainError::unauthenticated(
+                "the user action was already used",
+            ));
         }
         if action.expires_at <= self.clock.now() {
             return Err(DomainError::unauthenticated("the user action has expired"));
@@ -471,10 +503,16 @@ impl AuthService {
 
     /// Spends a checked user action. Exactly one of several racing requests succeeds.
     pub async fn consume_action(&self, action: &UserAction) -> Result<()> {
-        if self.store.consume_user_action(&action.id, self.clock.now()).await? {
+        if self
+            .store
+            .consume_user_action(&action.id, self.clock.now())
+            .await?
+        {
             Ok(())
         } else {
-            Err(DomainError::unauthenticated("the user action was already used"))
+            Err(DomainError::unauthenticated(
+                "the user action was already used",
+            ))
         }
     }
 
@@ -501,7 +539,9 @@ impl AuthService {
         assertion: &Assertion,
     ) -> Result<Credential> {
         let a = match assertion {
-            Assertion::Key { credential_assertion } => credential_assertion,
+            Assertion::Key {
+                credential_assertion,
+            } => credential_assertion,
             other => {
                 return Err(DomainError::invalid(format!(
                     "credential kind {} is not supported yet; use a Key credential",
@@ -515,13 +555,18 @@ impl AuthService {
             .await?
             .filter(|c| c.user_id == user_id && c.kind == CredentialKind::Key)
             .ok_or_else(|| {
-                DomainError::unauthenticated("the credential is not one of this identity's credentials")
+                DomainError::unauthenticated(
+                    "the credential is not one of this identity's credentials",
+                )
             })?;
         if !cred.is_active {
-            return Err(DomainError::unauthenticated("the credential is deactivated"));
+            return Err(DomainError::unauthenticated(
+                "the credential is deactivated",
+            ));
         }
-        let key = PublicKey::from_pem(&cred.public_key)
-            .map_err(|_| DomainError::internal(format!("stored credential {} has a bad key", cred.uuid)))?;
+        let key = PublicKey::from_pem(&cred.public_key).map_err(|_| {
+            DomainError::internal(format!("stored credential {} has a bad key", cred.uuid))
+        })?;
         KeyAssertion {
             client_data_b64: &a.client_data,
             signature_b64: &a.signature,

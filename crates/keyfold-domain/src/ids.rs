@@ -57,7 +57,10 @@ pub fn new_id(kind: IdKind) -> String {
 /// Whether `id` is shaped like an id of `kind` (prefix and alphabet). Used to answer a
 /// malformed id with a 404 without touching the database.
 pub fn looks_like(kind: IdKind, id: &str) -> bool {
-    let Some(rest) = id.strip_prefix(kind.prefix()).and_then(|r| r.strip_prefix('-')) else {
+    let Some(rest) = id
+        .strip_prefix(kind.prefix())
+        .and_then(|r| r.strip_prefix('-'))
+    else {
         return false;
     };
     rest.len() <= 64

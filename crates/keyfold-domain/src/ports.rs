@@ -13,8 +13,8 @@ use keyfold_types::users::UserKind;
 
 use crate::error::StoreError;
 use crate::model::{
-    AccessToken, AssignmentView, Bootstrap, Challenge, CodePurpose, Credential, JwtKey,
-    OneTimeCode, Org, OutboxMessage, SessionRecord, User, UserAction, App,
+    AccessToken, App, AssignmentView, Bootstrap, Challenge, CodePurpose, Credential, JwtKey,
+    OneTimeCode, Org, OutboxMessage, SessionRecord, User, UserAction,
 };
 use crate::page::{Page, PageRequest};
 use crate::time::Timestamp;
@@ -23,6 +23,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
 pub trait OrgStore: Send + Sync {
+    /// A cheap round trip proving the database answers.
+    async fn ping(&self) -> StoreResult<()>;
     /// Writes a new organization with its default app, root user, root credential, the
     /// built-in admin permission and its assignment — all or nothing.
     async fn bootstrap(&self, b: &Bootstrap) -> StoreResult<()>;
@@ -31,7 +33,11 @@ pub trait OrgStore: Send + Sync {
     async fn list_apps(&self, org_id: &str) -> StoreResult<Vec<App>>;
     /// Sets the operations of every immutable (built-in) permission, so a new release's new
     /// operations reach the root without a migration.
-    async fn sync_builtin_permissions(&self, operations: &[String], now: Timestamp) -> StoreResult<()>;
+    async fn sync_builtin_permissions(
+        &self,
+        operations: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -46,8 +52,16 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<()>;
     async fn get_user(&self, org_id: &str, user_id: &str) -> StoreResult<Option<User>>;
     /// The live (not archived) user with this username.
-    async fn find_user_by_username(&self, org_id: &str, username: &str) -> StoreResult<Option<User>>;
-    async fn find_user_by_external_id(&self, org_id: &str, external_id: &str) -> StoreResult<Option<User>>;
+    async fn find_user_by_username(
+        &self,
+        org_id: &str,
+        username: &str,
+    ) -> StoreResult<Option<User>>;
+    async fn find_user_by_external_id(
+        &self,
+        org_id: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<User>>;
     /// Live users, newest first.
     async fn list_users(
         &self,
@@ -56,21 +70,35 @@ pub trait UserStore: Send + Sync {
         page: &PageRequest,
     ) -> StoreResult<Page<User>>;
     /// Sets `is_sso_required`; returns false when the user does not exist.
-    async fn update_user_sso(&self, org_id: &str, user_id: &str, sso: bool, now: Timestamp) -> StoreResult<bool>;
+    async fn update_user_sso(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        sso: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Activates or deactivates; deactivating also revokes the user's tokens. Returns false
     /// when no live user matched.
-    async fn set_user_active(&self, org_id: &str, user_id: &str, active: bool, now: Timestamp) -> StoreResult<bool>;
+    async fn set_user_active(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        active: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Archives (deletes): inactive, archived, every token revoked — atomically.
     async fn archive_user(&self, org_id: &str, user_id: &str, now: Timestamp) -> StoreResult<bool>;
     /// Credentials' first uuid and permission assignments for each user, in one query each.
     async fn assignments_of(&self, identity_ids: &[String]) -> StoreResult<Vec<AssignmentView>>;
-    async fn first_credentials_of(&self, user_ids: &[String]) -> StoreResult<Vec<(String, String)>>;
+    async fn first_credentials_of(&self, user_ids: &[String])
+    -> StoreResult<Vec<(String, String)>>;
 }
 
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
     async fn list_credentials(&self, org_id: &str, user_id: &str) -> StoreResult<Vec<Credential>>;
-    async fn find_credential(&self, org_id: &str, cred_id: &str) -> StoreResult<Option<Credential>>;
+    async fn find_credential(&self, org_id: &str, cred_id: &str)
+    -> StoreResult<Option<Credential>>;
 }
 
 #[async_trait]
@@ -127,7 +155,12 @@ pub trait TokenStore: Send + Sync {
 pub trait UserActionStore: Send + Sync {
     /// Uses the action challenge and records the signed action — atomically. False when the
     /// challenge was already used or has expired.
-    async fn record_user_action(&self, action: &UserAction, challenge_id: &str, now: Timestamp) -> StoreResult<bool>;
+    async fn record_user_action(
+        &self,
+        action: &UserAction,
+        challenge_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     async fn find_user_action(&self, token_hash: &str) -> StoreResult<Option<UserAction>>;
     /// Marks the action used when unused and unexpired; true for exactly one caller.
     async fn consume_user_action(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
@@ -144,7 +177,12 @@ pub trait JwtKeyStore: Send + Sync {
 pub trait OutboxStore: Send + Sync {
     /// Claims up to `limit` due messages by pushing their next attempt to `lease_until`, so
     /// concurrent workers (other replicas) never take the same message.
-    async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> StoreResult<Vec<OutboxMessage>>;
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxMessage>>;
     async fn outbox_sent(&self, id: &str, now: Timestamp) -> StoreResult<()>;
     async fn outbox_failed(&self, id: &str, error: &str, retry_at: Timestamp) -> StoreResult<()>;
 }

@@ -69,7 +69,10 @@ mod tests {
     fn codes_normalize_and_hash() {
         let c = new_code();
         assert_eq!(c.len(), 14);
-        assert_eq!(code_hash(&c), code_hash(&c.to_lowercase().replace('-', " ")));
+        assert_eq!(
+            code_hash(&c),
+            code_hash(&c.to_lowercase().replace('-', " "))
+        );
         assert_ne!(code_hash(&c), code_hash(&new_code()));
         assert!(ct_eq("abc", "abc"));
         assert!(!ct_eq("abc", "abd"));

@@ -51,7 +51,11 @@ impl UserService {
 
     /// Creates an unregistered employee and emails its registration code. Retrying with the
     /// same `externalId` and email returns the user created the first time.
-    pub async fn create(&self, g: &Granted<op::UsersCreate>, body: CreateUserBody) -> Result<UserView> {
+    pub async fn create(
+        &self,
+        g: &Granted<op::UsersCreate>,
+        body: CreateUserBody,
+    ) -> Result<UserView> {
         let org_id = g.org_id().to_string();
         let email = validate::email("email", &body.email)?;
         if body.kind == CreatableUserKind::DfnsStaff {
@@ -94,7 +98,11 @@ impl UserService {
             updated_at: now,
         };
         let (code, mail) = self.registration_code(&user, now)?;
-        match self.store.create_user(&user, Some(&code), Some(&mail)).await {
+        match self
+            .store
+            .create_user(&user, Some(&code), Some(&mail))
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Conflict(what)) if what == "users.external_id" => {
                 // A concurrent retry won the race: answer like the retry it is.
@@ -126,7 +134,11 @@ impl UserService {
         }
     }
 
-    pub async fn list(&self, g: &Granted<op::UsersRead>, q: ListUsersQuery) -> Result<Page<UserView>> {
+    pub async fn list(
+        &self,
+        g: &Granted<op::UsersRead>,
+        q: ListUsersQuery,
+    ) -> Result<Page<UserView>> {
         let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
         let kind = q.kind.map(|k| match k {
             ListableUserKind::CustomerEmployee => UserKind::CustomerEmployee,
@@ -161,13 +173,21 @@ impl UserService {
         self.get_after_write(g.org_id(), user_id).await
     }
 
-    pub async fn activate(&self, g: &Granted<op::UsersActivate>, user_id: &str) -> Result<UserView> {
+    pub async fn activate(
+        &self,
+        g: &Granted<op::UsersActivate>,
+        user_id: &str,
+    ) -> Result<UserView> {
         self.set_active(g.org_id(), &g.principal().user_id, user_id, true)
             .await
     }
 
     /// Deactivation also revokes every token of the user, effective on its next request.
-    pub async fn deactivate(&self, g: &Granted<op::UsersDeactivate>, user_id: &str) -> Result<UserView> {
+    pub async fn deactivate(
+        &self,
+        g: &Granted<op::UsersDeactivate>,
+        user_id: &str,
+    ) -> Result<UserView> {
         self.set_active(g.org_id(), &g.principal().user_id, user_id, false)
             .await
     }
@@ -211,7 +231,13 @@ impl UserService {
         Ok(())
     }
 
-    async fn set_active(&self, org_id: &str, caller: &str, user_id: &str, active: bool) -> Result<UserView> {
+    async fn set_active(
+        &self,
+        org_id: &str,
+        caller: &str,
+        user_id: &str,
+        active: bool,
+    ) -> Result<UserView> {
         if !active && caller == user_id {
             return Err(DomainError::invalid(
                 "you cannot deactivate yourself; another administrator must do it",
@@ -219,7 +245,11 @@ impl UserService {
         }
         self.load(org_id, user_id).await?;
         let now = self.clock.now();
-        if !self.store.set_user_active(org_id, user_id, active, now).await? {
+        if !self
+            .store
+            .set_user_active(org_id, user_id, active, now)
+            .await?
+        {
             return Err(not_found(user_id));
         }
         self.get_after_write(org_id, user_id).await
@@ -242,7 +272,11 @@ impl UserService {
         }
     }
 
-    fn registration_code(&self, user: &User, now: Timestamp) -> Result<(OneTimeCode, OutboxMessage)> {
+    fn registration_code(
+        &self,
+        user: &User,
+        now: Timestamp,
+    ) -> Result<(OneTimeCode, OutboxMessage)> {
         let code = secrets::new_code();
         let record = OneTimeCode {
             id: new_id(IdKind::Code),
@@ -301,11 +335,18 @@ impl UserService {
             return Ok(vec![]);
         }
         let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
-        let creds: HashMap<String, String> =
-            self.store.first_credentials_of(&ids).await?.into_iter().collect();
+        let creds: HashMap<String, String> = self
+            .store
+            .first_credentials_of(&ids)
+            .await?
+            .into_iter()
+            .collect();
         let mut assignments: HashMap<String, Vec<_>> = HashMap::new();
         for a in self.store.assignments_of(&ids).await? {
-            assignments.entry(a.identity_id.clone()).or_default().push(a);
+            assignments
+                .entry(a.identity_id.clone())
+                .or_default()
+                .push(a);
         }
         Ok(users
             .into_iter()

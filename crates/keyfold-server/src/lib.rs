@@ -1,1 +1,213 @@
+//! The Keyfold API server: the Dfns API over HTTP, on axum.
+//!
+//! [`Server::build`] wires the use cases to a store and a configuration; [`Server::router`]
+//! is the whole HTTP surface (also usable in tests without a socket); [`Server::serve`] runs
+//! it with the background workers until shutdown. The OpenAPI document is generated from the
+//! same handler annotations that route requests, so it cannot drift from the code.
 
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod mail;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
+use keyfold_auth::sealer::Sealer;
+use keyfold_auth::{AuthService, AuthSettings};
+use keyfold_domain::authz::ALL_OPERATIONS;
+use keyfold_domain::ports::Store;
+use keyfold_domain::time::Clock;
+use keyfold_domain::users::{UserService, UserSettings};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+pub use config::Config;
+pub use state::AppState;
+
+use crate::error::ApiError;
+use crate::mail::Mailer;
+use crate::state::Inner;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Keyfold API",
+        description = "Self-hostable wallet-as-a-service speaking the Dfns API. Every call carries \
+            `Authorization: Bearer <JWT>`; every state-changing call also carries \
+            `x-dfns-useraction`, a single-use token obtained by signing a challenge bound to the \
+            exact method, path and body (`POST /auth/action/init`, then `POST /auth/action`).",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(keyfold_types::ErrorBody)),
+    tags(
+        (name = "auth", description = "Login, user action signing, registration"),
+        (name = "users", description = "Users of the organization"),
+        (name = "system", description = "Health and metadata"),
+    )
+)]
+struct ApiDoc;
+
+/// The assembled API.
+#[derive(Clone)]
+pub struct Server {
+    state: AppState,
+    router: Router,
+    openapi: Arc<OpenApi>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Wires the use cases. `sealer` opens the server's own sealed secrets (JWT keys).
+    pub async fn build(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sealer: Sealer,
+    ) -> Result<Self, ApiError> {
+        // New releases add operations; the built-in administrator permission follows.
+        let all_ops: Vec<String> = ALL_OPERATIONS.iter().map(|s| s.to_string()).collect();
+        store
+            .sync_builtin_permissions(&all_ops, clock.now())
+            .await
+            .map_err(keyfold_domain::DomainError::from)?;
+        let auth = AuthService::start(
+            store.clone(),
+            clock.clone(),
+            sealer,
+            AuthSettings {
+                token_ttl_secs: config.auth.token_ttl_secs,
+                challenge_ttl_secs: config.auth.challenge_ttl_secs,
+                user_action_ttl_secs: config.auth.user_action_ttl_secs,
+                max_payload_bytes: config.server.max_body_bytes,
+                rp_id: config.rp_id(),
+                rp_name: config.server.org_name.clone(),
+            },
+        )
+        .await?;
+        let users = UserService::new(
+            store.clone(),
+            clock.clone(),
+            UserSettings {
+                registration_code_ttl_secs: config.auth.registration_code_ttl_secs,
+                public_url: config.public_url(),
+            },
+        );
+        let state = AppState::new(Inner {
+            config,
+            store,
+            clock,
+            auth,
+            users,
+            outbox: tokio::sync::Notify::new(),
+        });
+        let (router, openapi) = Self::routes(state.clone());
+        Ok(Self {
+            state,
+            router,
+            openapi: Arc::new(openapi),
+        })
+    }
+
+    fn routes(state: AppState) -> (Router, OpenApi) {
+        let (api, mut openapi) =
+            OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+                .merge(routes::auth::router())
+                .merge(routes::users::router())
+                .merge(routes::system::router())
+                .split_for_parts();
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        }
+        let doc = Arc::new(openapi.clone());
+        let max_body = state.config.server.max_body_bytes;
+        let router = api
+            .route(
+                "/openapi.json",
+                axum::routing::get(move || {
+                    let doc = doc.clone();
+                    async move { axum::Json((*doc).clone()) }
+                }),
+            )
+            .fallback(routes::system::fallback)
+            .method_not_allowed_fallback(routes::system::method_not_allowed)
+            .layer(DefaultBodyLimit::max(max_body))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                }),
+            )
+            .layer(CatchPanicLayer::custom(|_| {
+                tracing::error!("a handler panicked");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(keyfold_types::ErrorBody::new("internal error; the incident was logged")),
+                )
+                    .into_response()
+            }))
+            .with_state(state);
+        (router, openapi)
+    }
+
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn openapi(&self) -> &OpenApi {
+        &self.openapi
+    }
+
+    /// Serves on `listener` with the background workers until `shutdown` resolves, then
+    /// drains in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mailer = Mailer::from_config(&self.state.config.email)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let worker = tokio::spawn(mail::run_outbox_worker(self.state.clone(), mailer, stop_rx));
+        let result = axum::serve(listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
+        result
+    }
+}
+
+/// The header name clients put the user action token in.
+pub fn user_action_header() -> HeaderName {
+    HeaderName::from_static(extract::USER_ACTION_HEADER)
+}

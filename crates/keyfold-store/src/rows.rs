@@ -161,7 +161,8 @@ impl TryFrom<CodeRow> for OneTimeCode {
     type Error = StoreError;
     fn try_from(r: CodeRow) -> Result<Self, StoreError> {
         Ok(OneTimeCode {
-            purpose: CodePurpose::parse(&r.purpose).ok_or_else(|| bad("code purpose", &r.purpose))?,
+            purpose: CodePurpose::parse(&r.purpose)
+                .ok_or_else(|| bad("code purpose", &r.purpose))?,
             id: r.id,
             org_id: r.org_id,
             user_id: r.user_id,

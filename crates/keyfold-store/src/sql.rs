@@ -170,18 +170,28 @@ macro_rules! insert_outbox {
 
 #[async_trait]
 impl OrgStore for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        on_read!(self, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|_| ()))
+        .map_err(map_err)
+    }
+
     async fn bootstrap(&self, b: &Bootstrap) -> StoreResult<()> {
         let ops = ops_to_json(&b.admin_permission.operations)?;
         on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
-            sqlx::query("INSERT INTO orgs (id, name, is_active, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&b.org.id)
-                .bind(&b.org.name)
-                .bind(b.org.is_active)
-                .bind(b.org.created_at.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO orgs (id, name, is_active, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&b.org.id)
+            .bind(&b.org.name)
+            .bind(b.org.is_active)
+            .bind(b.org.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
             sqlx::query(
                 "INSERT INTO apps (id, org_id, name, kind, expected_origin, expected_rp_id, \
                  public_key, is_active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -199,7 +209,9 @@ impl OrgStore for SqlStore {
             .await
             .map_err(map_err)?;
             insert_user!(&mut *tx, b.root).await.map_err(map_err)?;
-            insert_credential!(&mut *tx, b.credential).await.map_err(map_err)?;
+            insert_credential!(&mut *tx, b.credential)
+                .await
+                .map_err(map_err)?;
             let perm = &b.admin_permission;
             sqlx::query(
                 "INSERT INTO permissions (id, org_id, name, operations, is_immutable, is_archived, \
@@ -248,9 +260,11 @@ impl OrgStore for SqlStore {
 
     async fn list_orgs(&self) -> StoreResult<Vec<Org>> {
         let rows: Vec<OrgRow> = on_read!(self, |p| {
-            sqlx::query_as("SELECT id, name, is_active, created_at FROM orgs ORDER BY created_at, id")
-                .fetch_all(p)
-                .await
+            sqlx::query_as(
+                "SELECT id, name, is_active, created_at FROM orgs ORDER BY created_at, id",
+            )
+            .fetch_all(p)
+            .await
         })
         .map_err(map_err)?;
         Ok(rows.into_iter().map(Org::from).collect())
@@ -270,7 +284,11 @@ impl OrgStore for SqlStore {
         rows.into_iter().map(App::try_from).collect()
     }
 
-    async fn sync_builtin_permissions(&self, operations: &[String], now: Timestamp) -> StoreResult<()> {
+    async fn sync_builtin_permissions(
+        &self,
+        operations: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let ops = ops_to_json(operations)?;
         on_write!(self, |p| {
             sqlx::query(
@@ -312,27 +330,47 @@ impl UserStore for SqlStore {
     async fn get_user(&self, org_id: &str, user_id: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE org_id = $1 AND id = $2");
         let row: Option<UserRow> = on_read!(self, |p| {
-            sqlx::query_as(&sql).bind(org_id).bind(user_id).fetch_optional(p).await
+            sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(user_id)
+                .fetch_optional(p)
+                .await
         })
         .map_err(map_err)?;
         row.map(User::try_from).transpose()
     }
 
-    async fn find_user_by_username(&self, org_id: &str, username: &str) -> StoreResult<Option<User>> {
+    async fn find_user_by_username(
+        &self,
+        org_id: &str,
+        username: &str,
+    ) -> StoreResult<Option<User>> {
         let sql = format!(
             "SELECT {USER_COLS} FROM users WHERE org_id = $1 AND username = $2 AND NOT is_archived"
         );
         let row: Option<UserRow> = on_read!(self, |p| {
-            sqlx::query_as(&sql).bind(org_id).bind(username).fetch_optional(p).await
+            sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(username)
+                .fetch_optional(p)
+                .await
         })
         .map_err(map_err)?;
         row.map(User::try_from).transpose()
     }
 
-    async fn find_user_by_external_id(&self, org_id: &str, external_id: &str) -> StoreResult<Option<User>> {
+    async fn find_user_by_external_id(
+        &self,
+        org_id: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE org_id = $1 AND external_id = $2");
         let row: Option<UserRow> = on_read!(self, |p| {
-            sqlx::query_as(&sql).bind(org_id).bind(external_id).fetch_optional(p).await
+            sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(external_id)
+                .fetch_optional(p)
+                .await
         })
         .map_err(map_err)?;
         row.map(User::try_from).transpose()
@@ -385,7 +423,13 @@ impl UserStore for SqlStore {
         Ok(Page { items, next })
     }
 
-    async fn update_user_sso(&self, org_id: &str, user_id: &str, sso: bool, now: Timestamp) -> StoreResult<bool> {
+    async fn update_user_sso(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        sso: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
         let done = on_write!(self, |p| {
             sqlx::query(
                 "UPDATE users SET is_sso_required = $1, updated_at = $2 \
@@ -403,7 +447,13 @@ impl UserStore for SqlStore {
         Ok(done == 1)
     }
 
-    async fn set_user_active(&self, org_id: &str, user_id: &str, active: bool, now: Timestamp) -> StoreResult<bool> {
+    async fn set_user_active(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        active: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
         on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
             let done = sqlx::query(
@@ -500,7 +550,10 @@ impl UserStore for SqlStore {
             .collect()
     }
 
-    async fn first_credentials_of(&self, user_ids: &[String]) -> StoreResult<Vec<(String, String)>> {
+    async fn first_credentials_of(
+        &self,
+        user_ids: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
         if user_ids.is_empty() {
             return Ok(vec![]);
         }
@@ -532,16 +585,28 @@ impl CredentialStore for SqlStore {
              ORDER BY created_at, uuid"
         );
         let rows: Vec<CredentialRow> = on_read!(self, |p| {
-            sqlx::query_as(&sql).bind(org_id).bind(user_id).fetch_all(p).await
+            sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(user_id)
+                .fetch_all(p)
+                .await
         })
         .map_err(map_err)?;
         rows.into_iter().map(Credential::try_from).collect()
     }
 
-    async fn find_credential(&self, org_id: &str, cred_id: &str) -> StoreResult<Option<Credential>> {
+    async fn find_credential(
+        &self,
+        org_id: &str,
+        cred_id: &str,
+    ) -> StoreResult<Option<Credential>> {
         let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE org_id = $1 AND cred_id = $2");
         let row: Option<CredentialRow> = on_read!(self, |p| {
-            sqlx::query_as(&sql).bind(org_id).bind(cred_id).fetch_optional(p).await
+            sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(cred_id)
+                .fetch_optional(p)
+                .await
         })
         .map_err(map_err)?;
         row.map(Credential::try_from).transpose()
@@ -637,9 +702,10 @@ impl ChallengeStore for SqlStore {
 
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
         let sql = format!("SELECT {CHALLENGE_COLS} FROM challenges WHERE id = $1");
-        let row: Option<ChallengeRow> =
-            on_read!(self, |p| { sqlx::query_as(&sql).bind(id).fetch_optional(p).await })
-                .map_err(map_err)?;
+        let row: Option<ChallengeRow> = on_read!(self, |p| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(p).await
+        })
+        .map_err(map_err)?;
         row.map(Challenge::try_from).transpose()
     }
 
@@ -759,8 +825,9 @@ impl TokenStore for SqlStore {
         let Some(first) = rows.into_iter().next() else {
             return Ok(None);
         };
-        let user_kind = UserKind::parse(&first.user_kind)
-            .ok_or_else(|| StoreError::Internal(format!("stored user kind {:?}", first.user_kind)))?;
+        let user_kind = UserKind::parse(&first.user_kind).ok_or_else(|| {
+            StoreError::Internal(format!("stored user kind {:?}", first.user_kind))
+        })?;
         Ok(Some(SessionRecord {
             token: AccessToken::try_from(first.token)?,
             username: first.username,
@@ -775,12 +842,14 @@ impl TokenStore for SqlStore {
 
     async fn revoke_token(&self, token_id: &str, now: Timestamp) -> StoreResult<()> {
         on_write!(self, |p| {
-            sqlx::query("UPDATE access_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(now.0)
-                .bind(token_id)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
+            sqlx::query(
+                "UPDATE access_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now.0)
+            .bind(token_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
         Ok(())
@@ -805,7 +874,12 @@ impl TokenStore for SqlStore {
 
 #[async_trait]
 impl UserActionStore for SqlStore {
-    async fn record_user_action(&self, a: &UserAction, challenge_id: &str, now: Timestamp) -> StoreResult<bool> {
+    async fn record_user_action(
+        &self,
+        a: &UserAction,
+        challenge_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
         on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
             let used = sqlx::query(
@@ -850,9 +924,13 @@ impl UserActionStore for SqlStore {
 
     async fn find_user_action(&self, token_hash: &str) -> StoreResult<Option<UserAction>> {
         let sql = format!("SELECT {ACTION_COLS} FROM user_actions WHERE token_hash = $1");
-        let row: Option<UserActionRow> =
-            on_read!(self, |p| { sqlx::query_as(&sql).bind(token_hash).fetch_optional(p).await })
-                .map_err(map_err)?;
+        let row: Option<UserActionRow> = on_read!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(token_hash)
+                .fetch_optional(p)
+                .await
+        })
+        .map_err(map_err)?;
         Ok(row.map(UserAction::from))
     }
 
@@ -913,7 +991,12 @@ impl JwtKeyStore for SqlStore {
 
 #[async_trait]
 impl OutboxStore for SqlStore {
-    async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: i64) -> StoreResult<Vec<OutboxMessage>> {
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
         let rows: Vec<OutboxRow> = match &self.backend {
             // One writer connection: the claim is already exclusive.
             Backend::Sqlite { write, .. } => {

@@ -41,9 +41,10 @@ impl Drop for Guard {
                     .expect("runtime");
                 rt.block_on(async move {
                     if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-                            .execute(&mut c)
-                            .await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
                     }
                 });
             })
@@ -56,7 +57,9 @@ impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("keyfold.db").display());
-        let store = SqlStore::connect(&StoreOptions::new(&url)).await.expect("sqlite");
+        let store = SqlStore::connect(&StoreOptions::new(&url))
+            .await
+            .expect("sqlite");
         store.migrate().await.expect("migrate sqlite");
         Self {
             store,
@@ -80,7 +83,9 @@ impl TestDb {
         url.set_path(&db);
         let url = url.to_string();
         let guard = Guard::Postgres { admin_url, db };
-        let store = SqlStore::connect(&StoreOptions::new(&url)).await.expect("postgres");
+        let store = SqlStore::connect(&StoreOptions::new(&url))
+            .await
+            .expect("postgres");
         store.migrate().await.expect("migrate postgres");
         Self {
             store,

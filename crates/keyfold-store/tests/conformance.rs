@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use futures::future::join_all;
+use keyfold_domain::StoreError;
 use keyfold_domain::model::*;
 use keyfold_domain::page::PageRequest;
 use keyfold_domain::ports::Store;
 use keyfold_domain::time::Timestamp;
-use keyfold_domain::StoreError;
 use keyfold_types::auth::CredentialKind;
 use keyfold_types::users::UserKind;
 
@@ -176,25 +176,37 @@ async fn bootstrap_writes_everything_and_reads_back(s: &dyn Store) {
     assert_eq!(s.get_org(&b.org.id).await.unwrap(), Some(b.org.clone()));
     assert_eq!(s.list_orgs().await.unwrap(), vec![b.org.clone()]);
     assert_eq!(s.list_apps(&b.org.id).await.unwrap(), vec![b.app.clone()]);
-    assert_eq!(s.get_user(&b.org.id, &b.root.id).await.unwrap(), Some(b.root.clone()));
     assert_eq!(
-        s.find_user_by_username(&b.org.id, &b.root.username).await.unwrap(),
+        s.get_user(&b.org.id, &b.root.id).await.unwrap(),
         Some(b.root.clone())
     );
     assert_eq!(
-        s.find_credential(&b.org.id, &b.credential.cred_id).await.unwrap(),
+        s.find_user_by_username(&b.org.id, &b.root.username)
+            .await
+            .unwrap(),
+        Some(b.root.clone())
+    );
+    assert_eq!(
+        s.find_credential(&b.org.id, &b.credential.cred_id)
+            .await
+            .unwrap(),
         Some(b.credential.clone())
     );
     assert_eq!(
         s.list_credentials(&b.org.id, &b.root.id).await.unwrap(),
         vec![b.credential.clone()]
     );
-    let a = s.assignments_of(std::slice::from_ref(&b.root.id)).await.unwrap();
+    let a = s
+        .assignments_of(std::slice::from_ref(&b.root.id))
+        .await
+        .unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].permission_name, b.admin_permission.name);
     assert_eq!(a[0].operations, b.admin_permission.operations);
     assert_eq!(
-        s.first_credentials_of(std::slice::from_ref(&b.root.id)).await.unwrap(),
+        s.first_credentials_of(std::slice::from_ref(&b.root.id))
+            .await
+            .unwrap(),
         vec![(b.root.id.clone(), b.credential.uuid.clone())]
     );
     // Another org's id sees nothing of this one.
@@ -220,16 +232,27 @@ async fn usernames_unique_among_live_users(s: &dyn Store) {
     // The failed insert left nothing behind: no user, no code, no mail.
     assert_eq!(s.get_user(&b.org.id, &u2.id).await.unwrap(), None);
     assert_eq!(
-        s.live_code(&b.org.id, &u2.id, CodePurpose::Registration, T0).await.unwrap(),
+        s.live_code(&b.org.id, &u2.id, CodePurpose::Registration, T0)
+            .await
+            .unwrap(),
         None
     );
-    assert_eq!(s.claim_outbox(T0, T0.plus_secs(60), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.claim_outbox(T0, T0.plus_secs(60), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Archiving frees the username.
     assert!(s.archive_user(&b.org.id, &u1.id, T0).await.unwrap());
     assert!(!s.archive_user(&b.org.id, &u1.id, T0).await.unwrap());
     s.create_user(&u2, None, None).await.unwrap();
     assert_eq!(
-        s.find_user_by_username(&b.org.id, "ann@acme.test").await.unwrap().map(|u| u.id),
+        s.find_user_by_username(&b.org.id, "ann@acme.test")
+            .await
+            .unwrap()
+            .map(|u| u.id),
         Some(u2.id)
     );
 }
@@ -247,7 +270,10 @@ async fn external_ids_are_unique(s: &dyn Store) {
         Err(StoreError::Conflict("users.external_id".into()))
     );
     assert_eq!(
-        s.find_user_by_external_id(&b.org.id, "ext-1").await.unwrap().map(|u| u.id),
+        s.find_user_by_external_id(&b.org.id, "ext-1")
+            .await
+            .unwrap()
+            .map(|u| u.id),
         Some(u1.id)
     );
 }
@@ -258,12 +284,19 @@ async fn users_paginate_newest_first(s: &dyn Store) {
     let mut ids = vec![b.root.id.clone()];
     for i in 0..7 {
         // Two users share each timestamp, to exercise the id tie-break.
-        let u = user(&b.org.id, &format!("u{i}@acme.test"), T0.plus_secs(1 + i / 2));
+        let u = user(
+            &b.org.id,
+            &format!("u{i}@acme.test"),
+            T0.plus_secs(1 + i / 2),
+        );
         s.create_user(&u, None, None).await.unwrap();
         ids.push(u.id);
     }
     let mut seen = vec![];
-    let mut page = PageRequest { limit: 3, after: None };
+    let mut page = PageRequest {
+        limit: 3,
+        after: None,
+    };
     loop {
         let p = s.list_users(&b.org.id, None, &page).await.unwrap();
         assert!(p.items.len() <= 3);
@@ -278,7 +311,14 @@ async fn users_paginate_newest_first(s: &dyn Store) {
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(seen, sorted, "newest first, ties by id, no duplicates");
     let filtered = s
-        .list_users(&b.org.id, Some(UserKind::EndUser), &PageRequest { limit: 10, after: None })
+        .list_users(
+            &b.org.id,
+            Some(UserKind::EndUser),
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
         .await
         .unwrap();
     assert!(filtered.items.is_empty());
@@ -287,12 +327,24 @@ async fn users_paginate_newest_first(s: &dyn Store) {
 async fn challenges_are_single_use_under_a_race(s: &dyn Store) {
     let b = org_fixture();
     s.bootstrap(&b).await.unwrap();
-    let c = challenge(&b.org.id, &b.root.id, ChallengeKind::Login, T0.plus_secs(60));
+    let c = challenge(
+        &b.org.id,
+        &b.root.id,
+        ChallengeKind::Login,
+        T0.plus_secs(60),
+    );
     s.insert_challenge(&c).await.unwrap();
     assert_eq!(s.get_challenge(&c.id).await.unwrap(), Some(c.clone()));
     let wins = join_all((0..8).map(|_| s.use_challenge(&c.id, T0))).await;
     assert_eq!(wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
-    assert!(s.get_challenge(&c.id).await.unwrap().unwrap().used_at.is_some());
+    assert!(
+        s.get_challenge(&c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at
+            .is_some()
+    );
     // An expired challenge cannot be used.
     let old = challenge(&b.org.id, &b.root.id, ChallengeKind::Login, T0);
     s.insert_challenge(&old).await.unwrap();
@@ -302,7 +354,12 @@ async fn challenges_are_single_use_under_a_race(s: &dyn Store) {
 async fn user_actions_record_once_and_consume_once(s: &dyn Store) {
     let b = org_fixture();
     s.bootstrap(&b).await.unwrap();
-    let c = challenge(&b.org.id, &b.root.id, ChallengeKind::Action, T0.plus_secs(60));
+    let c = challenge(
+        &b.org.id,
+        &b.root.id,
+        ChallengeKind::Action,
+        T0.plus_secs(60),
+    );
     s.insert_challenge(&c).await.unwrap();
     let action = |hash: &str| UserAction {
         id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::UserAction),
@@ -331,11 +388,20 @@ async fn user_actions_record_once_and_consume_once(s: &dyn Store) {
     let wins = join_all((0..8).map(|_| s.consume_user_action(&a.id, T0))).await;
     assert_eq!(wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
     // Expired actions cannot be consumed.
-    let c3 = challenge(&b.org.id, &b.root.id, ChallengeKind::Action, T0.plus_secs(60));
+    let c3 = challenge(
+        &b.org.id,
+        &b.root.id,
+        ChallengeKind::Action,
+        T0.plus_secs(60),
+    );
     s.insert_challenge(&c3).await.unwrap();
     let a3 = action("h3");
     assert!(s.record_user_action(&a3, &c3.id, T0).await.unwrap());
-    assert!(!s.consume_user_action(&a3.id, T0.plus_secs(61)).await.unwrap());
+    assert!(
+        !s.consume_user_action(&a3.id, T0.plus_secs(61))
+            .await
+            .unwrap()
+    );
 }
 
 async fn registration_is_all_or_nothing(s: &dyn Store) {
@@ -344,26 +410,67 @@ async fn registration_is_all_or_nothing(s: &dyn Store) {
     let u = user(&b.org.id, "new@acme.test", T0);
     let k = code(&b.org.id, &u.id, T0);
     s.create_user(&u, Some(&k), None).await.unwrap();
-    let c = challenge(&b.org.id, &u.id, ChallengeKind::Registration, T0.plus_secs(60));
+    let c = challenge(
+        &b.org.id,
+        &u.id,
+        ChallengeKind::Registration,
+        T0.plus_secs(60),
+    );
     s.insert_challenge(&c).await.unwrap();
 
     // A credential id already taken in the org: conflict, and nothing changes.
     let clash = credential(&b.org.id, &u.id, &b.credential.cred_id);
     assert_eq!(
-        s.complete_registration(&c.id, &k.id, &u.id, &[clash], T0).await,
+        s.complete_registration(&c.id, &k.id, &u.id, &[clash], T0)
+            .await,
         Err(StoreError::Conflict("credentials.cred_id".into()))
     );
-    assert!(!s.get_user(&b.org.id, &u.id).await.unwrap().unwrap().is_registered);
-    assert!(s.get_challenge(&c.id).await.unwrap().unwrap().used_at.is_none());
-    assert!(s.live_code(&b.org.id, &u.id, CodePurpose::Registration, T0).await.unwrap().is_some());
+    assert!(
+        !s.get_user(&b.org.id, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_registered
+    );
+    assert!(
+        s.get_challenge(&c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at
+            .is_none()
+    );
+    assert!(
+        s.live_code(&b.org.id, &u.id, CodePurpose::Registration, T0)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     let good = credential(&b.org.id, &u.id, "fresh-cred");
-    assert!(s.complete_registration(&c.id, &k.id, &u.id, std::slice::from_ref(&good), T0).await.unwrap());
-    assert!(s.get_user(&b.org.id, &u.id).await.unwrap().unwrap().is_registered);
-    assert_eq!(s.list_credentials(&b.org.id, &u.id).await.unwrap(), vec![good]);
+    assert!(
+        s.complete_registration(&c.id, &k.id, &u.id, std::slice::from_ref(&good), T0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.get_user(&b.org.id, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_registered
+    );
+    assert_eq!(
+        s.list_credentials(&b.org.id, &u.id).await.unwrap(),
+        vec![good]
+    );
     // Replaying the same registration does nothing.
     let again = credential(&b.org.id, &u.id, "another");
-    assert!(!s.complete_registration(&c.id, &k.id, &u.id, &[again], T0).await.unwrap());
+    assert!(
+        !s.complete_registration(&c.id, &k.id, &u.id, &[again], T0)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.list_credentials(&b.org.id, &u.id).await.unwrap().len(), 1);
 }
 
@@ -386,10 +493,15 @@ async fn codes_replace_and_count_attempts(s: &dyn Store) {
     assert_eq!(live.attempts, 0);
     // Expired codes are not live.
     assert!(
-        s.live_code(&b.org.id, &u.id, CodePurpose::Registration, T0.plus_secs(7200))
-            .await
-            .unwrap()
-            .is_none()
+        s.live_code(
+            &b.org.id,
+            &u.id,
+            CodePurpose::Registration,
+            T0.plus_secs(7200)
+        )
+        .await
+        .unwrap()
+        .is_none()
     );
 }
 
@@ -413,9 +525,19 @@ async fn sessions_carry_identity_state_and_operations(s: &dyn Store) {
     s.create_user(&u, None, None).await.unwrap();
     let t2 = token(&b.org.id, &u.id, TokenKind::Token);
     s.insert_token(&t2).await.unwrap();
-    assert!(s.session(&t2.id).await.unwrap().unwrap().operations.is_empty());
+    assert!(
+        s.session(&t2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .operations
+            .is_empty()
+    );
     s.revoke_token(&t.id, T0).await.unwrap();
-    assert_eq!(s.session(&t.id).await.unwrap().unwrap().token.revoked_at, Some(T0));
+    assert_eq!(
+        s.session(&t.id).await.unwrap().unwrap().token.revoked_at,
+        Some(T0)
+    );
 }
 
 async fn deactivation_and_archival_revoke_the_right_tokens(s: &dyn Store) {
@@ -427,7 +549,11 @@ async fn deactivation_and_archival_revoke_the_right_tokens(s: &dyn Store) {
     let pat = token(&b.org.id, &u.id, TokenKind::Pat);
     s.insert_token(&login).await.unwrap();
     s.insert_token(&pat).await.unwrap();
-    assert!(s.set_user_active(&b.org.id, &u.id, false, T0).await.unwrap());
+    assert!(
+        s.set_user_active(&b.org.id, &u.id, false, T0)
+            .await
+            .unwrap()
+    );
     let l = s.session(&login.id).await.unwrap().unwrap();
     assert!(l.token.revoked_at.is_some() && !l.user_active);
     let p = s.session(&pat.id).await.unwrap().unwrap();
@@ -435,15 +561,29 @@ async fn deactivation_and_archival_revoke_the_right_tokens(s: &dyn Store) {
     assert!(s.set_user_active(&b.org.id, &u.id, true, T0).await.unwrap());
     assert!(s.session(&pat.id).await.unwrap().unwrap().user_active);
     // Another org cannot touch this user.
-    assert!(!s.set_user_active("or-other", &u.id, false, T0).await.unwrap());
+    assert!(
+        !s.set_user_active("or-other", &u.id, false, T0)
+            .await
+            .unwrap()
+    );
     assert!(s.update_user_sso(&b.org.id, &u.id, true, T0).await.unwrap());
-    assert!(s.get_user(&b.org.id, &u.id).await.unwrap().unwrap().is_sso_required);
+    assert!(
+        s.get_user(&b.org.id, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_sso_required
+    );
     s.revoke_sessions_of(&b.root.id, T0).await.unwrap();
     assert!(s.archive_user(&b.org.id, &u.id, T0).await.unwrap());
     let p = s.session(&pat.id).await.unwrap().unwrap();
     assert!(p.token.revoked_at.is_some() && p.user_archived);
     assert!(!s.set_user_active(&b.org.id, &u.id, true, T0).await.unwrap());
-    assert!(!s.update_user_sso(&b.org.id, &u.id, false, T0).await.unwrap());
+    assert!(
+        !s.update_user_sso(&b.org.id, &u.id, false, T0)
+            .await
+            .unwrap()
+    );
 }
 
 async fn jwt_keys_rotate(s: &dyn Store) {
@@ -474,21 +614,41 @@ async fn outbox_claims_are_exclusive_and_retry(s: &dyn Store) {
     let total: usize = claims.iter().map(|c| c.as_ref().unwrap().len()).sum();
     assert_eq!(total, 1, "one worker wins the message");
     // Leased: not claimable until the lease ends.
-    assert!(s.claim_outbox(T0.plus_secs(30), T0.plus_secs(90), 10).await.unwrap().is_empty());
-    s.outbox_failed(&m.id, "smtp down", T0.plus_secs(10)).await.unwrap();
-    let again = s.claim_outbox(T0.plus_secs(10), T0.plus_secs(70), 10).await.unwrap();
+    assert!(
+        s.claim_outbox(T0.plus_secs(30), T0.plus_secs(90), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.outbox_failed(&m.id, "smtp down", T0.plus_secs(10))
+        .await
+        .unwrap();
+    let again = s
+        .claim_outbox(T0.plus_secs(10), T0.plus_secs(70), 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 2);
     assert_eq!(again[0].last_error.as_deref(), Some("smtp down"));
     s.outbox_sent(&m.id, T0.plus_secs(11)).await.unwrap();
-    assert!(s.claim_outbox(T0.plus_secs(1000), T0.plus_secs(1060), 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_outbox(T0.plus_secs(1000), T0.plus_secs(1060), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn builtin_permissions_sync(s: &dyn Store) {
     let b = org_fixture();
     s.bootstrap(&b).await.unwrap();
     let ops = vec!["Auth:Users:Read".to_string()];
-    s.sync_builtin_permissions(&ops, T0.plus_secs(5)).await.unwrap();
-    let a = s.assignments_of(std::slice::from_ref(&b.root.id)).await.unwrap();
+    s.sync_builtin_permissions(&ops, T0.plus_secs(5))
+        .await
+        .unwrap();
+    let a = s
+        .assignments_of(std::slice::from_ref(&b.root.id))
+        .await
+        .unwrap();
     assert_eq!(a[0].operations, ops);
 }

@@ -1,0 +1,204 @@
+//! Extractors: how a request becomes typed, authenticated, authorized input.
+//!
+//! * [`JsonBody`] — a JSON body, with our error shape for malformed input and 413 for
+//!   oversized bodies (axum's own `Json` answers in plain text).
+//! * [`Auth`] — the bearer token verified into a [`Principal`] (once per request; later
+//!   extractors reuse it).
+//! * [`Perm<O>`] — the principal *holding operation `O`*: a [`Granted<O>`] capability, which
+//!   is what the domain's use cases demand. Checked before the body is even read.
+//! * [`Signed<T>`] — the `x-dfns-useraction` token checked against this request's method,
+//!   path and exact body bytes, the body parsed, and only then the token spent (single use),
+//!   before the handler runs.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use keyfold_domain::DomainError;
+use keyfold_domain::authz::{Granted, Operation, Principal};
+use keyfold_domain::model::UserAction;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Header carrying the single-use user action token.
+pub const USER_ACTION_HEADER: &str = "x-dfns-useraction";
+
+async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(state.config.server.max_body_bytes)
+            } else {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
+            }
+        })
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("a JSON request body is required"));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// A JSON request body.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A JSON body that may be absent (then `T::default()`).
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
+/// The bearer token from `Authorization`.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            DomainError::unauthenticated("the Authorization: Bearer header is required")
+        })?
+        .to_str()
+        .map_err(|_| DomainError::unauthenticated("the Authorization header is malformed"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            DomainError::unauthenticated("the Authorization header must be `Bearer <token>`")
+        })?;
+    Ok(token)
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(Auth(p.clone()));
+        }
+        let principal = state.auth.authenticate(bearer(&parts.headers)?).await?;
+        parts.extensions.insert(principal.clone());
+        Ok(Auth(principal))
+    }
+}
+
+/// The authenticated caller, holding operation `O`.
+#[derive(Debug)]
+pub struct Perm<O: Operation>(pub Granted<O>);
+
+impl<O: Operation> FromRequestParts<AppState> for Perm<O> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
+        Ok(Perm(principal.authorize::<O>()?))
+    }
+}
+
+/// A request body approved by a user action: verified, parsed, and the action spent.
+#[derive(Debug)]
+pub struct Signed<T> {
+    pub body: T,
+    pub action: UserAction,
+}
+
+/// The body of a signed request that carries none (activate, deactivate, delete): accepts
+/// an empty body or any JSON.
+#[derive(Debug)]
+pub struct Empty;
+
+impl<'de> serde::Deserialize<'de> for Empty {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Empty)
+    }
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Signed<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let Auth(principal) = Auth::from_request_parts(&mut parts, state).await?;
+        let token = parts
+            .headers
+            .get(USER_ACTION_HEADER)
+            .ok_or_else(|| {
+                DomainError::unauthenticated(
+                    "this request changes state and needs a signed user action (x-dfns-useraction header)",
+                )
+            })?
+            .to_str()
+            .map_err(|_| DomainError::unauthenticated("the x-dfns-useraction header is malformed"))?
+            .to_string();
+        let method = parts.method.as_str().to_string();
+        let path = parts.uri.path().to_string();
+        let bytes = read_body(Request::from_parts(parts, body), state).await?;
+        let action = state
+            .auth
+            .check_action(&principal, &token, &method, &path, &bytes)
+            .await?;
+        // An empty body reads as JSON null: fine for `Empty` and optional bodies, "required"
+        // for the rest.
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            serde_json::from_slice(b"null")
+                .map_err(|_| ApiError::bad_request("a JSON request body is required"))?
+        } else {
+            parse_json(&bytes)?
+        };
+        state.auth.consume_action(&action).await?;
+        Ok(Signed { body, action })
+    }
+}
+
+/// A path parameter (the id segment), with our error shape.
+#[derive(Debug)]
+pub struct PathId(pub String);
+
+impl FromRequestParts<AppState> for PathId {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("bad path parameter: {e}")))?;
+        Ok(PathId(id))
+    }
+}
+
+/// A query string, with our error shape.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for QueryParams<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Query(q) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+        Ok(QueryParams(q))
+    }
+}

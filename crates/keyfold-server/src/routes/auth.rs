@@ -1,0 +1,145 @@
+//! Login, logout, user action signing and registration (`/auth/...`). These are the
+//! "bootstrap" calls: they do not themselves need a user action.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use keyfold_types::auth::{
+    ChallengeResponse, CreateLoginChallengeBody, CreateRegistrationChallengeBody,
+    CreateUserActionChallengeBody, CreateUserActionSignatureBody, LoginBody, LoginResponse,
+    LogoutBody, MessageResponse, RegisterBody, RegisterResponse, RegistrationChallengeResponse,
+    ResendRegistrationCodeBody, UserActionResponse,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::Errors;
+use crate::error::ApiResult;
+use crate::extract::{Auth, JsonBody, OptionalJsonBody, bearer};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login_init))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(action_init))
+        .routes(routes!(action_sign))
+        .routes(routes!(registration_init))
+        .routes(routes!(register))
+        .routes(routes!(resend_registration_code))
+}
+
+/// Start a login: returns a challenge for the user's credentials to sign.
+#[utoipa::path(post, path = "/auth/login/init", tag = "auth",
+    request_body = CreateLoginChallengeBody,
+    responses((status = 200, body = ChallengeResponse), Errors))]
+async fn login_init(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<CreateLoginChallengeBody>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    Ok(Json(s.auth.login_init(body).await?))
+}
+
+/// Complete a login with the signed challenge; returns the access token.
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body = LoginBody,
+    responses((status = 200, body = LoginResponse), Errors))]
+async fn login(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> ApiResult<Json<LoginResponse>> {
+    Ok(Json(LoginResponse {
+        token: s.auth.login(body).await?,
+    }))
+}
+
+/// End this session (or every login session of the caller with `allSessions`).
+#[utoipa::path(put, path = "/auth/logout", tag = "auth",
+    request_body(content = LogoutBody, description = "optional"),
+    security(("bearer" = [])),
+    responses((status = 200, body = MessageResponse), Errors))]
+async fn logout(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    OptionalJsonBody(body): OptionalJsonBody<LogoutBody>,
+) -> ApiResult<Json<MessageResponse>> {
+    s.auth
+        .logout(&p, body.all_sessions.unwrap_or(false))
+        .await?;
+    Ok(Json(MessageResponse {
+        message: "logged out".into(),
+    }))
+}
+
+/// Ask for a challenge bound to the exact request (method, path, body) about to be made.
+#[utoipa::path(post, path = "/auth/action/init", tag = "auth",
+    request_body = CreateUserActionChallengeBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = ChallengeResponse), Errors))]
+async fn action_init(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(body): JsonBody<CreateUserActionChallengeBody>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    Ok(Json(s.auth.action_init(&p, body).await?))
+}
+
+/// Trade the signed action challenge for a single-use `x-dfns-useraction` token.
+#[utoipa::path(post, path = "/auth/action", tag = "auth",
+    request_body = CreateUserActionSignatureBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = UserActionResponse), Errors))]
+async fn action_sign(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(body): JsonBody<CreateUserActionSignatureBody>,
+) -> ApiResult<Json<UserActionResponse>> {
+    Ok(Json(UserActionResponse {
+        user_action: s.auth.action_sign(&p, body).await?,
+    }))
+}
+
+/// Prove the emailed registration code; returns the registration challenge and a temporary
+/// token for `POST /auth/registration`.
+#[utoipa::path(post, path = "/auth/registration/init", tag = "auth",
+    request_body = CreateRegistrationChallengeBody,
+    responses((status = 200, body = RegistrationChallengeResponse), Errors))]
+async fn registration_init(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<CreateRegistrationChallengeBody>,
+) -> ApiResult<Json<RegistrationChallengeResponse>> {
+    Ok(Json(s.auth.registration_init(body).await?))
+}
+
+/// Register the first credential (Bearer: the temporary token from registration init).
+#[utoipa::path(post, path = "/auth/registration", tag = "auth",
+    request_body = RegisterBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = RegisterResponse), Errors))]
+async fn register(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RegisterBody>,
+) -> ApiResult<Json<RegisterResponse>> {
+    let token = bearer(&headers)?;
+    Ok(Json(s.auth.register(token, body).await?))
+}
+
+/// Email a fresh registration code to an invited user. The answer is the same whether or not
+/// the user exists.
+#[utoipa::path(put, path = "/auth/registration/code", tag = "auth",
+    request_body = ResendRegistrationCodeBody,
+    responses((status = 200, body = MessageResponse), Errors))]
+async fn resend_registration_code(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<ResendRegistrationCodeBody>,
+) -> ApiResult<Json<MessageResponse>> {
+    s.users
+        .resend_registration_code(&body.org_id, &body.username)
+        .await?;
+    s.outbox.notify_one();
+    Ok(Json(MessageResponse {
+        message: "if the user is awaiting registration, a new code is on its way".into(),
+    }))
+}

@@ -1,0 +1,40 @@
+//! What every handler can reach: the use cases (behind `Arc`), the store port and the
+//! validated configuration. Built once at start-up.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use keyfold_auth::AuthService;
+use keyfold_domain::ports::Store;
+use keyfold_domain::time::Clock;
+use keyfold_domain::users::UserService;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub auth: AuthService,
+    pub users: UserService,
+    /// Wakes the outbox worker when a request queued mail.
+    pub outbox: Notify,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
