@@ -104,15 +104,16 @@ impl UserService {
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict(what)) if what == "users.external_id" => {
-                // A concurrent retry won the race: answer like the retry it is.
+            Err(StoreError::Conflict(_)) if external_id.is_some() => {
+                // A concurrent retry won the race (the database may report either unique
+                // rule first): answer like the retry it is.
                 let ext = external_id.as_deref().unwrap_or_default();
-                let existing = self
-                    .store
-                    .find_user_by_external_id(&org_id, ext)
-                    .await?
-                    .ok_or_else(|| DomainError::conflict("externalId is already in use"))?;
-                return self.idempotent_replay(existing, &email).await;
+                if let Some(existing) = self.store.find_user_by_external_id(&org_id, ext).await? {
+                    return self.idempotent_replay(existing, &email).await;
+                }
+                return Err(DomainError::conflict(format!(
+                    "a user with email {email} already exists"
+                )));
             }
             Err(StoreError::Conflict(what)) if what == "users.username" => {
                 return Err(DomainError::conflict(format!(
