@@ -15,6 +15,7 @@
 pub mod bootstrap;
 pub mod credential;
 pub mod jwt;
+pub mod payload;
 pub mod registration;
 pub mod sealer;
 pub mod service;

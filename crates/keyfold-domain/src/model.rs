@@ -249,7 +249,7 @@ pub struct Challenge {
     pub token_id: Option<String>,
     pub http_method: Option<String>,
     pub http_path: Option<String>,
-    /// Hex SHA-256 of the exact body string.
+    /// Digest of the body the action will carry (`keyfold_auth::payload::payload_digest`).
     pub payload_hash: Option<String>,
     pub expires_at: Timestamp,
     pub used_at: Option<Timestamp>,

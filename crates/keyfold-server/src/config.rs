@@ -39,7 +39,7 @@ impl Drop for SecretString {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -123,18 +123,6 @@ fn default_smtp_port() -> u16 {
 pub struct NetworkConfig {
     pub rpc_url: String,
     pub chain_id: Option<u64>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            auth: AuthConfig::default(),
-            email: EmailConfig::default(),
-            networks: BTreeMap::new(),
-        }
-    }
 }
 
 impl Default for ServerConfig {
@@ -313,6 +301,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn layers_file_then_env_and_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.toml");

@@ -65,6 +65,12 @@ impl IntoResponse for ApiError {
             tracing::debug!(%status, %message, "request refused");
         }
         let mut resp = (status, axum::Json(ErrorBody::new(message))).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read: the connection cannot be reused, and
+            // clients that pool connections must be told so.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -255,16 +255,11 @@ async fn user_action_must_match_method_path_and_body(h: Harness) {
         .unwrap();
     let (s, v) = raw(&h, &token, "POST", "/auth/users", &sent, Some(&ua)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
-    // Even whitespace counts: the exact body string is signed.
-    let (s, _) = raw(
-        &h,
-        &token,
-        "POST",
-        "/auth/users",
-        &format!("{signed} "),
-        Some(&ua),
-    )
-    .await;
+    // Reordered fields are a different body (only spelling — whitespace, escapes — may differ).
+    let ordered = r#"{"email":"signed@example.com","kind":"CustomerEmployee"}"#;
+    let reordered = r#"{"kind":"CustomerEmployee","email":"signed@example.com"}"#;
+    let ua = root.user_action(HttpMethod::Post, "/auth/users", ordered).await.unwrap();
+    let (s, _) = raw(&h, &token, "POST", "/auth/users", reordered, Some(&ua)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     // Signed for another path (deactivate someone else, used to deactivate target).
@@ -294,6 +289,14 @@ async fn user_action_must_match_method_path_and_body(h: Harness) {
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(user_ids(&root).await, before);
+
+    // Spelling is not meaning: a body signed with \u-escapes and sent as raw UTF-8 (what the
+    // Python SDK does) is the same request.
+    let signed = r#"{"email":"zo\u00eb@example.com","kind":"CustomerEmployee"}"#;
+    let sent = r#"{ "email": "zoë@example.com", "kind": "CustomerEmployee" }"#;
+    let ua = root.user_action(HttpMethod::Post, "/auth/users", signed).await.unwrap();
+    let (s, v) = raw(&h, &token, "POST", "/auth/users", sent, Some(&ua)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 }
 
 async fn user_action_signed_by_another_key_is_refused(h: Harness) {

@@ -60,6 +60,7 @@ pub async fn run(
         tracing::info!(file = %path.display(), "generated the server secret key");
     }
     let (store, sealer) = open(&cfg).await?;
+    restrict_database_files(&data_dir);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let admin_path = data_dir.join("admin.json");
     let admin = ensure_organization(&cfg, &store, clock.as_ref(), &admin_path).await?;
@@ -190,6 +191,15 @@ pub async fn bootstrap(
     write_private_file(out, json.as_bytes())?;
     store.bootstrap(&b).await?;
     Ok(admin)
+}
+
+/// The database holds hashes and public keys only, but nobody else needs to read it.
+fn restrict_database_files(data_dir: &Path) {
+    #[cfg(unix)]
+    for name in ["keyfold.db", "keyfold.db-wal", "keyfold.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(data_dir.join(name), std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 /// Creates `dir` (and parents) readable only by us.
