@@ -155,7 +155,10 @@ mod tests {
     #[test]
     fn spelling_does_not_matter() {
         assert!(same(r#"{"a":"café"}"#, r#"{"a":"caf\u00e9"}"#));
-        assert!(same(r#"{"a": 1, "b": [true, null]}"#, r#"{"a":1,"b":[true,null]}"#));
+        assert!(same(
+            r#"{"a": 1, "b": [true, null]}"#,
+            r#"{"a":1,"b":[true,null]}"#
+        ));
         assert!(same("", "{}"));
         assert!(same("  ", "{ }"));
         assert!(same(r#"{"a":"\/"}"#, r#"{"a":"/"}"#));
@@ -164,8 +167,14 @@ mod tests {
     #[test]
     fn meaning_does() {
         assert!(!same(r#"{"a":1}"#, r#"{"a":2}"#));
-        assert!(!same(r#"{"a":1,"b":2}"#, r#"{"b":2,"a":1}"#), "order is kept");
-        assert!(!same(r#"{"a":1,"a":2}"#, r#"{"a":2}"#), "duplicates are kept");
+        assert!(
+            !same(r#"{"a":1,"b":2}"#, r#"{"b":2,"a":1}"#),
+            "order is kept"
+        );
+        assert!(
+            !same(r#"{"a":1,"a":2}"#, r#"{"a":2}"#),
+            "duplicates are kept"
+        );
         assert!(!same(r#"{"a":"1"}"#, r#"{"a":1}"#));
         assert!(!same("[]", "{}"));
         assert!(!same("", "null"));
@@ -176,7 +185,10 @@ mod tests {
             r#"{"a":123456789012345678901234567891}"#
         ));
         assert!(same(r#"{"a":1.5}"#, r#"{"a":1.5}"#));
-        assert!(!same(r#"{"a":1.5}"#, r#"{"a": 1.5}"#), "floats bind exact bytes");
+        assert!(
+            !same(r#"{"a":1.5}"#, r#"{"a": 1.5}"#),
+            "floats bind exact bytes"
+        );
         // Not JSON: exact bytes.
         assert!(same("{oops", "{oops"));
         assert!(!same("{oops", "{oops "));

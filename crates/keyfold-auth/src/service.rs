@@ -373,7 +373,9 @@ impl AuthService {
             token_id: Some(principal.token_id.clone()),
             http_method: Some(body.user_action_http_method.as_str().to_string()),
             http_path: Some(path.clone()),
-            payload_hash: Some(crate::payload::payload_digest(body.user_action_payload.as_bytes())),
+            payload_hash: Some(crate::payload::payload_digest(
+                body.user_action_payload.as_bytes(),
+            )),
             expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
             used_at: None,
             created_at: now,

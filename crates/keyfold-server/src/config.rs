@@ -336,3 +336,22 @@ mod tests {
         assert!(format!("{c:?}").contains("<redacted>"));
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn the_example_config_loads_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../keyfold.example.toml");
+        // Inside a Jail: environment-variable tests run concurrently in this process.
+        figment::Jail::expect_with(|_| {
+            let c = Config::load(&Config::default(), Some(&path)).unwrap();
+            c.validate().unwrap();
+            assert_eq!(c, Config::default(), "the example documents the defaults");
+            Ok(())
+        });
+    }
+}

@@ -50,7 +50,12 @@ use crate::state::Inner;
             exact method, path and body (`POST /auth/action/init`, then `POST /auth/action`).",
         license(name = "Apache-2.0")
     ),
-    components(schemas(keyfold_types::ErrorBody)),
+    components(schemas(
+        keyfold_types::ErrorBody,
+        keyfold_types::users::ListableUserKind,
+        keyfold_types::users::UserKind,
+        keyfold_types::auth::CredentialKind,
+    )),
     tags(
         (name = "auth", description = "Login, user action signing, registration"),
         (name = "users", description = "Users of the organization"),

@@ -258,7 +258,10 @@ async fn user_action_must_match_method_path_and_body(h: Harness) {
     // Reordered fields are a different body (only spelling — whitespace, escapes — may differ).
     let ordered = r#"{"email":"signed@example.com","kind":"CustomerEmployee"}"#;
     let reordered = r#"{"kind":"CustomerEmployee","email":"signed@example.com"}"#;
-    let ua = root.user_action(HttpMethod::Post, "/auth/users", ordered).await.unwrap();
+    let ua = root
+        .user_action(HttpMethod::Post, "/auth/users", ordered)
+        .await
+        .unwrap();
     let (s, _) = raw(&h, &token, "POST", "/auth/users", reordered, Some(&ua)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
@@ -294,7 +297,10 @@ async fn user_action_must_match_method_path_and_body(h: Harness) {
     // Python SDK does) is the same request.
     let signed = r#"{"email":"zo\u00eb@example.com","kind":"CustomerEmployee"}"#;
     let sent = r#"{ "email": "zoë@example.com", "kind": "CustomerEmployee" }"#;
-    let ua = root.user_action(HttpMethod::Post, "/auth/users", signed).await.unwrap();
+    let ua = root
+        .user_action(HttpMethod::Post, "/auth/users", signed)
+        .await
+        .unwrap();
     let (s, v) = raw(&h, &token, "POST", "/auth/users", sent, Some(&ua)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }

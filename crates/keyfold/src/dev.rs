@@ -198,7 +198,8 @@ fn restrict_database_files(data_dir: &Path) {
     #[cfg(unix)]
     for name in ["keyfold.db", "keyfold.db-wal", "keyfold.db-shm"] {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(data_dir.join(name), std::fs::Permissions::from_mode(0o600));
+        let _ =
+            std::fs::set_permissions(data_dir.join(name), std::fs::Permissions::from_mode(0o600));
     }
 }
 

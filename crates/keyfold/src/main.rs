@@ -46,6 +46,11 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Log in with an admin file (as written by `keyfold dev`) and print the access token.
+    Token {
+        #[arg(long, default_value = "./keyfold-data/admin.json")]
+        admin_file: PathBuf,
+    },
     /// Operator tasks.
     Admin {
         #[command(subcommand)]
@@ -80,9 +85,17 @@ fn main() -> anyhow::Result<()> {
                 config,
             } => dev::run(data_dir, listen, config).await,
             Command::Api { config, listen } => dev::run_api(config, listen).await,
+            Command::Token { admin_file } => print_token(&admin_file).await,
             Command::Admin { command } => admin::run(command).await,
         }
     })
+}
+
+#[allow(clippy::print_stdout)]
+async fn print_token(admin_file: &std::path::Path) -> anyhow::Result<()> {
+    let client = keyfold_sdk::Client::from_admin_file(admin_file).await?;
+    println!("{}", client.token().unwrap_or_default());
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
