@@ -82,7 +82,7 @@ class Keyfold:
         _tmp.discard(self.tmp_dir)
 
 
-def start_keyfold(timeout: float = 30.0) -> Keyfold:
+def start_keyfold(timeout: float = 30.0, env: dict[str, str] | None = None) -> Keyfold:
     if not KEYFOLD_BIN.exists():
         raise RuntimeError(f"keyfold binary not found at {KEYFOLD_BIN} (set KEYFOLD_BIN)")
     tmp = tempfile.mkdtemp(prefix="keyfold-sdk-python-")
@@ -92,7 +92,7 @@ def start_keyfold(timeout: float = 30.0) -> Keyfold:
     base = f"http://127.0.0.1:{port}"
     log_path = Path(tmp) / "keyfold.log"
     log = open(log_path, "wb")
-    env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), "NO_COLOR": "1"}
+    env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), "NO_COLOR": "1", **(env or {})}
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [str(KEYFOLD_BIN), "dev", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"],
