@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 command -v wrk >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y --no-install-recommends wrk >/dev/null; }
 
-cargo build --release --locked -p keyfold -p keyfold-sdk --example auth_bench
+cargo build --release --locked -p keyfold
+cargo build --release --locked -p keyfold-sdk --example auth_bench
 export KEYFOLD_BIN=target/release/keyfold
 source scripts/lib.sh
 

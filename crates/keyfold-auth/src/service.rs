@@ -16,6 +16,7 @@
 //! `Unauthenticated` with a message that says what was wrong but never leaks whether a user
 //! exists.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ use keyfold_types::auth::{
     CredentialFactor, CredentialKind, LoginBody, SupportedCredentialKind, UserVerification,
 };
 use keyfold_types::limits;
+use sha2::{Digest, Sha256};
 
 use crate::credential::{KeyAssertion, PublicKey};
 use crate::jwt::{self, Audience, Claims, KeySet, VerifyError};
@@ -68,7 +70,14 @@ pub struct AuthService {
     sealer: Sealer,
     keys: RwLock<Arc<KeySet>>,
     last_reload: Mutex<Option<Instant>>,
+    /// Access tokens whose signature already verified, by SHA-256 of the token. A JWT's
+    /// claims never change, so re-verifying the signature on every request buys nothing;
+    /// expiry is still checked per request and revocation lives in the token's row.
+    verified: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
 }
+
+/// Verified tokens remembered before the cache starts over.
+const VERIFIED_CAPACITY: usize = 50_000;
 
 impl AuthService {
     /// Loads the JWT key set, creating the first key if the store has none.
@@ -93,6 +102,7 @@ impl AuthService {
             sealer,
             keys: RwLock::new(Arc::new(keys)),
             last_reload: Mutex::new(None),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -114,6 +124,9 @@ impl AuthService {
         let set = KeySet::from_records(&records, &self.sealer)?;
         if let Ok(mut w) = self.keys.write() {
             *w = Arc::new(set);
+        }
+        if let Ok(mut v) = self.verified.lock() {
+            v.clear();
         }
         Ok(())
     }
@@ -293,7 +306,7 @@ impl AuthService {
     /// (revoked, deactivated), the identity and its organization (active), and the operations
     /// granted — all checked on every request, so a change counts on the very next one.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
-        let claims = self.verify_jwt(bearer, Audience::Api).await?;
+        let claims = self.verified_api_token(bearer).await?;
         let session =
             self.store.session(&claims.jti).await?.ok_or_else(|| {
                 DomainError::unauthenticated("the token is not known to this server")
@@ -334,6 +347,29 @@ impl AuthService {
             t.kind,
             session.operations,
         ))
+    }
+
+    /// [`Self::verify_jwt`] for API tokens, remembering tokens that verified.
+    async fn verified_api_token(&self, bearer: &str) -> Result<Arc<Claims>> {
+        let key: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+        let hit = self.verified.lock().ok().and_then(|m| m.get(&key).cloned());
+        let claims = match hit {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(self.verify_jwt(bearer, Audience::Api).await?);
+                if let Ok(mut m) = self.verified.lock() {
+                    if m.len() >= VERIFIED_CAPACITY {
+                        m.clear();
+                    }
+                    m.insert(key, c.clone());
+                }
+                c
+            }
+        };
+        if claims.exp.saturating_mul(1000) <= self.clock.now().millis() {
+            return Err(DomainError::unauthenticated("the token has expired"));
+        }
+        Ok(claims)
     }
 
     // ---------------------------------------------------------------- user actions

@@ -148,7 +148,7 @@ impl Principal {
         is_service_account: bool,
         token_id: String,
         token_kind: TokenKind,
-        operations: impl IntoIterator<Item = String>,
+        operations: Arc<HashSet<String>>,
     ) -> Self {
         Self {
             org_id,
@@ -158,7 +158,7 @@ impl Principal {
             is_service_account,
             token_id,
             token_kind,
-            operations: Arc::new(operations.into_iter().collect()),
+            operations,
         }
     }
 
@@ -219,7 +219,7 @@ mod tests {
             false,
             "to-1".into(),
             TokenKind::Token,
-            ops.iter().map(|s| s.to_string()),
+            Arc::new(ops.iter().map(|s| s.to_string()).collect()),
         )
     }
 

@@ -87,22 +87,23 @@ pub struct UserView {
 }
 
 impl UserView {
-    pub fn to_response(&self) -> UserResponse {
-        let u = &self.user;
+    /// The wire shape. Consumes the view: its strings move into the response.
+    pub fn into_api(self) -> UserResponse {
+        let u = self.user;
         let mut ops: Vec<String> = self
             .assignments
             .iter()
             .flat_map(|a| a.operations.iter().cloned())
             .collect();
-        ops.sort();
+        ops.sort_unstable();
         ops.dedup();
         UserResponse {
-            username: u.username.clone(),
-            name: u.name.clone(),
-            user_id: u.id.clone(),
+            username: u.username,
+            name: u.name,
+            user_id: u.id,
             kind: u.kind,
-            credential_uuid: self.first_credential_uuid.clone().unwrap_or_default(),
-            org_id: u.org_id.clone(),
+            credential_uuid: self.first_credential_uuid.unwrap_or_default(),
+            org_id: u.org_id,
             permissions: Some(ops),
             is_active: u.is_active,
             is_service_account: u.is_service_account,
@@ -110,12 +111,12 @@ impl UserView {
             is_sso_required: u.is_sso_required,
             permission_assignments: self
                 .assignments
-                .iter()
+                .into_iter()
                 .map(|a| PermissionAssignmentInfo {
-                    permission_name: a.permission_name.clone(),
-                    permission_id: a.permission_id.clone(),
-                    assignment_id: a.assignment_id.clone(),
-                    operations: Some(a.operations.clone()),
+                    permission_name: a.permission_name,
+                    permission_id: a.permission_id,
+                    assignment_id: a.assignment_id,
+                    operations: Some(a.operations),
                 })
                 .collect(),
         }
@@ -206,8 +207,8 @@ pub struct SessionRecord {
     pub user_active: bool,
     pub user_archived: bool,
     pub org_active: bool,
-    /// Operations granted to the identity the token acts as.
-    pub operations: Vec<String>,
+    /// Operations granted to the identity the token acts as (shared: checked per request).
+    pub operations: std::sync::Arc<std::collections::HashSet<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use keyfold_types::users::UserKind;
 
 use crate::error::StoreError;
+use crate::model::UserView;
 use crate::model::{
     AccessToken, App, AssignmentView, Bootstrap, Challenge, CodePurpose, Credential, JwtKey,
     OneTimeCode, Org, OutboxMessage, SessionRecord, User, UserAction,
@@ -62,13 +63,16 @@ pub trait UserStore: Send + Sync {
         org_id: &str,
         external_id: &str,
     ) -> StoreResult<Option<User>>;
-    /// Live users, newest first.
-    async fn list_users(
+    /// Live users, newest first, with their first credential and permission assignments —
+    /// one round trip for the whole page.
+    async fn list_user_views(
         &self,
         org_id: &str,
         kind: Option<UserKind>,
         page: &PageRequest,
-    ) -> StoreResult<Page<User>>;
+    ) -> StoreResult<Page<UserView>>;
+    /// One user (archived ones included) as the API shows it, in one round trip.
+    async fn get_user_view(&self, org_id: &str, user_id: &str) -> StoreResult<Option<UserView>>;
     /// Sets `is_sso_required`; returns false when the user does not exist.
     async fn update_user_sso(
         &self,
@@ -88,10 +92,8 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Archives (deletes): inactive, archived, every token revoked — atomically.
     async fn archive_user(&self, org_id: &str, user_id: &str, now: Timestamp) -> StoreResult<bool>;
-    /// Credentials' first uuid and permission assignments for each user, in one query each.
+    /// The permission assignments (with their permissions) of these identities.
     async fn assignments_of(&self, identity_ids: &[String]) -> StoreResult<Vec<AssignmentView>>;
-    async fn first_credentials_of(&self, user_ids: &[String])
-    -> StoreResult<Vec<(String, String)>>;
 }
 
 #[async_trait]

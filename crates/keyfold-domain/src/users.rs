@@ -6,7 +6,6 @@
 //! archives it: it can no longer log in, every token it held dies at once, and its history
 //! stays attributable.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use keyfold_types::limits;
@@ -122,12 +121,12 @@ impl UserService {
             }
             Err(e) => return Err(e.into()),
         }
-        self.view(user).await
+        self.view(&org_id, &user.id).await
     }
 
     async fn idempotent_replay(&self, existing: User, email: &str) -> Result<UserView> {
         if existing.username == email {
-            self.view(existing).await
+            self.view(&existing.org_id, &existing.id).await
         } else {
             Err(DomainError::conflict(
                 "externalId is already used by a different user",
@@ -145,15 +144,17 @@ impl UserService {
             ListableUserKind::CustomerEmployee => UserKind::CustomerEmployee,
             ListableUserKind::EndUser => UserKind::EndUser,
         });
-        let users = self.store.list_users(g.org_id(), kind, &page).await?;
-        let next = users.next;
-        let items = self.views(users.items).await?;
-        Ok(Page { items, next })
+        Ok(self.store.list_user_views(g.org_id(), kind, &page).await?)
     }
 
     pub async fn get(&self, g: &Granted<op::UsersRead>, user_id: &str) -> Result<UserView> {
-        let user = self.load(g.org_id(), user_id).await?;
-        self.view(user).await
+        if !looks_like(IdKind::User, user_id) {
+            return Err(not_found(user_id));
+        }
+        match self.store.get_user_view(g.org_id(), user_id).await? {
+            Some(v) if !v.user.is_archived => Ok(v),
+            _ => Err(not_found(user_id)),
+        }
     }
 
     pub async fn update(
@@ -199,18 +200,12 @@ impl UserService {
                 "you cannot delete yourself; another administrator must do it",
             ));
         }
-        let user = self.load(g.org_id(), user_id).await?;
+        self.load(g.org_id(), user_id).await?;
         let now = self.clock.now();
         if !self.store.archive_user(g.org_id(), user_id, now).await? {
             return Err(not_found(user_id));
         }
-        let archived = User {
-            is_active: false,
-            is_archived: true,
-            updated_at: now,
-            ..user
-        };
-        self.view(archived).await
+        self.view(g.org_id(), user_id).await
     }
 
     /// Sends a fresh registration code to an unregistered user (public endpoint). Unknown or
@@ -257,8 +252,7 @@ impl UserService {
     }
 
     async fn get_after_write(&self, org_id: &str, user_id: &str) -> Result<UserView> {
-        let user = self.load(org_id, user_id).await?;
-        self.view(user).await
+        self.view(org_id, user_id).await
     }
 
     /// A live user of this organization, or 404 (also for malformed ids and other tenants'
@@ -323,40 +317,12 @@ impl UserService {
         Ok((record, mail))
     }
 
-    async fn view(&self, user: User) -> Result<UserView> {
-        let mut v = self.views(vec![user]).await?;
-        v.pop()
-            .ok_or_else(|| DomainError::internal("views() dropped a user"))
-    }
-
-    /// Joins users with their first credential and permission assignments (two queries for
-    /// the whole page, never one per user).
-    async fn views(&self, users: Vec<User>) -> Result<Vec<UserView>> {
-        if users.is_empty() {
-            return Ok(vec![]);
-        }
-        let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
-        let creds: HashMap<String, String> = self
-            .store
-            .first_credentials_of(&ids)
+    /// The user as the API shows it (credential and assignments joined in the store).
+    async fn view(&self, org_id: &str, user_id: &str) -> Result<UserView> {
+        self.store
+            .get_user_view(org_id, user_id)
             .await?
-            .into_iter()
-            .collect();
-        let mut assignments: HashMap<String, Vec<_>> = HashMap::new();
-        for a in self.store.assignments_of(&ids).await? {
-            assignments
-                .entry(a.identity_id.clone())
-                .or_default()
-                .push(a);
-        }
-        Ok(users
-            .into_iter()
-            .map(|u| UserView {
-                first_credential_uuid: creds.get(&u.id).cloned(),
-                assignments: assignments.remove(&u.id).unwrap_or_default(),
-                user: u,
-            })
-            .collect())
+            .ok_or_else(|| not_found(user_id))
     }
 }
 

@@ -28,7 +28,9 @@ fn summary(name: &str, mut d: Vec<Duration>) {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let path = args.next().expect("usage: auth_bench ADMIN_JSON [ITERATIONS]");
+    let path = args
+        .next()
+        .expect("usage: auth_bench ADMIN_JSON [ITERATIONS]");
     let n: usize = args.next().map(|s| s.parse().unwrap()).unwrap_or(200);
     let admin: AdminFile = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let signer = KeySigner::from_pkcs8_pem(&admin.cred_id, &admin.private_key).unwrap();
@@ -37,9 +39,14 @@ async fn main() {
     let mut client = None;
     for _ in 0..n {
         let t = Instant::now();
-        let c = Client::login(&admin.base_url, &admin.org_id, &admin.username, signer.clone())
-            .await
-            .unwrap();
+        let c = Client::login(
+            &admin.base_url,
+            &admin.org_id,
+            &admin.username,
+            signer.clone(),
+        )
+        .await
+        .unwrap();
         login.push(t.elapsed());
         client = Some(c);
     }
@@ -50,7 +57,10 @@ async fn main() {
     let body = r#"{"isSSORequired":false}"#;
     for _ in 0..n {
         let t = Instant::now();
-        client.user_action(HttpMethod::Put, &path, body).await.unwrap();
+        client
+            .user_action(HttpMethod::Put, &path, body)
+            .await
+            .unwrap();
         action.push(t.elapsed());
     }
 
@@ -58,7 +68,12 @@ async fn main() {
     for _ in 0..n {
         let t = Instant::now();
         client
-            .update_user(&admin.user_id, &UpdateUserBody { is_sso_required: false })
+            .update_user(
+                &admin.user_id,
+                &UpdateUserBody {
+                    is_sso_required: false,
+                },
+            )
             .await
             .unwrap();
         mutation.push(t.elapsed());

@@ -165,7 +165,7 @@ impl Server {
             .layer(DefaultBodyLimit::max(max_body))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
                 }),
             )
             .layer(CatchPanicLayer::custom(|_| {

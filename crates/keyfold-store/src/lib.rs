@@ -14,6 +14,7 @@
 //!
 //! The conformance suite in `tests/conformance.rs` runs every test on both backends.
 
+mod cache;
 mod rows;
 mod sql;
 #[cfg(feature = "testing")]
@@ -57,6 +58,8 @@ pub(crate) enum Backend {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(crate) backend: Backend,
+    /// SQLite only: this process is the sole writer, so sessions can be cached (see `cache`).
+    pub(crate) sessions: Option<std::sync::Arc<cache::SessionCache>>,
 }
 
 /// Runs `$body` with `$p` bound to a pool that may read.
@@ -125,6 +128,7 @@ impl SqlStore {
                     .map_err(sql::unavailable)?;
                 Ok(Self {
                     backend: Backend::Sqlite { read, write },
+                    sessions: Some(Default::default()),
                 })
             }
             Some(BackendKind::Postgres) => {
@@ -136,11 +140,19 @@ impl SqlStore {
                     .map_err(sql::unavailable)?;
                 Ok(Self {
                     backend: Backend::Postgres(pool),
+                    sessions: None,
                 })
             }
             None => Err(StoreError::Unavailable(
                 "database url must start with sqlite: or postgres://".into(),
             )),
+        }
+    }
+
+    /// After committing a change that can alter any session.
+    pub(crate) fn sessions_changed(&self) {
+        if let Some(c) = &self.sessions {
+            c.invalidate();
         }
     }
 

@@ -356,8 +356,14 @@ pub(crate) struct AssignmentViewRow {
     pub operations: String,
 }
 
+/// A user of a page, with its first credential and one of its assignments (LEFT JOIN).
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct FirstCredentialRow {
-    pub user_id: String,
-    pub uuid: String,
+pub(crate) struct UserViewRow {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub first_credential: Option<String>,
+    pub assignment_id: Option<String>,
+    pub permission_id: Option<String>,
+    pub permission_name: Option<String>,
+    pub operations: Option<String>,
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use keyfold_domain::StoreError;
 use keyfold_domain::model::{
     AccessToken, App, AssignmentView, Bootstrap, Challenge, CodePurpose, Credential, JwtKey,
-    OneTimeCode, Org, OutboxMessage, SessionRecord, User, UserAction,
+    OneTimeCode, Org, OutboxMessage, SessionRecord, User, UserAction, UserView,
 };
 use keyfold_domain::page::{Cursor, Page, PageRequest};
 use keyfold_domain::ports::{
@@ -81,6 +81,49 @@ const ACTION_COLS: &str = "id, org_id, user_id, token_id, token_hash, credential
     http_method, http_path, payload_hash, challenge, client_data, signature, expires_at, used_at, created_at";
 const OUTBOX_COLS: &str =
     "id, kind, payload, attempts, next_attempt_at, last_error, sent_at, created_at";
+
+/// Completes a `WITH page AS (SELECT <users> …)` query: each user of the page with its first
+/// credential and (one row each) its permission assignments, in page order.
+const VIEW_SELECT: &str = "SELECT page.*, \
+     (SELECT c.uuid FROM credentials c WHERE c.user_id = page.id \
+      ORDER BY c.created_at, c.uuid LIMIT 1) AS first_credential, \
+     a.id AS assignment_id, p.id AS permission_id, p.name AS permission_name, \
+     p.operations AS operations \
+     FROM page \
+     LEFT JOIN permission_assignments a ON a.identity_id = page.id \
+     LEFT JOIN permissions p ON p.id = a.permission_id AND NOT p.is_archived \
+     ORDER BY page.created_at DESC, page.id DESC, a.created_at, a.id";
+
+/// Folds the rows of a view query into one `UserView` per user, keeping the order.
+fn group_views(rows: Vec<UserViewRow>) -> StoreResult<Vec<UserView>> {
+    let mut out: Vec<UserView> = Vec::new();
+    for r in rows {
+        let user = User::try_from(r.user)?;
+        if out.last().is_none_or(|v| v.user.id != user.id) {
+            out.push(UserView {
+                user,
+                first_credential_uuid: r.first_credential,
+                assignments: Vec::new(),
+            });
+        }
+        if let (Some(assignment_id), Some(permission_id), Some(name), Some(ops), Some(view)) = (
+            r.assignment_id,
+            r.permission_id,
+            r.permission_name,
+            r.operations,
+            out.last_mut(),
+        ) {
+            view.assignments.push(AssignmentView {
+                identity_id: view.user.id.clone(),
+                assignment_id,
+                permission_id,
+                permission_name: name,
+                operations: ops_from_json(&ops)?,
+            });
+        }
+    }
+    Ok(out)
+}
 
 /// Inserts one row; the same tokens compile for either backend's executor.
 macro_rules! insert_user {
@@ -302,6 +345,7 @@ impl OrgStore for SqlStore {
             .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
+        self.sessions_changed();
         Ok(())
     }
 }
@@ -376,12 +420,12 @@ impl UserStore for SqlStore {
         row.map(User::try_from).transpose()
     }
 
-    async fn list_users(
+    async fn list_user_views(
         &self,
         org_id: &str,
         kind: Option<UserKind>,
         page: &PageRequest,
-    ) -> StoreResult<Page<User>> {
+    ) -> StoreResult<Page<UserView>> {
         // Keyset pagination, newest first. Without a cursor, start above every real key.
         let (after_ts, after_id) = match &page.after {
             Some(c) => (c.created_at.0, c.id.clone()),
@@ -389,12 +433,12 @@ impl UserStore for SqlStore {
         };
         let kind_filter = if kind.is_some() { "AND kind = $5" } else { "" };
         let sql = format!(
-            "SELECT {USER_COLS} FROM users WHERE org_id = $1 AND NOT is_archived \
+            "WITH page AS (SELECT {USER_COLS} FROM users WHERE org_id = $1 AND NOT is_archived \
              AND (created_at < $2 OR (created_at = $2 AND id < $3)) {kind_filter} \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
+             ORDER BY created_at DESC, id DESC LIMIT $4) {VIEW_SELECT}"
         );
         let fetch = i64::from(page.limit) + 1;
-        let rows: Vec<UserRow> = on_read!(self, |p| {
+        let rows: Vec<UserViewRow> = on_read!(self, |p| {
             let q = sqlx::query_as(&sql)
                 .bind(org_id)
                 .bind(after_ts)
@@ -407,20 +451,32 @@ impl UserStore for SqlStore {
             q.fetch_all(p).await
         })
         .map_err(map_err)?;
-        let mut items = rows
-            .into_iter()
-            .map(User::try_from)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut items = group_views(rows)?;
         let next = if items.len() > page.limit as usize {
             items.truncate(page.limit as usize);
-            items.last().map(|u| Cursor {
-                created_at: u.created_at,
-                id: u.id.clone(),
+            items.last().map(|v| Cursor {
+                created_at: v.user.created_at,
+                id: v.user.id.clone(),
             })
         } else {
             None
         };
         Ok(Page { items, next })
+    }
+
+    async fn get_user_view(&self, org_id: &str, user_id: &str) -> StoreResult<Option<UserView>> {
+        let sql = format!(
+            "WITH page AS (SELECT {USER_COLS} FROM users WHERE org_id = $1 AND id = $2) {VIEW_SELECT}"
+        );
+        let rows: Vec<UserViewRow> = on_read!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(user_id)
+                .fetch_all(p)
+                .await
+        })
+        .map_err(map_err)?;
+        Ok(group_views(rows)?.pop())
     }
 
     async fn update_user_sso(
@@ -454,7 +510,7 @@ impl UserStore for SqlStore {
         active: bool,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        on_write!(self, |p| {
+        let changed = on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
             let done = sqlx::query(
                 "UPDATE users SET is_active = $1, updated_at = $2 \
@@ -485,11 +541,13 @@ impl UserStore for SqlStore {
             }
             tx.commit().await.map_err(map_err)?;
             Ok(true)
-        })
+        });
+        self.sessions_changed();
+        changed
     }
 
     async fn archive_user(&self, org_id: &str, user_id: &str, now: Timestamp) -> StoreResult<bool> {
-        on_write!(self, |p| {
+        let changed = on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
             let done = sqlx::query(
                 "UPDATE users SET is_active = FALSE, is_archived = TRUE, updated_at = $1 \
@@ -515,7 +573,9 @@ impl UserStore for SqlStore {
             .map_err(map_err)?;
             tx.commit().await.map_err(map_err)?;
             Ok(true)
-        })
+        });
+        self.sessions_changed();
+        changed
     }
 
     async fn assignments_of(&self, identity_ids: &[String]) -> StoreResult<Vec<AssignmentView>> {
@@ -548,32 +608,6 @@ impl UserStore for SqlStore {
                 })
             })
             .collect()
-    }
-
-    async fn first_credentials_of(
-        &self,
-        user_ids: &[String],
-    ) -> StoreResult<Vec<(String, String)>> {
-        if user_ids.is_empty() {
-            return Ok(vec![]);
-        }
-        let sql = format!(
-            "SELECT user_id, uuid FROM credentials WHERE user_id IN ({}) \
-             ORDER BY created_at DESC, uuid DESC",
-            placeholders(1, user_ids.len())
-        );
-        let rows: Vec<FirstCredentialRow> = on_read!(self, |p| {
-            let mut q = sqlx::query_as(&sql);
-            for id in user_ids {
-                q = q.bind(id);
-            }
-            q.fetch_all(p).await
-        })
-        .map_err(map_err)?;
-        // Oldest last, so collecting into a map keeps each user's first credential.
-        let map: std::collections::HashMap<String, String> =
-            rows.into_iter().map(|r| (r.user_id, r.uuid)).collect();
-        Ok(map.into_iter().collect())
     }
 }
 
@@ -774,6 +808,49 @@ impl RegistrationStore for SqlStore {
     }
 }
 
+impl SqlStore {
+    async fn load_session(&self, token_id: &str) -> StoreResult<Option<SessionRecord>> {
+        // One round trip: the token, its identity, its org, and (one row per permission) the
+        // operations granted to the identity.
+        const SQL: &str = "SELECT t.id, t.org_id, t.user_id, t.kind, t.name, t.is_active, \
+             t.expires_at, t.revoked_at, t.created_at, u.username, u.kind AS user_kind, \
+             u.is_service_account, u.is_active AS user_active, u.is_archived AS user_archived, \
+             o.is_active AS org_active, p.operations \
+             FROM access_tokens t \
+             JOIN users u ON u.id = t.user_id \
+             JOIN orgs o ON o.id = t.org_id \
+             LEFT JOIN permission_assignments a ON a.identity_id = t.user_id \
+             LEFT JOIN permissions p ON p.id = a.permission_id AND NOT p.is_archived \
+             WHERE t.id = $1";
+        let rows: Vec<SessionRow> = on_read!(self, |p| {
+            sqlx::query_as(SQL).bind(token_id).fetch_all(p).await
+        })
+        .map_err(map_err)?;
+        let mut operations = std::collections::HashSet::new();
+        for r in &rows {
+            if let Some(ops) = &r.operations {
+                operations.extend(ops_from_json(ops)?);
+            }
+        }
+        let Some(first) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let user_kind = UserKind::parse(&first.user_kind).ok_or_else(|| {
+            StoreError::Internal(format!("stored user kind {:?}", first.user_kind))
+        })?;
+        Ok(Some(SessionRecord {
+            token: AccessToken::try_from(first.token)?,
+            username: first.username,
+            user_kind,
+            is_service_account: first.is_service_account,
+            user_active: first.user_active,
+            user_archived: first.user_archived,
+            org_active: first.org_active,
+            operations: std::sync::Arc::new(operations),
+        }))
+    }
+}
+
 #[async_trait]
 impl TokenStore for SqlStore {
     async fn insert_token(&self, t: &AccessToken) -> StoreResult<()> {
@@ -800,44 +877,18 @@ impl TokenStore for SqlStore {
     }
 
     async fn session(&self, token_id: &str) -> StoreResult<Option<SessionRecord>> {
-        // One round trip: the token, its identity, its org, and (one row per permission) the
-        // operations granted to the identity.
-        const SQL: &str = "SELECT t.id, t.org_id, t.user_id, t.kind, t.name, t.is_active, \
-             t.expires_at, t.revoked_at, t.created_at, u.username, u.kind AS user_kind, \
-             u.is_service_account, u.is_active AS user_active, u.is_archived AS user_archived, \
-             o.is_active AS org_active, p.operations \
-             FROM access_tokens t \
-             JOIN users u ON u.id = t.user_id \
-             JOIN orgs o ON o.id = t.org_id \
-             LEFT JOIN permission_assignments a ON a.identity_id = t.user_id \
-             LEFT JOIN permissions p ON p.id = a.permission_id AND NOT p.is_archived \
-             WHERE t.id = $1";
-        let rows: Vec<SessionRow> = on_read!(self, |p| {
-            sqlx::query_as(SQL).bind(token_id).fetch_all(p).await
-        })
-        .map_err(map_err)?;
-        let mut operations = Vec::new();
-        for r in &rows {
-            if let Some(ops) = &r.operations {
-                operations.extend(ops_from_json(ops)?);
-            }
-        }
-        let Some(first) = rows.into_iter().next() else {
-            return Ok(None);
+        let Some(cache) = &self.sessions else {
+            return self.load_session(token_id).await;
         };
-        let user_kind = UserKind::parse(&first.user_kind).ok_or_else(|| {
-            StoreError::Internal(format!("stored user kind {:?}", first.user_kind))
-        })?;
-        Ok(Some(SessionRecord {
-            token: AccessToken::try_from(first.token)?,
-            username: first.username,
-            user_kind,
-            is_service_account: first.is_service_account,
-            user_active: first.user_active,
-            user_archived: first.user_archived,
-            org_active: first.org_active,
-            operations,
-        }))
+        if let Some(hit) = cache.get(token_id) {
+            return Ok(Some(hit));
+        }
+        let generation = cache.generation();
+        let rec = self.load_session(token_id).await?;
+        if let Some(r) = &rec {
+            cache.put(token_id, generation, r);
+        }
+        Ok(rec)
     }
 
     async fn revoke_token(&self, token_id: &str, now: Timestamp) -> StoreResult<()> {
@@ -852,6 +903,7 @@ impl TokenStore for SqlStore {
             .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
+        self.sessions_changed();
         Ok(())
     }
 
@@ -868,6 +920,7 @@ impl TokenStore for SqlStore {
             .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
+        self.sessions_changed();
         Ok(())
     }
 }

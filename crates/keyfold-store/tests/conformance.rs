@@ -203,11 +203,19 @@ async fn bootstrap_writes_everything_and_reads_back(s: &dyn Store) {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].permission_name, b.admin_permission.name);
     assert_eq!(a[0].operations, b.admin_permission.operations);
-    assert_eq!(
-        s.first_credentials_of(std::slice::from_ref(&b.root.id))
+    let view = s
+        .get_user_view(&b.org.id, &b.root.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.user, b.root);
+    assert_eq!(view.first_credential_uuid, Some(b.credential.uuid.clone()));
+    assert_eq!(view.assignments, a);
+    assert!(
+        s.get_user_view("or-other", &b.root.id)
             .await
-            .unwrap(),
-        vec![(b.root.id.clone(), b.credential.uuid.clone())]
+            .unwrap()
+            .is_none()
     );
     // Another org's id sees nothing of this one.
     assert_eq!(s.get_user("or-other", &b.root.id).await.unwrap(), None);
@@ -298,9 +306,17 @@ async fn users_paginate_newest_first(s: &dyn Store) {
         after: None,
     };
     loop {
-        let p = s.list_users(&b.org.id, None, &page).await.unwrap();
+        let p = s.list_user_views(&b.org.id, None, &page).await.unwrap();
         assert!(p.items.len() <= 3);
-        seen.extend(p.items.iter().map(|u| (u.created_at, u.id.clone())));
+        seen.extend(
+            p.items
+                .iter()
+                .map(|v| (v.user.created_at, v.user.id.clone())),
+        );
+        // Only the root holds an assignment; views must not repeat or drop users for it.
+        for v in &p.items {
+            assert_eq!(v.assignments.len(), usize::from(v.user.id == b.root.id));
+        }
         match p.next {
             Some(c) => page.after = Some(c),
             None => break,
@@ -311,7 +327,7 @@ async fn users_paginate_newest_first(s: &dyn Store) {
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(seen, sorted, "newest first, ties by id, no duplicates");
     let filtered = s
-        .list_users(
+        .list_user_views(
             &b.org.id,
             Some(UserKind::EndUser),
             &PageRequest {
@@ -514,7 +530,7 @@ async fn sessions_carry_identity_state_and_operations(s: &dyn Store) {
     assert_eq!(sess.token, t);
     assert!(sess.user_active && sess.org_active && !sess.user_archived);
     assert_eq!(sess.username, b.root.username);
-    let mut ops = sess.operations.clone();
+    let mut ops: Vec<String> = sess.operations.iter().cloned().collect();
     ops.sort();
     let mut want = b.admin_permission.operations.clone();
     want.sort();
@@ -549,6 +565,9 @@ async fn deactivation_and_archival_revoke_the_right_tokens(s: &dyn Store) {
     let pat = token(&b.org.id, &u.id, TokenKind::Pat);
     s.insert_token(&login).await.unwrap();
     s.insert_token(&pat).await.unwrap();
+    // Read both first, so a caching store must notice each change below.
+    assert!(s.session(&login.id).await.unwrap().unwrap().user_active);
+    assert!(s.session(&pat.id).await.unwrap().unwrap().user_active);
     assert!(
         s.set_user_active(&b.org.id, &u.id, false, T0)
             .await
@@ -574,7 +593,28 @@ async fn deactivation_and_archival_revoke_the_right_tokens(s: &dyn Store) {
             .unwrap()
             .is_sso_required
     );
+    let root_login = token(&b.org.id, &b.root.id, TokenKind::Token);
+    s.insert_token(&root_login).await.unwrap();
+    assert!(
+        s.session(&root_login.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .revoked_at
+            .is_none()
+    );
     s.revoke_sessions_of(&b.root.id, T0).await.unwrap();
+    assert!(
+        s.session(&root_login.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .revoked_at
+            .is_some()
+    );
+    assert!(!s.session(&pat.id).await.unwrap().unwrap().user_archived);
     assert!(s.archive_user(&b.org.id, &u.id, T0).await.unwrap());
     let p = s.session(&pat.id).await.unwrap().unwrap();
     assert!(p.token.revoked_at.is_some() && p.user_archived);
@@ -642,6 +682,9 @@ async fn outbox_claims_are_exclusive_and_retry(s: &dyn Store) {
 async fn builtin_permissions_sync(s: &dyn Store) {
     let b = org_fixture();
     s.bootstrap(&b).await.unwrap();
+    let t = token(&b.org.id, &b.root.id, TokenKind::Token);
+    s.insert_token(&t).await.unwrap();
+    assert!(s.session(&t.id).await.unwrap().unwrap().operations.len() > 1);
     let ops = vec!["Auth:Users:Read".to_string()];
     s.sync_builtin_permissions(&ops, T0.plus_secs(5))
         .await
@@ -651,4 +694,10 @@ async fn builtin_permissions_sync(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(a[0].operations, ops);
+    // The very next session read sees the change, even through a cache.
+    let sess = s.session(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        sess.operations.iter().collect::<Vec<_>>(),
+        vec!["Auth:Users:Read"]
+    );
 }

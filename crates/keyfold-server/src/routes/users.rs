@@ -38,7 +38,7 @@ async fn create_user(
 ) -> ApiResult<Json<UserResponse>> {
     let user = s.users.create(&g, signed.body).await?;
     s.outbox.notify_one();
-    Ok(Json(user.to_response()))
+    Ok(Json(user.into_api()))
 }
 
 /// The organization's users, newest first.
@@ -53,7 +53,7 @@ async fn list_users(
 ) -> ApiResult<Json<ListResponse<UserResponse>>> {
     let page = s.users.list(&g, q).await?;
     Ok(Json(ListResponse {
-        items: page.items.iter().map(|u| u.to_response()).collect(),
+        items: page.items.into_iter().map(|u| u.into_api()).collect(),
         next_page_token: page.next.map(|c| c.encode()),
     }))
 }
@@ -67,7 +67,7 @@ async fn get_user(
     Perm(g): Perm<op::UsersRead>,
     PathId(id): PathId,
 ) -> ApiResult<Json<UserResponse>> {
-    Ok(Json(s.users.get(&g, &id).await?.to_response()))
+    Ok(Json(s.users.get(&g, &id).await?.into_api()))
 }
 
 #[utoipa::path(put, path = "/auth/users/{userId}", tag = "users",
@@ -81,9 +81,7 @@ async fn update_user(
     PathId(id): PathId,
     signed: Signed<UpdateUserBody>,
 ) -> ApiResult<Json<UserResponse>> {
-    Ok(Json(
-        s.users.update(&g, &id, signed.body).await?.to_response(),
-    ))
+    Ok(Json(s.users.update(&g, &id, signed.body).await?.into_api()))
 }
 
 /// Delete (archive) a user: it can no longer log in and every token it held stops working.
@@ -97,7 +95,7 @@ async fn delete_user(
     PathId(id): PathId,
     _signed: Signed<Empty>,
 ) -> ApiResult<Json<UserResponse>> {
-    Ok(Json(s.users.delete(&g, &id).await?.to_response()))
+    Ok(Json(s.users.delete(&g, &id).await?.into_api()))
 }
 
 #[utoipa::path(put, path = "/auth/users/{userId}/activate", tag = "users",
@@ -110,7 +108,7 @@ async fn activate_user(
     PathId(id): PathId,
     _signed: Signed<Empty>,
 ) -> ApiResult<Json<UserResponse>> {
-    Ok(Json(s.users.activate(&g, &id).await?.to_response()))
+    Ok(Json(s.users.activate(&g, &id).await?.into_api()))
 }
 
 /// Deactivate a user: its login sessions end at once.
@@ -124,5 +122,5 @@ async fn deactivate_user(
     PathId(id): PathId,
     _signed: Signed<Empty>,
 ) -> ApiResult<Json<UserResponse>> {
-    Ok(Json(s.users.deactivate(&g, &id).await?.to_response()))
+    Ok(Json(s.users.deactivate(&g, &id).await?.into_api()))
 }
