@@ -276,6 +276,18 @@ impl Config {
         })
     }
 
+    /// The authentication flows' settings.
+    pub fn auth_settings(&self) -> keyfold_auth::AuthSettings {
+        keyfold_auth::AuthSettings {
+            token_ttl_secs: self.auth.token_ttl_secs,
+            challenge_ttl_secs: self.auth.challenge_ttl_secs,
+            user_action_ttl_secs: self.auth.user_action_ttl_secs,
+            max_payload_bytes: self.server.max_body_bytes,
+            rp_id: self.rp_id(),
+            rp_name: self.server.org_name.clone(),
+        }
+    }
+
     /// The server secret key (hex), from the config value or its file.
     pub fn secret_key_hex(&self) -> Result<Zeroizing<String>, ConfigError> {
         if let Some(k) = &self.auth.secret_key {

@@ -19,8 +19,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::IntoResponse;
+use keyfold_auth::AuthService;
 use keyfold_auth::sealer::Sealer;
-use keyfold_auth::{AuthService, AuthSettings};
 use keyfold_domain::authz::ALL_OPERATIONS;
 use keyfold_domain::ports::Store;
 use keyfold_domain::time::Clock;
@@ -94,20 +94,8 @@ impl Server {
             .sync_builtin_permissions(&all_ops, clock.now())
             .await
             .map_err(keyfold_domain::DomainError::from)?;
-        let auth = AuthService::start(
-            store.clone(),
-            clock.clone(),
-            sealer,
-            AuthSettings {
-                token_ttl_secs: config.auth.token_ttl_secs,
-                challenge_ttl_secs: config.auth.challenge_ttl_secs,
-                user_action_ttl_secs: config.auth.user_action_ttl_secs,
-                max_payload_bytes: config.server.max_body_bytes,
-                rp_id: config.rp_id(),
-                rp_name: config.server.org_name.clone(),
-            },
-        )
-        .await?;
+        let auth = AuthService::start(store.clone(), clock.clone(), sealer, config.auth_settings())
+            .await?;
         let users = UserService::new(
             store.clone(),
             clock.clone(),

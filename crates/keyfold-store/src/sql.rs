@@ -211,6 +211,24 @@ macro_rules! insert_outbox {
     };
 }
 
+/// Spends a single-use row (challenge, code, user action): marks it used if it is unused and
+/// unexpired. The row count (1 or 0) says whether this caller won.
+macro_rules! spend {
+    ($exec:expr, $table:literal, $id:expr, $now:expr) => {
+        sqlx::query(concat!(
+            "UPDATE ",
+            $table,
+            " SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1"
+        ))
+        .bind($now.0)
+        .bind($id)
+        .execute($exec)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(map_err)
+    };
+}
+
 #[async_trait]
 impl OrgStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -744,17 +762,7 @@ impl ChallengeStore for SqlStore {
     }
 
     async fn use_challenge(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let done = on_write!(self, |p| {
-            sqlx::query(
-                "UPDATE challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
-            )
-            .bind(now.0)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-        })
-        .map_err(map_err)?;
+        let done = on_write!(self, |p| spend!(p, "challenges", id, now))?;
         Ok(done == 1)
     }
 }
@@ -771,22 +779,8 @@ impl RegistrationStore for SqlStore {
     ) -> StoreResult<bool> {
         on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
-            let c = sqlx::query(
-                "UPDATE challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
-            )
-            .bind(now.0)
-            .bind(challenge_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            let k = sqlx::query(
-                "UPDATE one_time_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
-            )
-            .bind(now.0)
-            .bind(code_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            let c = spend!(&mut *tx, "challenges", challenge_id, now)?;
+            let k = spend!(&mut *tx, "one_time_codes", code_id, now)?;
             let u = sqlx::query(
                 "UPDATE users SET is_registered = TRUE, updated_at = $1 \
                  WHERE id = $2 AND NOT is_registered AND is_active AND NOT is_archived",
@@ -796,7 +790,7 @@ impl RegistrationStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-            if c.rows_affected() != 1 || k.rows_affected() != 1 || u.rows_affected() != 1 {
+            if c != 1 || k != 1 || u.rows_affected() != 1 {
                 return Ok(false);
             }
             for cred in credentials {
@@ -935,15 +929,8 @@ impl UserActionStore for SqlStore {
     ) -> StoreResult<bool> {
         on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
-            let used = sqlx::query(
-                "UPDATE challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
-            )
-            .bind(now.0)
-            .bind(challenge_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            if used.rows_affected() != 1 {
+            let used = spend!(&mut *tx, "challenges", challenge_id, now)?;
+            if used != 1 {
                 return Ok(false);
             }
             sqlx::query(
@@ -988,17 +975,7 @@ impl UserActionStore for SqlStore {
     }
 
     async fn consume_user_action(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let done = on_write!(self, |p| {
-            sqlx::query(
-                "UPDATE user_actions SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
-            )
-            .bind(now.0)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-        })
-        .map_err(map_err)?;
+        let done = on_write!(self, |p| spend!(p, "user_actions", id, now))?;
         Ok(done == 1)
     }
 }

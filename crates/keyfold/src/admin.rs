@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use clap::Subcommand;
-use keyfold_auth::{AuthService, AuthSettings};
+use keyfold_auth::AuthService;
 use keyfold_domain::ports::OrgStore;
 use keyfold_domain::time::{Clock, SystemClock};
 use keyfold_server::Config;
@@ -60,20 +60,8 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
             let cfg = load(&config)?;
             let (store, sealer) = dev::open(&cfg).await?;
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let auth = AuthService::start(
-                Arc::new(store),
-                clock,
-                sealer,
-                AuthSettings {
-                    token_ttl_secs: cfg.auth.token_ttl_secs,
-                    challenge_ttl_secs: cfg.auth.challenge_ttl_secs,
-                    user_action_ttl_secs: cfg.auth.user_action_ttl_secs,
-                    max_payload_bytes: cfg.server.max_body_bytes,
-                    rp_id: cfg.rp_id(),
-                    rp_name: cfg.server.org_name.clone(),
-                },
-            )
-            .await?;
+            let auth =
+                AuthService::start(Arc::new(store), clock, sealer, cfg.auth_settings()).await?;
             let kid = auth.rotate_signing_key().await?;
             tracing::info!(%kid, "new JWT signing key is current");
             Ok(())

@@ -43,15 +43,7 @@ pub async fn run(
         .canonicalize()
         .with_context(|| format!("data dir {}", data_dir.display()))?;
     let mut cfg = Config::load(&dev_defaults(&data_dir), config.as_deref())?;
-    if let Some(l) = listen {
-        cfg.server.listen = l;
-    }
-    // Bind first so that port 0 resolves before the public URL is derived from it.
-    let listener = TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
-    cfg.server.listen = listener.local_addr()?;
-    cfg.validate()?;
+    let listener = bind(&mut cfg, listen).await?;
     if cfg.auth.secret_key.is_none()
         && let Some(path) = &cfg.auth.secret_key_file
         && !path.exists()
@@ -75,14 +67,7 @@ pub async fn run(
 pub async fn run_api(config: PathBuf, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cfg = Config::load(&Config::default(), Some(&config))?;
-    if let Some(l) = listen {
-        cfg.server.listen = l;
-    }
-    let listener = TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
-    cfg.server.listen = listener.local_addr()?;
-    cfg.validate()?;
+    let listener = bind(&mut cfg, listen).await?;
     let (store, sealer) = open(&cfg).await?;
     if store.list_orgs().await?.is_empty() {
         tracing::warn!(
@@ -93,6 +78,23 @@ pub async fn run_api(config: PathBuf, listen: Option<std::net::SocketAddr>) -> a
     tracing::info!(url = %cfg.public_url(), ms = started.elapsed().as_millis() as u64, "keyfold api is ready");
     server.serve(listener, crate::shutdown_signal()).await?;
     Ok(())
+}
+
+/// Applies the `--listen` flag, binds, and validates. Binding comes first so that port 0
+/// resolves before the public URL is derived from it.
+async fn bind(
+    cfg: &mut Config,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<TcpListener> {
+    if let Some(l) = listen {
+        cfg.server.listen = l;
+    }
+    let listener = TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    cfg.server.listen = listener.local_addr()?;
+    cfg.validate()?;
+    Ok(listener)
 }
 
 /// Connects, migrates, and loads the sealing key.
