@@ -21,6 +21,11 @@ pub enum IdKind {
     Code,
     Outbox,
     JwtKey,
+    Key,
+    Wallet,
+    Signature,
+    Presignature,
+    Session,
 }
 
 impl IdKind {
@@ -38,6 +43,11 @@ impl IdKind {
             Self::Code => "cd",
             Self::Outbox => "ob",
             Self::JwtKey => "jk",
+            Self::Key => "key",
+            Self::Wallet => "wa",
+            Self::Signature => "sig",
+            Self::Presignature => "ps",
+            Self::Session => "ss",
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod authz;
 pub mod error;
 pub mod ids;
+pub mod keys;
 pub mod model;
 pub mod page;
 pub mod ports;

@@ -387,3 +387,95 @@ pub struct Bootstrap {
     pub admin_permission: Permission,
     pub assignment: Assignment,
 }
+
+/// Lifecycle of a key or wallet row. `Creating` reserves the id (and any `externalId`) before
+/// distributed key generation runs, so a retry can never create a second key; only `Active`
+/// and `Archived` rows are ever shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleStatus {
+    Creating,
+    Active,
+    Failed,
+    Archived,
+}
+
+impl LifecycleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "Creating",
+            Self::Active => "Active",
+            Self::Failed => "Failed",
+            Self::Archived => "Archived",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Creating" => Self::Creating,
+            "Active" => Self::Active,
+            "Failed" => Self::Failed,
+            "Archived" => Self::Archived,
+            _ => return None,
+        })
+    }
+}
+
+/// A threshold key. The server holds its public key only; shares live on the signers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub id: String,
+    pub org_id: String,
+    pub scheme: keyfold_types::keys::KeyScheme,
+    pub curve: keyfold_types::keys::KeyCurve,
+    /// SEC1 compressed (secp256k1) or 32 bytes (ed25519); empty while `Creating`.
+    pub public_key: Vec<u8>,
+    pub name: Option<String>,
+    pub status: LifecycleStatus,
+    pub custodial: bool,
+    /// The identity that created the key.
+    pub owner_id: String,
+    pub external_id: Option<String>,
+    pub created_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+}
+
+/// A key bound to a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wallet {
+    pub id: String,
+    pub org_id: String,
+    pub key_id: String,
+    pub network: String,
+    pub address: Option<String>,
+    pub name: Option<String>,
+    pub status: LifecycleStatus,
+    pub external_id: Option<String>,
+    pub tags: Vec<String>,
+    pub created_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+}
+
+/// A signature request, written before the signers run and updated with the result before
+/// it is returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureRecord {
+    pub id: String,
+    pub org_id: String,
+    pub key_id: String,
+    pub wallet_id: Option<String>,
+    pub requester_id: String,
+    pub token_id: Option<String>,
+    pub kind: String,
+    /// The request body as JSON text.
+    pub request_body: String,
+    pub network: Option<String>,
+    pub status: keyfold_types::keys::SignatureStatus,
+    pub reason: Option<String>,
+    /// `SignatureComponents` as JSON text.
+    pub signature: Option<String>,
+    pub signed_data: Option<String>,
+    pub tx_hash: Option<String>,
+    pub external_id: Option<String>,
+    pub user_action_id: Option<String>,
+    pub created_at: Timestamp,
+    pub signed_at: Option<Timestamp>,
+}

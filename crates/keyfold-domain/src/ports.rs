@@ -201,6 +201,10 @@ pub trait Store:
     + UserActionStore
     + JwtKeyStore
     + OutboxStore
+    + KeyStore
+    + WalletStore
+    + SignatureStore
+    + PresignatureStore
     + std::fmt::Debug
     + Send
     + Sync
@@ -218,8 +222,350 @@ impl<T> Store for T where
         + UserActionStore
         + JwtKeyStore
         + OutboxStore
+        + KeyStore
+        + WalletStore
+        + SignatureStore
+        + PresignatureStore
         + std::fmt::Debug
         + Send
         + Sync
 {
+}
+
+// ------------------------------------------------------------------------------------------
+// Keys, wallets, signatures
+// ------------------------------------------------------------------------------------------
+
+use crate::model::{Key, LifecycleStatus, SignatureRecord, Wallet};
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Reserves a key (status `Creating`). Conflict `keys.external_id` on a reused externalId.
+    async fn insert_key(&self, key: &Key) -> StoreResult<()>;
+    /// Sets the public key and status of a reserved key; false when it is not `Creating`.
+    async fn finish_key(
+        &self,
+        key_id: &str,
+        public_key: &[u8],
+        status: LifecycleStatus,
+    ) -> StoreResult<bool>;
+    async fn get_key(&self, org_id: &str, key_id: &str) -> StoreResult<Option<Key>>;
+    async fn find_key_by_external_id(
+        &self,
+        org_id: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<Key>>;
+    /// Active and archived keys, newest first.
+    async fn list_keys(&self, org_id: &str, page: &PageRequest) -> StoreResult<Page<Key>>;
+    async fn rename_key(&self, org_id: &str, key_id: &str, name: &str) -> StoreResult<bool>;
+    /// Archives a key and its wallets; false when it was not active.
+    async fn archive_key(&self, org_id: &str, key_id: &str, now: Timestamp) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait WalletStore: Send + Sync {
+    /// Reserves a wallet, and its new key when `key` is given, atomically. Conflict
+    /// `wallets.external_id` on a reused externalId.
+    async fn insert_wallet(&self, wallet: &Wallet, key: Option<&Key>) -> StoreResult<()>;
+    /// Activates (or fails) a reserved wallet and, when given, its reserved key.
+    async fn finish_wallet(
+        &self,
+        wallet_id: &str,
+        address: Option<&str>,
+        key: Option<(&str, &[u8])>,
+        status: LifecycleStatus,
+    ) -> StoreResult<bool>;
+    async fn get_wallet(&self, org_id: &str, wallet_id: &str) -> StoreResult<Option<Wallet>>;
+    async fn find_wallet_by_external_id(
+        &self,
+        org_id: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<Wallet>>;
+    async fn list_wallets(&self, org_id: &str, page: &PageRequest) -> StoreResult<Page<Wallet>>;
+    async fn update_wallet(
+        &self,
+        org_id: &str,
+        wallet_id: &str,
+        name: Option<&str>,
+        external_id: Option<&str>,
+    ) -> StoreResult<bool>;
+    async fn set_wallet_tags(
+        &self,
+        org_id: &str,
+        wallet_id: &str,
+        tags: &[String],
+    ) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait SignatureStore: Send + Sync {
+    /// Records a request (status `Executing`) before the signers run. Conflict
+    /// `signatures.external_id` on a reused externalId for the same key.
+    async fn insert_signature(&self, rec: &SignatureRecord) -> StoreResult<()>;
+    /// Records the outcome; false when the request is not `Executing` any more.
+    async fn finish_signature(&self, rec: &SignatureRecord) -> StoreResult<bool>;
+    async fn get_signature(
+        &self,
+        org_id: &str,
+        signature_id: &str,
+    ) -> StoreResult<Option<SignatureRecord>>;
+    async fn find_signature_by_external_id(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<SignatureRecord>>;
+    /// Requests of a key (or of a wallet), newest first.
+    async fn list_signatures(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        wallet_id: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<SignatureRecord>>;
+    /// After a crash: requests still `Executing` from before `before` become `Failed`, so a
+    /// retry with the same externalId reports the failure instead of signing twice.
+    async fn fail_interrupted_signatures(
+        &self,
+        before: Timestamp,
+        reason: &str,
+    ) -> StoreResult<u64>;
+}
+
+/// What the signers are asked to sign. The signers hash preimages themselves, so a
+/// presignature is never used for a digest they did not compute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignMaterial {
+    /// ECDSA over a caller-supplied 32-byte digest (`Hash`): interactive signing only.
+    EcdsaDigest([u8; 32]),
+    /// ECDSA over `hasher(preimage)`.
+    EcdsaPreimage { hasher: Hasher, preimage: Vec<u8> },
+    /// Ed25519 over a message.
+    Ed25519 { message: Vec<u8> },
+    /// BIP-340 Schnorr over a message; `taproot` = Some(merkle root or none) applies the
+    /// BIP-341 key-path tweak.
+    Schnorr {
+        message: Vec<u8>,
+        taproot: Option<Option<[u8; 32]>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hasher {
+    Keccak256,
+    Sha256,
+    DoubleSha256,
+}
+
+/// The user action behind a signing request, carried to every signer (which records it, and
+/// will verify it itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionEvidence {
+    pub user_action_id: String,
+    pub user_id: String,
+    pub credential_uuid: String,
+    pub challenge: String,
+    pub client_data: String,
+    pub signature: String,
+    pub http_method: String,
+    pub http_path: String,
+    pub body: String,
+}
+
+/// A signature produced by the cluster, already verified against the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterSignature {
+    Ecdsa {
+        r: [u8; 32],
+        s: [u8; 32],
+        recid: u8,
+    },
+    /// Ed25519 or BIP-340: R‖s.
+    Schnorr([u8; 64]),
+}
+
+/// Per scheme: can keys be created and used right now?
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemeReadiness {
+    pub ready: bool,
+    /// Human-readable state ("ready", "generating safe primes 5/12", "aux info 1/3", …).
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterReadiness {
+    #[serde(rename = "ECDSA")]
+    pub ecdsa: SchemeReadiness,
+    #[serde(rename = "EdDSA")]
+    pub eddsa: SchemeReadiness,
+    #[serde(rename = "Schnorr")]
+    pub schnorr: SchemeReadiness,
+}
+
+/// The threshold signer cluster, as the domain sees it.
+#[async_trait]
+pub trait SignerCluster: Send + Sync + std::fmt::Debug {
+    /// Distributed key generation for a reserved key id; returns the public key.
+    async fn generate_key(
+        &self,
+        key_id: &str,
+        scheme: keyfold_types::keys::KeyScheme,
+    ) -> Result<Vec<u8>, crate::DomainError>;
+    /// Signs with `t` healthy signers (retrying another quorum when one fails) and verifies
+    /// the result against the key before returning it.
+    async fn sign(
+        &self,
+        key: &Key,
+        material: &SignMaterial,
+        evidence: &ActionEvidence,
+        request_id: &str,
+    ) -> Result<ClusterSignature, crate::DomainError>;
+    fn readiness(&self) -> ClusterReadiness;
+    /// Waits until `scheme` is ready, at most `timeout`; false if it is not.
+    async fn wait_ready(
+        &self,
+        scheme: keyfold_types::keys::KeyScheme,
+        timeout: std::time::Duration,
+    ) -> bool;
+}
+
+/// What a signature request becomes once its network's rules are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedSignature {
+    pub material: SignMaterial,
+    /// What finishing needs (e.g. the unsigned transaction to attach the signature to).
+    pub context: PreparedContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreparedContext {
+    None,
+    /// An EVM transaction (unsigned serialization) waiting for its signature.
+    EvmTransaction(Vec<u8>),
+}
+
+/// A finished signature in the API's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedSignature {
+    pub components: keyfold_types::keys::SignatureComponents,
+    pub signed_data: Option<String>,
+    pub tx_hash: Option<String>,
+}
+
+/// Network rules: which keys a network takes, its addresses, and how each signature kind is
+/// hashed and finished. Implemented by `keyfold-chains`.
+pub trait Networks: Send + Sync + std::fmt::Debug {
+    /// Canonical network name, or a 400 for an unknown / unsupported one.
+    fn canonical(&self, network: &str) -> Result<String, crate::DomainError>;
+    /// The key a new wallet on `network` gets (honouring an explicit scheme/curve request).
+    fn key_spec(
+        &self,
+        network: &str,
+        scheme: Option<keyfold_types::keys::KeyScheme>,
+        curve: Option<keyfold_types::keys::KeyCurve>,
+    ) -> Result<
+        (
+            keyfold_types::keys::KeyScheme,
+            keyfold_types::keys::KeyCurve,
+        ),
+        crate::DomainError,
+    >;
+    /// The wallet address of `key` on `network` (None for raw-key networks).
+    fn address(&self, network: &str, key: &Key) -> Result<Option<String>, crate::DomainError>;
+    /// Validates a request and says what the signers must sign.
+    fn prepare(
+        &self,
+        network: Option<&str>,
+        key: &Key,
+        kind: &keyfold_types::keys::SignatureKind,
+    ) -> Result<PreparedSignature, crate::DomainError>;
+    /// Formats a verified signature (and the signed artefact, if any).
+    fn complete(
+        &self,
+        prepared: &PreparedSignature,
+        key: &Key,
+        signature: &ClusterSignature,
+    ) -> Result<CompletedSignature, crate::DomainError>;
+}
+
+/// An ECDSA presignature the signers hold: only its public part and who holds it are here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignatureRecord {
+    pub id: String,
+    pub key_id: String,
+    /// The signers (party indices, ascending, comma-separated) that hold it; only they can
+    /// use it.
+    pub signers: String,
+    /// The presignature's public part (opaque bytes for the coordinator).
+    pub public: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait PresignatureStore: Send + Sync {
+    async fn add_presignature(&self, p: &PresignatureRecord) -> StoreResult<()>;
+    /// Removes and returns one presignature of `key_id` held by one of `signer_sets` — in one
+    /// statement, so each is handed out at most once, even across replicas and restarts.
+    async fn take_presignature(
+        &self,
+        key_id: &str,
+        signer_sets: &[String],
+    ) -> StoreResult<Option<PresignatureRecord>>;
+    async fn count_presignatures(&self, key_id: &str) -> StoreResult<i64>;
+    /// Active ECDSA keys, oldest first (for the background refill).
+    async fn active_ecdsa_keys(&self, limit: i64) -> StoreResult<Vec<String>>;
+}
+
+// ------------------------------------------------------------------------------------------
+// A signer node's own persistence (each signer has its own database). Everything secret
+// arrives here already sealed by the node's keystore: this port stores opaque bytes.
+// ------------------------------------------------------------------------------------------
+
+/// A signing request as a signer recorded it, with the user action that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRequestRecord {
+    pub session_id: String,
+    pub key_id: String,
+    pub protocol: String,
+    /// `ActionEvidence` as JSON text.
+    pub evidence: String,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait NodeStore: Send + Sync + std::fmt::Debug {
+    async fn get_meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Writes `value` unless `name` exists; returns what is stored now (first writer wins).
+    async fn init_meta(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
+    /// Stores a sealed key share. Conflict `node_shares.key` if the key already has one.
+    async fn put_share(
+        &self,
+        key_id: &str,
+        version: i64,
+        scheme: &str,
+        sealed: &[u8],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// `(version, scheme, sealed)` of a key's share.
+    async fn get_share(&self, key_id: &str) -> StoreResult<Option<(i64, String, Vec<u8>)>>;
+    async fn put_aux(&self, group_id: &str, sealed: &[u8], now: Timestamp) -> StoreResult<()>;
+    async fn get_aux(&self, group_id: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn add_primes(&self, id: &str, sealed: &[u8], now: Timestamp) -> StoreResult<()>;
+    /// Removes and returns one set of primes (`(id, sealed)`): primes are used once.
+    async fn take_primes(&self) -> StoreResult<Option<(String, Vec<u8>)>>;
+    async fn count_primes(&self) -> StoreResult<i64>;
+    async fn put_presignature(
+        &self,
+        id: &str,
+        key_id: &str,
+        sealed: &[u8],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Removes and returns a presignature — deleted *before* any partial signature made from
+    /// it can leave the node, so it is never used twice, not even after a crash.
+    async fn take_presignature(&self, id: &str, key_id: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn record_request(&self, rec: &NodeRequestRecord) -> StoreResult<()>;
+    async fn count_requests(&self, key_id: &str) -> StoreResult<i64>;
 }

@@ -15,10 +15,14 @@
 //! The conformance suite in `tests/conformance.rs` runs every test on both backends.
 
 mod cache;
+mod keys_sql;
+mod node_sql;
 mod rows;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use node_sql::SqlNodeStore;
 
 use std::str::FromStr;
 use std::time::Duration;

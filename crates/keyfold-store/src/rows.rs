@@ -367,3 +367,146 @@ pub(crate) struct UserViewRow {
     pub permission_name: Option<String>,
     pub operations: Option<String>,
 }
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    id: String,
+    org_id: String,
+    scheme: String,
+    curve: String,
+    public_key: Vec<u8>,
+    name: Option<String>,
+    status: String,
+    custodial: bool,
+    owner_id: String,
+    external_id: Option<String>,
+    created_at: i64,
+    deleted_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for keyfold_domain::model::Key {
+    type Error = StoreError;
+    fn try_from(r: KeyRow) -> Result<Self, StoreError> {
+        use keyfold_types::keys::{KeyCurve, KeyScheme};
+        Ok(keyfold_domain::model::Key {
+            scheme: KeyScheme::parse(&r.scheme).ok_or_else(|| bad("key scheme", &r.scheme))?,
+            curve: KeyCurve::parse(&r.curve).ok_or_else(|| bad("key curve", &r.curve))?,
+            status: keyfold_domain::model::LifecycleStatus::parse(&r.status)
+                .ok_or_else(|| bad("key status", &r.status))?,
+            id: r.id,
+            org_id: r.org_id,
+            public_key: r.public_key,
+            name: r.name,
+            custodial: r.custodial,
+            owner_id: r.owner_id,
+            external_id: r.external_id,
+            created_at: Timestamp(r.created_at),
+            deleted_at: ts(r.deleted_at),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct WalletRow {
+    id: String,
+    org_id: String,
+    key_id: String,
+    network: String,
+    address: Option<String>,
+    name: Option<String>,
+    status: String,
+    external_id: Option<String>,
+    tags: String,
+    created_at: i64,
+    deleted_at: Option<i64>,
+}
+
+impl TryFrom<WalletRow> for keyfold_domain::model::Wallet {
+    type Error = StoreError;
+    fn try_from(r: WalletRow) -> Result<Self, StoreError> {
+        Ok(keyfold_domain::model::Wallet {
+            status: keyfold_domain::model::LifecycleStatus::parse(&r.status)
+                .ok_or_else(|| bad("wallet status", &r.status))?,
+            tags: serde_json::from_str(&r.tags).map_err(|_| bad("wallet tags", &r.tags))?,
+            id: r.id,
+            org_id: r.org_id,
+            key_id: r.key_id,
+            network: r.network,
+            address: r.address,
+            name: r.name,
+            external_id: r.external_id,
+            created_at: Timestamp(r.created_at),
+            deleted_at: ts(r.deleted_at),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SignatureRow {
+    id: String,
+    org_id: String,
+    key_id: String,
+    wallet_id: Option<String>,
+    requester_id: String,
+    token_id: Option<String>,
+    kind: String,
+    request_body: String,
+    network: Option<String>,
+    status: String,
+    reason: Option<String>,
+    signature: Option<String>,
+    signed_data: Option<String>,
+    tx_hash: Option<String>,
+    external_id: Option<String>,
+    user_action_id: Option<String>,
+    created_at: i64,
+    signed_at: Option<i64>,
+}
+
+impl TryFrom<SignatureRow> for keyfold_domain::model::SignatureRecord {
+    type Error = StoreError;
+    fn try_from(r: SignatureRow) -> Result<Self, StoreError> {
+        Ok(keyfold_domain::model::SignatureRecord {
+            status: keyfold_types::keys::SignatureStatus::parse(&r.status)
+                .ok_or_else(|| bad("signature status", &r.status))?,
+            id: r.id,
+            org_id: r.org_id,
+            key_id: r.key_id,
+            wallet_id: r.wallet_id,
+            requester_id: r.requester_id,
+            token_id: r.token_id,
+            kind: r.kind,
+            request_body: r.request_body,
+            network: r.network,
+            reason: r.reason,
+            signature: r.signature,
+            signed_data: r.signed_data,
+            tx_hash: r.tx_hash,
+            external_id: r.external_id,
+            user_action_id: r.user_action_id,
+            created_at: Timestamp(r.created_at),
+            signed_at: ts(r.signed_at),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PresignatureRow {
+    id: String,
+    key_id: String,
+    signers: String,
+    public: Vec<u8>,
+    created_at: i64,
+}
+
+impl From<PresignatureRow> for keyfold_domain::ports::PresignatureRecord {
+    fn from(r: PresignatureRow) -> Self {
+        keyfold_domain::ports::PresignatureRecord {
+            id: r.id,
+            key_id: r.key_id,
+            signers: r.signers,
+            public: r.public,
+            created_at: Timestamp(r.created_at),
+        }
+    }
+}

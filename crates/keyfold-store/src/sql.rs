@@ -32,6 +32,14 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             "users.external_id"
         } else if detail.contains("credentials_cred_id") || detail.contains("credentials.cred_id") {
             "credentials.cred_id"
+        } else if detail.contains("keys_external_id") || detail.contains("keys.external_id") {
+            "keys.external_id"
+        } else if detail.contains("wallets_external_id") || detail.contains("wallets.external_id") {
+            "wallets.external_id"
+        } else if detail.contains("signatures_external_id")
+            || detail.contains("signatures.external_id")
+        {
+            "signatures.external_id"
         } else if detail.contains("permission_assignments") {
             "permission_assignments.identity"
         } else {
@@ -62,7 +70,7 @@ fn ops_to_json(ops: &[String]) -> StoreResult<String> {
 }
 
 /// `$from, $from+1, …` placeholders for an `IN (…)` list.
-fn placeholders(from: usize, n: usize) -> String {
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()

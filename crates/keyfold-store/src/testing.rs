@@ -7,7 +7,7 @@
 use rand::Rng;
 use sqlx::Connection;
 
-use crate::{SqlStore, StoreOptions};
+use crate::{SqlNodeStore, SqlStore, StoreOptions};
 
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -53,40 +53,74 @@ impl Drop for Guard {
     }
 }
 
-impl TestDb {
-    pub async fn sqlite() -> Self {
+/// A throwaway database URL (and the guard that drops it).
+async fn fresh(postgres: bool) -> (String, Guard) {
+    if !postgres {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("keyfold.db").display());
-        let store = SqlStore::connect(&StoreOptions::new(&url))
-            .await
-            .expect("sqlite");
-        store.migrate().await.expect("migrate sqlite");
-        Self {
-            store,
-            url,
-            _guard: Guard::Sqlite(dir),
-        }
+        return (url, Guard::Sqlite(dir));
+    }
+    let admin_url = postgres_admin_url();
+    let db = format!("keyfold_test_{:016x}", rand::thread_rng().r#gen::<u64>());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for this test: {e}"));
+    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let _ = admin.close().await;
+    let mut url = url::Url::parse(&admin_url).expect("postgres url");
+    url.set_path(&db);
+    (url.to_string(), Guard::Postgres { admin_url, db })
+}
+
+impl TestDb {
+    pub async fn sqlite() -> Self {
+        Self::new(false).await
     }
 
     pub async fn postgres() -> Self {
-        let admin_url = postgres_admin_url();
-        let db = format!("keyfold_test_{:016x}", rand::thread_rng().r#gen::<u64>());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for this test: {e}"));
-        sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        let _ = admin.close().await;
-        let mut url = url::Url::parse(&admin_url).expect("postgres url");
-        url.set_path(&db);
-        let url = url.to_string();
-        let guard = Guard::Postgres { admin_url, db };
+        Self::new(true).await
+    }
+
+    async fn new(postgres: bool) -> Self {
+        let (url, guard) = fresh(postgres).await;
         let store = SqlStore::connect(&StoreOptions::new(&url))
             .await
-            .expect("postgres");
-        store.migrate().await.expect("migrate postgres");
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        Self {
+            store,
+            url,
+            _guard: guard,
+        }
+    }
+}
+
+/// A migrated signer-node store over a throwaway database.
+#[derive(Debug)]
+pub struct TestNodeDb {
+    pub store: SqlNodeStore,
+    pub url: String,
+    _guard: Guard,
+}
+
+impl TestNodeDb {
+    pub async fn sqlite() -> Self {
+        Self::new(false).await
+    }
+
+    pub async fn postgres() -> Self {
+        Self::new(true).await
+    }
+
+    async fn new(postgres: bool) -> Self {
+        let (url, guard) = fresh(postgres).await;
+        let store = SqlNodeStore::connect(&StoreOptions::new(&url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
         Self {
             store,
             url,

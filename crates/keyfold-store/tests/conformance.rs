@@ -5,6 +5,7 @@
 use futures::future::join_all;
 use keyfold_domain::StoreError;
 use keyfold_domain::model::*;
+use keyfold_domain::model::{Key, LifecycleStatus, SignatureRecord, Wallet};
 use keyfold_domain::page::PageRequest;
 use keyfold_domain::ports::Store;
 use keyfold_domain::time::Timestamp;
@@ -48,6 +49,10 @@ conformance!(
     jwt_keys_rotate,
     outbox_claims_are_exclusive_and_retry,
     builtin_permissions_sync,
+    keys_reserve_then_activate_and_archive,
+    wallets_reserve_with_their_key_atomically,
+    signatures_are_recorded_once_per_external_id,
+    presignatures_are_handed_out_once,
 );
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -700,4 +705,369 @@ async fn builtin_permissions_sync(s: &dyn Store) {
         sess.operations.iter().collect::<Vec<_>>(),
         vec!["Auth:Users:Read"]
     );
+}
+
+fn key(
+    org: &str,
+    owner: &str,
+    scheme: keyfold_types::keys::KeyScheme,
+    ext: Option<&str>,
+    at: Timestamp,
+) -> Key {
+    Key {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Key),
+        org_id: org.into(),
+        scheme,
+        curve: match scheme {
+            keyfold_types::keys::KeyScheme::EdDsa => keyfold_types::keys::KeyCurve::Ed25519,
+            _ => keyfold_types::keys::KeyCurve::Secp256k1,
+        },
+        public_key: vec![],
+        name: Some("k".into()),
+        status: LifecycleStatus::Creating,
+        custodial: true,
+        owner_id: owner.into(),
+        external_id: ext.map(str::to_string),
+        created_at: at,
+        deleted_at: None,
+    }
+}
+
+async fn keys_reserve_then_activate_and_archive(s: &dyn Store) {
+    use keyfold_types::keys::KeyScheme;
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let k = key(&b.org.id, &b.root.id, KeyScheme::Ecdsa, Some("ext-k"), T0);
+    s.insert_key(&k).await.unwrap();
+    // A reserved key is not listed.
+    let page = PageRequest {
+        limit: 10,
+        after: None,
+    };
+    assert!(
+        s.list_keys(&b.org.id, &page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // The same externalId cannot reserve a second key.
+    let dup = key(&b.org.id, &b.root.id, KeyScheme::Ecdsa, Some("ext-k"), T0);
+    assert_eq!(
+        s.insert_key(&dup).await,
+        Err(StoreError::Conflict("keys.external_id".into()))
+    );
+    assert!(
+        s.finish_key(&k.id, &[2; 33], LifecycleStatus::Active)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.finish_key(&k.id, &[3; 33], LifecycleStatus::Active)
+            .await
+            .unwrap(),
+        "only once"
+    );
+    let got = s.get_key(&b.org.id, &k.id).await.unwrap().unwrap();
+    assert_eq!(got.public_key, vec![2; 33]);
+    assert_eq!(got.status, LifecycleStatus::Active);
+    assert_eq!(
+        s.find_key_by_external_id(&b.org.id, "ext-k")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        k.id
+    );
+    assert!(s.get_key("or-other", &k.id).await.unwrap().is_none());
+    for i in 0..3 {
+        let k2 = key(
+            &b.org.id,
+            &b.root.id,
+            KeyScheme::EdDsa,
+            None,
+            T0.plus_secs(i + 1),
+        );
+        s.insert_key(&k2).await.unwrap();
+        s.finish_key(&k2.id, &[9; 32], LifecycleStatus::Active)
+            .await
+            .unwrap();
+    }
+    let p1 = s
+        .list_keys(
+            &b.org.id,
+            &PageRequest {
+                limit: 2,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p1.items.len(), 2);
+    let p2 = s
+        .list_keys(
+            &b.org.id,
+            &PageRequest {
+                limit: 2,
+                after: p1.next,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p2.items.len(), 2);
+    assert!(p2.next.is_none());
+    assert_eq!(p2.items.last().unwrap().id, k.id, "oldest last");
+    assert!(s.rename_key(&b.org.id, &k.id, "renamed").await.unwrap());
+    assert!(
+        s.archive_key(&b.org.id, &k.id, T0.plus_secs(9))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.archive_key(&b.org.id, &k.id, T0.plus_secs(9))
+            .await
+            .unwrap()
+    );
+    let got = s.get_key(&b.org.id, &k.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.name.as_deref()),
+        (LifecycleStatus::Archived, Some("renamed"))
+    );
+    assert!(!s.rename_key(&b.org.id, &k.id, "again").await.unwrap());
+}
+
+async fn wallets_reserve_with_their_key_atomically(s: &dyn Store) {
+    use keyfold_types::keys::KeyScheme;
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let k = key(&b.org.id, &b.root.id, KeyScheme::Ecdsa, None, T0);
+    let w = |ext: Option<&str>, key_id: &str| Wallet {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Wallet),
+        org_id: b.org.id.clone(),
+        key_id: key_id.into(),
+        network: "EthereumSepolia".into(),
+        address: None,
+        name: None,
+        status: LifecycleStatus::Creating,
+        external_id: ext.map(str::to_string),
+        tags: vec!["a".into()],
+        created_at: T0,
+        deleted_at: None,
+    };
+    let w1 = w(Some("ext-w"), &k.id);
+    s.insert_wallet(&w1, Some(&k)).await.unwrap();
+    // A second wallet with the same externalId and a new key: refused, and its key with it.
+    let k2 = key(&b.org.id, &b.root.id, KeyScheme::Ecdsa, None, T0);
+    assert_eq!(
+        s.insert_wallet(&w(Some("ext-w"), &k2.id), Some(&k2)).await,
+        Err(StoreError::Conflict("wallets.external_id".into()))
+    );
+    assert!(s.get_key(&b.org.id, &k2.id).await.unwrap().is_none());
+    assert!(
+        s.finish_wallet(
+            &w1.id,
+            Some("0xabc"),
+            Some((&k.id, &[2; 33])),
+            LifecycleStatus::Active
+        )
+        .await
+        .unwrap()
+    );
+    let got = s.get_wallet(&b.org.id, &w1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.address.as_deref()),
+        (LifecycleStatus::Active, Some("0xabc"))
+    );
+    assert_eq!(got.tags, vec!["a".to_string()]);
+    assert_eq!(
+        s.get_key(&b.org.id, &k.id).await.unwrap().unwrap().status,
+        LifecycleStatus::Active
+    );
+    assert!(
+        s.set_wallet_tags(&b.org.id, &w1.id, &["x".into(), "y".into()])
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.update_wallet(&b.org.id, &w1.id, Some("main"), None)
+            .await
+            .unwrap()
+    );
+    let got = s
+        .find_wallet_by_external_id(&b.org.id, "ext-w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.name.as_deref(), got.tags.len()), (Some("main"), 2));
+    let listed = s
+        .list_wallets(
+            &b.org.id,
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    // Archiving the key archives its wallets.
+    assert!(
+        s.archive_key(&b.org.id, &k.id, T0.plus_secs(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.get_wallet(&b.org.id, &w1.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        LifecycleStatus::Archived
+    );
+}
+
+async fn signatures_are_recorded_once_per_external_id(s: &dyn Store) {
+    use keyfold_types::keys::{KeyScheme, SignatureStatus};
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let k = key(&b.org.id, &b.root.id, KeyScheme::Ecdsa, None, T0);
+    s.insert_key(&k).await.unwrap();
+    s.finish_key(&k.id, &[2; 33], LifecycleStatus::Active)
+        .await
+        .unwrap();
+    let rec = |ext: Option<&str>, at: Timestamp| SignatureRecord {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Signature),
+        org_id: b.org.id.clone(),
+        key_id: k.id.clone(),
+        wallet_id: None,
+        requester_id: b.root.id.clone(),
+        token_id: Some("to-1".into()),
+        kind: "Hash".into(),
+        request_body: "{}".into(),
+        network: None,
+        status: SignatureStatus::Executing,
+        reason: None,
+        signature: None,
+        signed_data: None,
+        tx_hash: None,
+        external_id: ext.map(str::to_string),
+        user_action_id: Some("ua-1".into()),
+        created_at: at,
+        signed_at: None,
+    };
+    let mut r1 = rec(Some("sig-ext"), T0);
+    s.insert_signature(&r1).await.unwrap();
+    let results = join_all((0..4).map(|_| {
+        let r = rec(Some("sig-ext"), T0);
+        async move { s.insert_signature(&r).await }
+    }))
+    .await;
+    assert!(
+        results
+            .iter()
+            .all(|r| *r == Err(StoreError::Conflict("signatures.external_id".into())))
+    );
+    r1.status = SignatureStatus::Signed;
+    r1.signature = Some("{}".into());
+    r1.signed_at = Some(T0.plus_secs(1));
+    assert!(s.finish_signature(&r1).await.unwrap());
+    assert!(
+        !s.finish_signature(&r1).await.unwrap(),
+        "a finished request stays finished"
+    );
+    assert_eq!(
+        s.find_signature_by_external_id(&b.org.id, &k.id, "sig-ext")
+            .await
+            .unwrap()
+            .unwrap(),
+        r1
+    );
+    // An interrupted request (left Executing) is failed by the recovery sweep.
+    let r2 = rec(None, T0.plus_secs(2));
+    s.insert_signature(&r2).await.unwrap();
+    assert_eq!(
+        s.fail_interrupted_signatures(T0.plus_secs(1), "x")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.fail_interrupted_signatures(T0.plus_secs(3), "crashed")
+            .await
+            .unwrap(),
+        1
+    );
+    let got = s.get_signature(&b.org.id, &r2.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.reason.as_deref()),
+        (SignatureStatus::Failed, Some("crashed"))
+    );
+    let listed = s
+        .list_signatures(
+            &b.org.id,
+            &k.id,
+            None,
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+    assert_eq!(listed.items[0].id, r2.id, "newest first");
+}
+
+async fn presignatures_are_handed_out_once(s: &dyn Store) {
+    use keyfold_domain::ports::PresignatureRecord;
+    use keyfold_types::keys::KeyScheme;
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let k = key(&b.org.id, &b.root.id, KeyScheme::Ecdsa, None, T0);
+    s.insert_key(&k).await.unwrap();
+    s.finish_key(&k.id, &[2; 33], LifecycleStatus::Active)
+        .await
+        .unwrap();
+    for (i, signers) in ["0,1", "0,1", "1,2"].iter().enumerate() {
+        s.add_presignature(&PresignatureRecord {
+            id: format!("ps-{i}"),
+            key_id: k.id.clone(),
+            signers: signers.to_string(),
+            public: vec![i as u8],
+            created_at: T0.plus_secs(i as i64),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 3);
+    assert_eq!(s.active_ecdsa_keys(10).await.unwrap(), vec![k.id.clone()]);
+    // Only presignatures of usable signer sets are handed out.
+    assert!(
+        s.take_presignature(&k.id, &["0,2".into()])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let sets = vec!["0,1".to_string()];
+    let taken = join_all((0..6).map(|_| s.take_presignature(&k.id, &sets))).await;
+    let mut ids: Vec<String> = taken
+        .into_iter()
+        .filter_map(|t| t.unwrap())
+        .map(|p| p.id)
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["ps-0".to_string(), "ps-1".to_string()],
+        "each handed out once"
+    );
+    assert_eq!(
+        s.take_presignature(&k.id, &["1,2".into()])
+            .await
+            .unwrap()
+            .unwrap()
+            .public,
+        vec![2]
+    );
+    assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 0);
 }

@@ -8,8 +8,10 @@
 
 pub mod auth;
 pub mod error;
+pub mod keys;
 pub mod page;
 pub mod users;
+pub mod wallets;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use page::{ListResponse, PageQuery};

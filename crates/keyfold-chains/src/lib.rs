@@ -1,0 +1,38 @@
+//! # keyfold-chains — what each network means by an address, a transaction and a signature
+//!
+//! Keyfold's signer cluster signs 32-byte digests and knows nothing of chains. Everything
+//! chain-specific between a Dfns API request and that digest lives here, as pure functions with
+//! no I/O: which networks exist and what key each needs ([`Network`]), how a public key becomes an
+//! address, how a `Message`, `Eip712` or `Transaction` signature request becomes the digest to
+//! sign, and how the cluster's `(r, s)` becomes the `signature` and `signedData` of the response,
+//! checked against the wallet's address before it is returned.
+//!
+//! One module per chain family, so each family brings its own dependencies and tests:
+//!
+//! | module | networks | status |
+//! | --- | --- | --- |
+//! | [`evm`] | Ethereum, Base, Polygon, Arbitrum, Optimism, BSC, Avalanche C and their testnets | implemented |
+//! | `bitcoin` | Bitcoin, BitcoinTestnet3/4, BitcoinSignet | reserved ([`Network::ensure_supported`] refuses them) |
+//! | `solana` | Solana, SolanaDevnet | reserved |
+//!
+//! Errors are one enum, [`Error`]: bad input (a 400 with a message for the caller) versus
+//! internal (a signature from the cluster that does not check out, a bug).
+//!
+//! We do not implement encodings or cryptography here: RLP, EIP-2718/155/1559/2930, EIP-712 and
+//! signature recovery come from the maintained `alloy` crates and `k256`; this crate adds the
+//! Dfns shapes, strict parsing and clear errors, and proves the result against viem
+//! (`tests/viem_vectors.rs`).
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod error;
+pub mod evm;
+mod network;
+
+pub use error::{Error, Result};
+pub use network::{Curve, Family, KeyScheme, Network};

@@ -1,0 +1,922 @@
+//! Keys, wallets and signatures: the use cases behind `/keys` and `/wallets`.
+//!
+//! Creating a key *reserves* its id (and `externalId`) in the store first, then runs the
+//! distributed key generation, then activates the row — so a retry, a crash or a racing
+//! duplicate can never produce two keys for one request. Signing writes the request
+//! (`Executing`) before the signers run and its outcome before answering; the same
+//! `externalId` always answers with that one record, so a retry never yields a second
+//! signature. Network specifics (addresses, what a `Transaction` hashes to) are behind the
+//! [`Networks`] port; the signers behind [`SignerCluster`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyfold_types::keys::{
+    CreateKeyBody, GenerateSignatureBody, KeyCurve, KeyResponse, KeyScheme, KeyStatus,
+    ListKeysQuery, Requester, SignatureComponents, SignatureResponse, SignatureStatus,
+};
+use keyfold_types::limits;
+use keyfold_types::wallets::{
+    CreateWalletBody, ListWalletsQuery, UpdateWalletBody, WalletResponse, WalletSigningKey,
+    WalletStatus,
+};
+
+use crate::authz::{Granted, Operation, Principal, op};
+use crate::error::{DomainError, Result, StoreError};
+use crate::ids::{IdKind, looks_like, new_id};
+use crate::model::{Key, LifecycleStatus, SignatureRecord, Wallet};
+use crate::page::{Page, PageRequest};
+use crate::ports::{ActionEvidence, Networks, SignerCluster, Store};
+use crate::time::{Clock, Timestamp};
+use crate::validate;
+
+/// Settings of the key use cases.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    /// How long a key creation waits for a scheme that is still being prepared (ECDSA aux
+    /// info) before answering 503.
+    pub ready_wait: Duration,
+}
+
+/// The key, wallet and signature use cases.
+#[derive(Debug, Clone)]
+pub struct KeyService {
+    store: Arc<dyn Store>,
+    cluster: Arc<dyn SignerCluster>,
+    networks: Arc<dyn Networks>,
+    clock: Arc<dyn Clock>,
+    settings: KeySettings,
+}
+
+/// Tags: at most this many per wallet, each at most this long.
+const MAX_TAGS: usize = 32;
+const MAX_TAG_LEN: usize = 64;
+
+impl KeyService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cluster: Arc<dyn SignerCluster>,
+        networks: Arc<dyn Networks>,
+        clock: Arc<dyn Clock>,
+        settings: KeySettings,
+    ) -> Self {
+        Self {
+            store,
+            cluster,
+            networks,
+            clock,
+            settings,
+        }
+    }
+
+    pub fn cluster(&self) -> &Arc<dyn SignerCluster> {
+        &self.cluster
+    }
+
+    // ------------------------------------------------------------------ keys
+
+    pub async fn create_key(
+        &self,
+        g: &Granted<op::KeysCreate>,
+        body: CreateKeyBody,
+    ) -> Result<KeyResponse> {
+        check_scheme_curve(body.scheme, body.curve)?;
+        if body.derive_from.is_some() || body.master_key == Some(true) {
+            return Err(DomainError::invalid("HD key derivation is not supported"));
+        }
+        if body.delegate_to.is_some() || body.delay_delegation.is_some() {
+            return Err(DomainError::invalid(
+                "key delegation to end users is not supported yet",
+            ));
+        }
+        if body.store_id.is_some() {
+            return Err(DomainError::invalid("key stores are not supported"));
+        }
+        let name = optional_text("name", body.name.as_deref())?;
+        let external_id = optional_text("externalId", body.external_id.as_deref())?;
+        let org = g.org_id().to_string();
+        if let Some(ext) = &external_id
+            && let Some(existing) = self.store.find_key_by_external_id(&org, ext).await?
+        {
+            return key_replay(existing, body.scheme, body.curve);
+        }
+        self.ensure_ready(body.scheme).await?;
+        let key = Key {
+            id: new_id(IdKind::Key),
+            org_id: org.clone(),
+            scheme: body.scheme,
+            curve: body.curve,
+            public_key: Vec::new(),
+            name,
+            status: LifecycleStatus::Creating,
+            custodial: true,
+            owner_id: g.principal().user_id.clone(),
+            external_id: external_id.clone(),
+            created_at: self.clock.now(),
+            deleted_at: None,
+        };
+        match self.store.insert_key(&key).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) if external_id.is_some() => {
+                let ext = external_id.as_deref().unwrap_or_default();
+                let existing = self
+                    .store
+                    .find_key_by_external_id(&org, ext)
+                    .await?
+                    .ok_or_else(|| DomainError::conflict("externalId is already in use"))?;
+                return key_replay(existing, body.scheme, body.curve);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let public_key = match self.cluster.generate_key(&key.id, key.scheme).await {
+            Ok(pk) => pk,
+            Err(e) => {
+                self.store
+                    .finish_key(&key.id, &[], LifecycleStatus::Failed)
+                    .await?;
+                return Err(e);
+            }
+        };
+        self.store
+            .finish_key(&key.id, &public_key, LifecycleStatus::Active)
+            .await?;
+        Ok(key_response(&Key {
+            public_key,
+            status: LifecycleStatus::Active,
+            ..key
+        }))
+    }
+
+    pub async fn list_keys(
+        &self,
+        g: &Granted<op::KeysRead>,
+        q: ListKeysQuery,
+    ) -> Result<Page<KeyResponse>> {
+        let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
+        Ok(self
+            .store
+            .list_keys(g.org_id(), &page)
+            .await?
+            .map(|k| key_response(&k)))
+    }
+
+    pub async fn get_key(&self, g: &Granted<op::KeysRead>, key_id: &str) -> Result<KeyResponse> {
+        Ok(key_response(&self.visible_key(g.org_id(), key_id).await?))
+    }
+
+    pub async fn rename_key(
+        &self,
+        g: &Granted<op::KeysUpdate>,
+        key_id: &str,
+        name: &str,
+    ) -> Result<KeyResponse> {
+        let name = validate::text("name", name, limits::NAME_MAX)?;
+        let key = self.active_key(g.org_id(), key_id).await?;
+        self.store.rename_key(g.org_id(), &key.id, &name).await?;
+        Ok(key_response(&Key {
+            name: Some(name),
+            ..key
+        }))
+    }
+
+    /// Archives the key and every wallet on it: they can no longer sign.
+    pub async fn delete_key(
+        &self,
+        g: &Granted<op::KeysDelete>,
+        key_id: &str,
+    ) -> Result<KeyResponse> {
+        let key = self.active_key(g.org_id(), key_id).await?;
+        let now = self.clock.now();
+        if !self.store.archive_key(g.org_id(), &key.id, now).await? {
+            return Err(key_not_found(key_id));
+        }
+        Ok(key_response(&Key {
+            status: LifecycleStatus::Archived,
+            deleted_at: Some(now),
+            ..key
+        }))
+    }
+
+    pub async fn sign_with_key(
+        &self,
+        g: &Granted<op::KeysSignaturesCreate>,
+        key_id: &str,
+        body: GenerateSignatureBody,
+        evidence: ActionEvidence,
+    ) -> Result<SignatureResponse> {
+        let key = self.active_key(g.org_id(), key_id).await?;
+        let network = match &body.network {
+            Some(n) => Some(self.networks.canonical(n)?),
+            None => None,
+        };
+        self.sign(g.principal(), &key, None, network, body, evidence)
+            .await
+    }
+
+    pub async fn list_key_signatures(
+        &self,
+        g: &Granted<op::KeysSignaturesRead>,
+        key_id: &str,
+        q: ListKeysQuery,
+    ) -> Result<Page<SignatureResponse>> {
+        let key = self.visible_key(g.org_id(), key_id).await?;
+        let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
+        let p = self
+            .store
+            .list_signatures(g.org_id(), &key.id, None, &page)
+            .await?;
+        Ok(Page {
+            items: p
+                .items
+                .iter()
+                .map(signature_response)
+                .collect::<Result<_>>()?,
+            next: p.next,
+        })
+    }
+
+    pub async fn get_key_signature(
+        &self,
+        g: &Granted<op::KeysSignaturesRead>,
+        key_id: &str,
+        signature_id: &str,
+    ) -> Result<SignatureResponse> {
+        let rec = self.signature(g.org_id(), signature_id).await?;
+        if rec.key_id != key_id {
+            return Err(signature_not_found(signature_id));
+        }
+        signature_response(&rec)
+    }
+
+    // ------------------------------------------------------------------ wallets
+
+    pub async fn create_wallet(
+        &self,
+        g: &Granted<op::WalletsCreate>,
+        body: CreateWalletBody,
+    ) -> Result<WalletResponse> {
+        let network = self.networks.canonical(&body.network)?;
+        if body.delegate_to.is_some() || body.delay_delegation.is_some() {
+            return Err(DomainError::invalid(
+                "wallet delegation to end users is not supported yet",
+            ));
+        }
+        let name = optional_text("name", body.name.as_deref())?;
+        let external_id = optional_text("externalId", body.external_id.as_deref())?;
+        let tags = validate_tags(body.tags.as_deref().unwrap_or(&[]))?;
+        if !tags.is_empty() && !g.principal().can(op::WalletsTagsAdd::NAME) {
+            return Err(DomainError::denied(
+                "tagging a wallet needs the Wallets:Tags:Add permission",
+            ));
+        }
+        let org = g.org_id().to_string();
+        if let Some(ext) = &external_id
+            && let Some(existing) = self.store.find_wallet_by_external_id(&org, ext).await?
+        {
+            return self.wallet_replay(existing, &network).await;
+        }
+        let opts = body
+            .signing_key
+            .unwrap_or(keyfold_types::wallets::WalletSigningKeyOptions {
+                id: None,
+                scheme: None,
+                curve: None,
+                store_id: None,
+            });
+        if opts.store_id.is_some() {
+            return Err(DomainError::invalid("key stores are not supported"));
+        }
+        let now = self.clock.now();
+        // Reuse an existing key, or reserve a new one.
+        let (existing_key, new_key) = match &opts.id {
+            Some(key_id) => {
+                let key = self.active_key(&org, key_id).await?;
+                let (scheme, curve) =
+                    self.networks
+                        .key_spec(&network, Some(key.scheme), Some(key.curve))?;
+                if (scheme, curve) != (key.scheme, key.curve) {
+                    return Err(DomainError::invalid(format!(
+                        "key {key_id} ({} {}) cannot back a {network} wallet",
+                        key.scheme.as_str(),
+                        key.curve.as_str()
+                    )));
+                }
+                (Some(key), None)
+            }
+            None => {
+                let (scheme, curve) = self.networks.key_spec(&network, opts.scheme, opts.curve)?;
+                self.ensure_ready(scheme).await?;
+                let key = Key {
+                    id: new_id(IdKind::Key),
+                    org_id: org.clone(),
+                    scheme,
+                    curve,
+                    public_key: Vec::new(),
+                    name: name.clone(),
+                    status: LifecycleStatus::Creating,
+                    custodial: true,
+                    owner_id: g.principal().user_id.clone(),
+                    external_id: None,
+                    created_at: now,
+                    deleted_at: None,
+                };
+                (None, Some(key))
+            }
+        };
+        let key_id = existing_key
+            .as_ref()
+            .or(new_key.as_ref())
+            .map(|k| k.id.clone())
+            .unwrap_or_default();
+        let wallet = Wallet {
+            id: new_id(IdKind::Wallet),
+            org_id: org.clone(),
+            key_id,
+            network: network.clone(),
+            address: None,
+            name,
+            status: LifecycleStatus::Creating,
+            external_id: external_id.clone(),
+            tags,
+            created_at: now,
+            deleted_at: None,
+        };
+        match self.store.insert_wallet(&wallet, new_key.as_ref()).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) if external_id.is_some() => {
+                let ext = external_id.as_deref().unwrap_or_default();
+                let existing = self
+                    .store
+                    .find_wallet_by_external_id(&org, ext)
+                    .await?
+                    .ok_or_else(|| DomainError::conflict("externalId is already in use"))?;
+                return self.wallet_replay(existing, &network).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let reserved_key = new_key.is_some();
+        let key = match (existing_key, new_key) {
+            (Some(k), _) => k,
+            (None, Some(k)) => match self.cluster.generate_key(&k.id, k.scheme).await {
+                Ok(public_key) => Key {
+                    public_key,
+                    status: LifecycleStatus::Active,
+                    ..k
+                },
+                Err(e) => {
+                    self.store
+                        .finish_wallet(
+                            &wallet.id,
+                            None,
+                            Some((&k.id, &[])),
+                            LifecycleStatus::Failed,
+                        )
+                        .await?;
+                    return Err(e);
+                }
+            },
+            (None, None) => return Err(DomainError::internal("wallet without a key")),
+        };
+        let address = self.networks.address(&network, &key)?;
+        let fresh_key = reserved_key.then_some((key.id.as_str(), key.public_key.as_slice()));
+        self.store
+            .finish_wallet(
+                &wallet.id,
+                address.as_deref(),
+                fresh_key,
+                LifecycleStatus::Active,
+            )
+            .await?;
+        Ok(wallet_response(
+            &Wallet {
+                address,
+                status: LifecycleStatus::Active,
+                ..wallet
+            },
+            &key,
+        ))
+    }
+
+    pub async fn list_wallets(
+        &self,
+        g: &Granted<op::WalletsRead>,
+        q: ListWalletsQuery,
+    ) -> Result<Page<WalletResponse>> {
+        let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
+        let wallets = self.store.list_wallets(g.org_id(), &page).await?;
+        let mut items = Vec::with_capacity(wallets.items.len());
+        for w in &wallets.items {
+            let key = self
+                .store
+                .get_key(g.org_id(), &w.key_id)
+                .await?
+                .ok_or_else(|| DomainError::internal(format!("wallet {} has no key", w.id)))?;
+            items.push(wallet_response(w, &key));
+        }
+        Ok(Page {
+            items,
+            next: wallets.next,
+        })
+    }
+
+    pub async fn get_wallet(
+        &self,
+        g: &Granted<op::WalletsRead>,
+        wallet_id: &str,
+    ) -> Result<WalletResponse> {
+        let (w, k) = self.visible_wallet(g.org_id(), wallet_id).await?;
+        Ok(wallet_response(&w, &k))
+    }
+
+    pub async fn update_wallet(
+        &self,
+        g: &Granted<op::WalletsUpdate>,
+        wallet_id: &str,
+        body: UpdateWalletBody,
+    ) -> Result<WalletResponse> {
+        let name = optional_text("name", body.name.as_deref())?;
+        let external_id = optional_text("externalId", body.external_id.as_deref())?;
+        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        match self
+            .store
+            .update_wallet(g.org_id(), &w.id, name.as_deref(), external_id.as_deref())
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(DomainError::conflict(
+                    "externalId is already used by another wallet",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(wallet_response(
+            &Wallet {
+                name: name.or(w.name.clone()),
+                external_id: external_id.or(w.external_id.clone()),
+                ..w
+            },
+            &k,
+        ))
+    }
+
+    pub async fn add_tags(
+        &self,
+        g: &Granted<op::WalletsTagsAdd>,
+        wallet_id: &str,
+        tags: &[String],
+    ) -> Result<WalletResponse> {
+        let add = validate_tags(tags)?;
+        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        let mut all = w.tags.clone();
+        for t in add {
+            if !all.contains(&t) {
+                all.push(t);
+            }
+        }
+        if all.len() > MAX_TAGS {
+            return Err(DomainError::invalid(format!(
+                "a wallet has at most {MAX_TAGS} tags"
+            )));
+        }
+        self.store.set_wallet_tags(g.org_id(), &w.id, &all).await?;
+        Ok(wallet_response(&Wallet { tags: all, ..w }, &k))
+    }
+
+    pub async fn remove_tags(
+        &self,
+        g: &Granted<op::WalletsTagsDelete>,
+        wallet_id: &str,
+        tags: &[String],
+    ) -> Result<WalletResponse> {
+        let remove = validate_tags(tags)?;
+        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        let kept: Vec<String> = w
+            .tags
+            .iter()
+            .filter(|t| !remove.contains(t))
+            .cloned()
+            .collect();
+        self.store.set_wallet_tags(g.org_id(), &w.id, &kept).await?;
+        Ok(wallet_response(&Wallet { tags: kept, ..w }, &k))
+    }
+
+    pub async fn sign_with_wallet(
+        &self,
+        g: &Granted<op::WalletsGenerateSignature>,
+        wallet_id: &str,
+        body: GenerateSignatureBody,
+        evidence: ActionEvidence,
+    ) -> Result<SignatureResponse> {
+        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        if let Some(n) = &body.network
+            && self.networks.canonical(n)? != w.network
+        {
+            return Err(DomainError::invalid(format!(
+                "this wallet is on {}, not {n}",
+                w.network
+            )));
+        }
+        self.sign(
+            g.principal(),
+            &k,
+            Some(&w),
+            Some(w.network.clone()),
+            body,
+            evidence,
+        )
+        .await
+    }
+
+    pub async fn list_wallet_signatures(
+        &self,
+        g: &Granted<op::WalletsRead>,
+        wallet_id: &str,
+        q: ListWalletsQuery,
+    ) -> Result<Page<SignatureResponse>> {
+        let (w, _) = self.visible_wallet(g.org_id(), wallet_id).await?;
+        let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
+        let p = self
+            .store
+            .list_signatures(g.org_id(), &w.key_id, Some(&w.id), &page)
+            .await?;
+        Ok(Page {
+            items: p
+                .items
+                .iter()
+                .map(signature_response)
+                .collect::<Result<_>>()?,
+            next: p.next,
+        })
+    }
+
+    pub async fn get_wallet_signature(
+        &self,
+        g: &Granted<op::WalletsRead>,
+        wallet_id: &str,
+        signature_id: &str,
+    ) -> Result<SignatureResponse> {
+        let rec = self.signature(g.org_id(), signature_id).await?;
+        if rec.wallet_id.as_deref() != Some(wallet_id) {
+            return Err(signature_not_found(signature_id));
+        }
+        signature_response(&rec)
+    }
+
+    // ------------------------------------------------------------------ signing core
+
+    async fn sign(
+        &self,
+        requester: &Principal,
+        key: &Key,
+        wallet: Option<&Wallet>,
+        network: Option<String>,
+        body: GenerateSignatureBody,
+        evidence: ActionEvidence,
+    ) -> Result<SignatureResponse> {
+        let external_id = optional_text("externalId", body.external_id.as_deref())?;
+        if let Some(ext) = &external_id
+            && let Some(existing) = self
+                .store
+                .find_signature_by_external_id(&key.org_id, &key.id, ext)
+                .await?
+        {
+            return signature_response(&existing);
+        }
+        // Bad input is refused before anything is written.
+        let prepared = self.networks.prepare(network.as_deref(), key, &body.kind)?;
+        let request_body = serde_json::to_string(&body)
+            .map_err(|e| DomainError::internal(format!("encoding request body: {e}")))?;
+        let mut rec = SignatureRecord {
+            id: new_id(IdKind::Signature),
+            org_id: key.org_id.clone(),
+            key_id: key.id.clone(),
+            wallet_id: wallet.map(|w| w.id.clone()),
+            requester_id: requester.user_id.clone(),
+            token_id: Some(requester.token_id.clone()),
+            kind: body.kind.name().to_string(),
+            request_body,
+            network,
+            status: SignatureStatus::Executing,
+            reason: None,
+            signature: None,
+            signed_data: None,
+            tx_hash: None,
+            external_id: external_id.clone(),
+            user_action_id: Some(evidence.user_action_id.clone()),
+            created_at: self.clock.now(),
+            signed_at: None,
+        };
+        match self.store.insert_signature(&rec).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) if external_id.is_some() => {
+                let ext = external_id.as_deref().unwrap_or_default();
+                let existing = self
+                    .store
+                    .find_signature_by_external_id(&key.org_id, &key.id, ext)
+                    .await?
+                    .ok_or_else(|| DomainError::conflict("externalId is already in use"))?;
+                return signature_response(&existing);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let outcome = match self
+            .cluster
+            .sign(key, &prepared.material, &evidence, &rec.id)
+            .await
+        {
+            Ok(sig) => self.networks.complete(&prepared, key, &sig),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(done) => {
+                rec.status = SignatureStatus::Signed;
+                rec.signature = Some(
+                    serde_json::to_string(&done.components)
+                        .map_err(|e| DomainError::internal(format!("encoding signature: {e}")))?,
+                );
+                rec.signed_data = done.signed_data;
+                rec.tx_hash = done.tx_hash;
+                rec.signed_at = Some(self.clock.now());
+                self.store.finish_signature(&rec).await?;
+                signature_response(&rec)
+            }
+            Err(e) => {
+                rec.status = SignatureStatus::Failed;
+                rec.reason = Some(match &e {
+                    DomainError::Internal(_) => "internal error".to_string(),
+                    other => other.to_string(),
+                });
+                self.store.finish_signature(&rec).await?;
+                Err(e)
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    async fn ensure_ready(&self, scheme: KeyScheme) -> Result<()> {
+        if self
+            .cluster
+            .wait_ready(scheme, self.settings.ready_wait)
+            .await
+        {
+            return Ok(());
+        }
+        let r = self.cluster.readiness();
+        let detail = match scheme {
+            KeyScheme::Ecdsa => r.ecdsa.detail,
+            KeyScheme::EdDsa => r.eddsa.detail,
+            _ => r.schnorr.detail,
+        };
+        Err(DomainError::Unavailable(format!(
+            "{} keys are not available yet ({detail}); retry later",
+            scheme.as_str()
+        )))
+    }
+
+    async fn visible_key(&self, org_id: &str, key_id: &str) -> Result<Key> {
+        if !looks_like(IdKind::Key, key_id) {
+            return Err(key_not_found(key_id));
+        }
+        match self.store.get_key(org_id, key_id).await? {
+            Some(k)
+                if matches!(
+                    k.status,
+                    LifecycleStatus::Active | LifecycleStatus::Archived
+                ) =>
+            {
+                Ok(k)
+            }
+            _ => Err(key_not_found(key_id)),
+        }
+    }
+
+    async fn active_key(&self, org_id: &str, key_id: &str) -> Result<Key> {
+        let k = self.visible_key(org_id, key_id).await?;
+        if k.status != LifecycleStatus::Active {
+            return Err(DomainError::invalid(format!("key {key_id} is archived")));
+        }
+        Ok(k)
+    }
+
+    async fn visible_wallet(&self, org_id: &str, wallet_id: &str) -> Result<(Wallet, Key)> {
+        if !looks_like(IdKind::Wallet, wallet_id) {
+            return Err(wallet_not_found(wallet_id));
+        }
+        let w = match self.store.get_wallet(org_id, wallet_id).await? {
+            Some(w)
+                if matches!(
+                    w.status,
+                    LifecycleStatus::Active | LifecycleStatus::Archived
+                ) =>
+            {
+                w
+            }
+            _ => return Err(wallet_not_found(wallet_id)),
+        };
+        let k = self
+            .store
+            .get_key(org_id, &w.key_id)
+            .await?
+            .ok_or_else(|| DomainError::internal(format!("wallet {wallet_id} has no key")))?;
+        Ok((w, k))
+    }
+
+    async fn active_wallet(&self, org_id: &str, wallet_id: &str) -> Result<(Wallet, Key)> {
+        let (w, k) = self.visible_wallet(org_id, wallet_id).await?;
+        if w.status != LifecycleStatus::Active || k.status != LifecycleStatus::Active {
+            return Err(DomainError::invalid(format!(
+                "wallet {wallet_id} is archived"
+            )));
+        }
+        Ok((w, k))
+    }
+
+    async fn wallet_replay(&self, existing: Wallet, network: &str) -> Result<WalletResponse> {
+        if existing.network != network {
+            return Err(DomainError::conflict(
+                "externalId is already used by a wallet on another network",
+            ));
+        }
+        match existing.status {
+            LifecycleStatus::Active | LifecycleStatus::Archived => {
+                let key = self
+                    .store
+                    .get_key(&existing.org_id, &existing.key_id)
+                    .await?
+                    .ok_or_else(|| DomainError::internal("wallet without its key"))?;
+                Ok(wallet_response(&existing, &key))
+            }
+            LifecycleStatus::Creating => Err(DomainError::conflict(
+                "a wallet with this externalId is still being created; retry shortly",
+            )),
+            LifecycleStatus::Failed => Err(DomainError::conflict(
+                "creating the wallet with this externalId failed; use a new externalId",
+            )),
+        }
+    }
+
+    async fn signature(&self, org_id: &str, signature_id: &str) -> Result<SignatureRecord> {
+        if !looks_like(IdKind::Signature, signature_id) {
+            return Err(signature_not_found(signature_id));
+        }
+        self.store
+            .get_signature(org_id, signature_id)
+            .await?
+            .ok_or_else(|| signature_not_found(signature_id))
+    }
+
+    /// Requests left `Executing` for longer than any signing can take (the API that ran them
+    /// crashed) become `Failed`; a retry with their externalId then reports the failure.
+    pub async fn recover_interrupted(&self, older_than: Duration) -> Result<u64> {
+        let secs = i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
+        let before = self.clock.now().plus_secs(-secs);
+        Ok(self
+            .store
+            .fail_interrupted_signatures(before, "interrupted: the API stopped while signing")
+            .await?)
+    }
+}
+
+fn check_scheme_curve(scheme: KeyScheme, curve: KeyCurve) -> Result<()> {
+    match (scheme, curve) {
+        (KeyScheme::Ecdsa, KeyCurve::Secp256k1)
+        | (KeyScheme::EdDsa, KeyCurve::Ed25519)
+        | (KeyScheme::Schnorr, KeyCurve::Secp256k1) => Ok(()),
+        (s, c) => Err(DomainError::invalid(format!(
+            "{} keys on {} are not supported (ECDSA/secp256k1, EdDSA/ed25519, Schnorr/secp256k1 are)",
+            s.as_str(),
+            c.as_str()
+        ))),
+    }
+}
+
+fn key_replay(existing: Key, scheme: KeyScheme, curve: KeyCurve) -> Result<KeyResponse> {
+    if (existing.scheme, existing.curve) != (scheme, curve) {
+        return Err(DomainError::conflict(
+            "externalId is already used by a different key",
+        ));
+    }
+    match existing.status {
+        LifecycleStatus::Active | LifecycleStatus::Archived => Ok(key_response(&existing)),
+        LifecycleStatus::Creating => Err(DomainError::conflict(
+            "a key with this externalId is still being created; retry shortly",
+        )),
+        LifecycleStatus::Failed => Err(DomainError::conflict(
+            "creating the key with this externalId failed; use a new externalId",
+        )),
+    }
+}
+
+fn optional_text(field: &str, v: Option<&str>) -> Result<Option<String>> {
+    v.map(|s| validate::required_text(field, s, limits::EXTERNAL_ID_MAX))
+        .transpose()
+}
+
+fn validate_tags(tags: &[String]) -> Result<Vec<String>> {
+    if tags.len() > MAX_TAGS {
+        return Err(DomainError::invalid(format!("at most {MAX_TAGS} tags")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        let t = validate::required_text("tag", t, MAX_TAG_LEN)?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+fn iso(t: Option<Timestamp>) -> Option<String> {
+    t.map(Timestamp::to_iso)
+}
+
+pub fn key_response(k: &Key) -> KeyResponse {
+    KeyResponse {
+        id: k.id.clone(),
+        scheme: k.scheme,
+        curve: k.curve,
+        public_key: hex::encode(&k.public_key),
+        master_key: None,
+        name: k.name.clone(),
+        status: if k.status == LifecycleStatus::Archived {
+            KeyStatus::Archived
+        } else {
+            KeyStatus::Active
+        },
+        custodial: k.custodial,
+        date_created: k.created_at.to_iso(),
+        imported: None,
+        exported: None,
+        date_exported: None,
+        date_deleted: iso(k.deleted_at),
+    }
+}
+
+pub fn wallet_response(w: &Wallet, k: &Key) -> WalletResponse {
+    WalletResponse {
+        id: w.id.clone(),
+        network: w.network.clone(),
+        address: w.address.clone(),
+        signing_key: WalletSigningKey {
+            id: k.id.clone(),
+            scheme: k.scheme,
+            curve: k.curve,
+            public_key: hex::encode(&k.public_key),
+            delegated_to: None,
+        },
+        status: if w.status == LifecycleStatus::Archived {
+            WalletStatus::Archived
+        } else {
+            WalletStatus::Active
+        },
+        date_created: w.created_at.to_iso(),
+        date_deleted: iso(w.deleted_at),
+        name: w.name.clone(),
+        custodial: k.custodial,
+        external_id: w.external_id.clone(),
+        tags: w.tags.clone(),
+    }
+}
+
+pub fn signature_response(r: &SignatureRecord) -> Result<SignatureResponse> {
+    let request_body = serde_json::from_str(&r.request_body)
+        .map_err(|e| DomainError::internal(format!("stored request body: {e}")))?;
+    let signature: Option<SignatureComponents> = r
+        .signature
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| DomainError::internal(format!("stored signature: {e}")))?;
+    Ok(SignatureResponse {
+        id: r.id.clone(),
+        key_id: r.key_id.clone(),
+        wallet_id: r.wallet_id.clone(),
+        requester: Requester {
+            user_id: r.requester_id.clone(),
+            token_id: r.token_id.clone(),
+        },
+        request_body,
+        status: r.status,
+        reason: r.reason.clone(),
+        signatures: signature.clone().map(|s| vec![s]),
+        signature,
+        signed_data: r.signed_data.clone(),
+        network: r.network.clone(),
+        tx_hash: r.tx_hash.clone(),
+        date_requested: r.created_at.to_iso(),
+        date_signed: iso(r.signed_at),
+        external_id: r.external_id.clone(),
+    })
+}
+
+fn key_not_found(id: &str) -> DomainError {
+    DomainError::not_found(format!("key {id} not found"))
+}
+fn wallet_not_found(id: &str) -> DomainError {
+    DomainError::not_found(format!("wallet {id} not found"))
+}
+fn signature_not_found(id: &str) -> DomainError {
+    DomainError::not_found(format!("signature {id} not found"))
+}

@@ -1,0 +1,111 @@
+//! The signer-node store, on SQLite and PostgreSQL (a throwaway database per test).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use futures::future::join_all;
+use keyfold_domain::StoreError;
+use keyfold_domain::ports::{NodeRequestRecord, NodeStore};
+use keyfold_domain::time::Timestamp;
+use keyfold_store::testing::TestNodeDb;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(&TestNodeDb::sqlite().await.store).await; }
+        )* use super::TestNodeDb; }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(&TestNodeDb::postgres().await.store).await; }
+        )* use super::TestNodeDb; }
+    };
+}
+
+both!(
+    meta_first_writer_wins,
+    shares_are_written_once,
+    primes_and_presignatures_are_used_once,
+    requests_are_recorded
+);
+
+async fn meta_first_writer_wins(s: &dyn NodeStore) {
+    assert_eq!(s.get_meta("identity").await.unwrap(), None);
+    let results =
+        join_all((0..4u8).map(|i| async move { s.init_meta("identity", &[i]).await })).await;
+    let first = results[0].as_ref().unwrap().clone();
+    assert!(
+        results.iter().all(|r| r.as_ref().unwrap() == &first),
+        "every caller sees the winner"
+    );
+    assert_eq!(s.get_meta("identity").await.unwrap(), Some(first));
+}
+
+async fn shares_are_written_once(s: &dyn NodeStore) {
+    s.put_share("key-1", 1, "ECDSA", b"sealed", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.put_share("key-1", 1, "ECDSA", b"other", T0).await,
+        Err(StoreError::Conflict("node_shares.key".into()))
+    );
+    assert_eq!(
+        s.get_share("key-1").await.unwrap(),
+        Some((1, "ECDSA".into(), b"sealed".to_vec()))
+    );
+    assert_eq!(s.get_share("key-2").await.unwrap(), None);
+    s.put_aux("group", b"a1", T0).await.unwrap();
+    s.put_aux("group", b"a2", T0).await.unwrap();
+    assert_eq!(s.get_aux("group").await.unwrap(), Some(b"a2".to_vec()));
+}
+
+async fn primes_and_presignatures_are_used_once(s: &dyn NodeStore) {
+    for i in 0..3 {
+        s.add_primes(&format!("p{i}"), &[i as u8], T0.plus_secs(i))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.count_primes().await.unwrap(), 3);
+    let taken = join_all((0..5).map(|_| s.take_primes())).await;
+    let mut ids: Vec<String> = taken
+        .into_iter()
+        .filter_map(|t| t.unwrap())
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["p0", "p1", "p2"]);
+    assert_eq!(s.count_primes().await.unwrap(), 0);
+
+    s.put_presignature("ps-1", "key-1", b"presig", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_presignature("ps-1", "key-other").await.unwrap(),
+        None,
+        "bound to its key"
+    );
+    let taken = join_all((0..4).map(|_| s.take_presignature("ps-1", "key-1"))).await;
+    assert_eq!(
+        taken
+            .iter()
+            .filter(|t| t.as_ref().unwrap().is_some())
+            .count(),
+        1
+    );
+}
+
+async fn requests_are_recorded(s: &dyn NodeStore) {
+    let rec = NodeRequestRecord {
+        session_id: "ss-1".into(),
+        key_id: "key-1".into(),
+        protocol: "EcdsaSign".into(),
+        evidence: "{}".into(),
+        created_at: T0,
+    };
+    s.record_request(&rec).await.unwrap();
+    assert_eq!(s.count_requests("key-1").await.unwrap(), 1);
+    assert!(
+        s.record_request(&rec).await.is_err(),
+        "a session is recorded once"
+    );
+}
