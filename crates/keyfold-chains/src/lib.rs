@@ -33,6 +33,7 @@
 mod error;
 pub mod evm;
 mod network;
+pub mod rules;
 
 pub use error::{Error, Result};
 pub use network::{Curve, Family, KeyScheme, Network};

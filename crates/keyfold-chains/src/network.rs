@@ -301,7 +301,9 @@ impl FromStr for KeyScheme {
         [KeyScheme::Ecdsa, KeyScheme::Eddsa, KeyScheme::Schnorr]
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| Error::invalid(format!("unknown or unsupported key scheme `{}`", clip(s))))
+            .ok_or_else(|| {
+                Error::invalid(format!("unknown or unsupported key scheme `{}`", clip(s)))
+            })
     }
 }
 
@@ -420,7 +422,10 @@ mod tests {
         assert!(!Network::KeyEdDSA.accepts_key(KeyScheme::Ecdsa, Curve::Secp256k1));
         assert!(Network::Bitcoin.accepts_key(KeyScheme::Schnorr, Curve::Secp256k1));
         assert!(!Network::Base.accepts_key(KeyScheme::Schnorr, Curve::Secp256k1));
-        assert_eq!(Network::Solana.default_key_type(), (KeyScheme::Eddsa, Curve::Ed25519));
+        assert_eq!(
+            Network::Solana.default_key_type(),
+            (KeyScheme::Eddsa, Curve::Ed25519)
+        );
         assert_eq!("EdDSA".parse::<KeyScheme>().unwrap(), KeyScheme::Eddsa);
         assert_eq!("secp256k1".parse::<Curve>().unwrap(), Curve::Secp256k1);
         assert!("ecdsa".parse::<KeyScheme>().is_err());

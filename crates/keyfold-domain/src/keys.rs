@@ -30,6 +30,9 @@ use crate::ports::{ActionEvidence, Networks, SignerCluster, Store};
 use crate::time::{Clock, Timestamp};
 use crate::validate;
 
+/// How long a retried signature request waits for the original to finish.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// Settings of the key use cases.
 #[derive(Debug, Clone)]
 pub struct KeySettings {
@@ -581,7 +584,7 @@ impl KeyService {
                 .find_signature_by_external_id(&key.org_id, &key.id, ext)
                 .await?
         {
-            return signature_response(&existing);
+            return self.settled(existing).await;
         }
         // Bad input is refused before anything is written.
         let prepared = self.networks.prepare(network.as_deref(), key, &body.kind)?;
@@ -616,7 +619,7 @@ impl KeyService {
                     .find_signature_by_external_id(&key.org_id, &key.id, ext)
                     .await?
                     .ok_or_else(|| DomainError::conflict("externalId is already in use"))?;
-                return signature_response(&existing);
+                return self.settled(existing).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -654,6 +657,21 @@ impl KeyService {
     }
 
     // ------------------------------------------------------------------ helpers
+
+    /// A retry (same `externalId`) of a request still being signed waits for its outcome, so
+    /// the caller gets the signature (or the failure) rather than a bare `Executing` record.
+    /// The wait is bounded: a request abandoned by a crashed API is swept to `Failed` later.
+    async fn settled(&self, mut rec: SignatureRecord) -> Result<SignatureResponse> {
+        let deadline = std::time::Instant::now() + SETTLE_WAIT;
+        while rec.status == SignatureStatus::Executing && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            match self.store.get_signature(&rec.org_id, &rec.id).await? {
+                Some(r) => rec = r,
+                None => break,
+            }
+        }
+        signature_response(&rec)
+    }
 
     async fn ensure_ready(&self, scheme: KeyScheme) -> Result<()> {
         if self

@@ -26,7 +26,9 @@ pub enum Error {
     ///
     /// Blame: our configuration (the wrong KEK file/variable, or a rotation that has not reached
     /// this record yet — use [`crate::reseal`]). Nothing was decrypted.
-    #[error("sealed record was written under key-encryption key {found}, but this node holds {expected}")]
+    #[error(
+        "sealed record was written under key-encryption key {found}, but this node holds {expected}"
+    )]
     WrongKek {
         /// The id of the KEK we hold.
         expected: KekId,

@@ -152,9 +152,7 @@ impl NodePublic {
         // (and only those) to the all-zero output.
         let probe = x25519_dalek::x25519([0x42; 32], self.enc_key);
         if probe == [0u8; 32] {
-            return Err(Error::InvalidPublicKey(
-                "encryption key is of small order",
-            ));
+            return Err(Error::InvalidPublicKey("encryption key is of small order"));
         }
         Ok(())
     }
@@ -164,9 +162,7 @@ impl NodePublic {
         let key = VerifyingKey::from_bytes(&self.sign_key)
             .map_err(|_| Error::InvalidPublicKey("signing key is not an Ed25519 point"))?;
         if key.is_weak() {
-            return Err(Error::InvalidPublicKey(
-                "signing key is of small order",
-            ));
+            return Err(Error::InvalidPublicKey("signing key is of small order"));
         }
         Ok(key)
     }

@@ -60,7 +60,9 @@ impl Kek {
     pub fn from_bytes(bytes: [u8; KEK_LEN]) -> Result<Kek> {
         let key = Zeroizing::new(bytes);
         if key.iter().all(|b| *b == 0) {
-            return Err(Error::InvalidKek("the all-zero key is a placeholder, not a key"));
+            return Err(Error::InvalidKek(
+                "the all-zero key is a placeholder, not a key",
+            ));
         }
         Ok(Kek::from_zeroizing(key))
     }
@@ -69,14 +71,18 @@ impl Kek {
     pub fn from_hex(text: &str) -> Result<Kek> {
         let text = text.trim();
         if text.len() != 2 * KEK_LEN {
-            return Err(Error::InvalidKek("expected 64 hexadecimal digits (32 bytes)"));
+            return Err(Error::InvalidKek(
+                "expected 64 hexadecimal digits (32 bytes)",
+            ));
         }
         let mut key = Zeroizing::new([0u8; KEK_LEN]);
         // The decoder's own error names the offending character: never pass it on.
         hex::decode_to_slice(text, &mut key[..])
             .map_err(|_| Error::InvalidKek("expected 64 hexadecimal digits (32 bytes)"))?;
         if key.iter().all(|b| *b == 0) {
-            return Err(Error::InvalidKek("the all-zero key is a placeholder, not a key"));
+            return Err(Error::InvalidKek(
+                "the all-zero key is a placeholder, not a key",
+            ));
         }
         Ok(Kek::from_zeroizing(key))
     }

@@ -57,7 +57,7 @@
 //! SignedMessage:  "KFSM" | 0x01 | signature (64) | payload (n)
 //! ```
 //!
-//! Serde (JSON): one unpadded base64url string of those bytes, so there is exactly one parser of
+//! Serde: one unpadded base64url string of those bytes, so there is exactly one parser of
 //! untrusted input per type (`from_bytes`), and the version travels with the bytes.
 
 use ed25519_dalek::{Signature, Signer as _};
@@ -218,8 +218,7 @@ impl NodeIdentity {
             .map_err(|_| Error::InvalidPublicKey("sender encryption key"))?;
         // Everything from here on is covered by the sender's valid signature, so any failure is
         // the sender's doing.
-        let enc =
-            HpkeEncappedKey::from_bytes(&envelope.enc).map_err(|_| Error::Undecryptable)?;
+        let enc = HpkeEncappedKey::from_bytes(&envelope.enc).map_err(|_| Error::Undecryptable)?;
         let plaintext = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
             &OpModeR::Auth(sender_key),
             &self.hpke_private_key()?,
@@ -409,7 +408,9 @@ fn strip_header(bytes: &[u8], magic: [u8; 4], version: u8) -> Result<&[u8]> {
         return Err(Error::Format("message is truncated"));
     };
     if *found_magic != magic {
-        return Err(Error::Format("not a keyfold message of this type (bad magic)"));
+        return Err(Error::Format(
+            "not a keyfold message of this type (bad magic)",
+        ));
     }
     let Some((found_version, rest)) = rest.split_first() else {
         return Err(Error::Format("message is truncated"));
@@ -530,11 +531,11 @@ mod tests {
     }
 
     const KAT_ENVELOPE: &str = concat!(
-        "4b46454e01",                                                       // "KFEN" v1
-        "363338ec15815643e6829814055f6a8137e3445accc0545d98f7211f224ec857", // recipient
-        "0e2e6b71a023c1d67c9df32f0459ff6e93d1805d20951728d3e5cd540eac945a", // HPKE enc
-        "c46561331a8535f0c915be5b1b3d145080692afd65250e7a4103e1947345f48d", // signature...
-        "0e089c1e1131717488b54e928f73702341914804f63f850af8ffccfafc960c0f", // ...(64 bytes)
+        "4b46454e01",                                                         // "KFEN" v1
+        "363338ec15815643e6829814055f6a8137e3445accc0545d98f7211f224ec857",   // recipient
+        "0e2e6b71a023c1d67c9df32f0459ff6e93d1805d20951728d3e5cd540eac945a",   // HPKE enc
+        "c46561331a8535f0c915be5b1b3d145080692afd65250e7a4103e1947345f48d",   // signature...
+        "0e089c1e1131717488b54e928f73702341914804f63f850af8ffccfafc960c0f",   // ...(64 bytes)
         "08638c6ede7a230cc9da2b00a19485d1337ccbc7c12f0e2a4fb76e3c1a43afa9f1", // ciphertext + tag
     );
     const KAT_BROADCAST: &str = concat!(

@@ -127,8 +127,9 @@ impl<'a> Aad<'a> {
 
     /// The associated data fed to the AEAD: the record header, then these fields.
     fn associated_data(&self, header: &[u8]) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(header.len() + 1 + 16 + self.key_id.len() + self.signer_id.len() + 4);
+        let mut out = Vec::with_capacity(
+            header.len() + 1 + 16 + self.key_id.len() + self.signer_id.len() + 4,
+        );
         out.extend_from_slice(header);
         out.push(self.purpose.code());
         put_var(&mut out, self.key_id.as_bytes());

@@ -52,7 +52,10 @@ fn generate_file_then_from_file() {
     let loaded = Kek::from_file(&path).unwrap();
     assert_eq!(generated.id(), loaded.id());
     // Never overwrites: every record sealed under the old key would be lost.
-    assert!(matches!(Kek::generate_file(&path), Err(Error::KekFile { .. })));
+    assert!(matches!(
+        Kek::generate_file(&path),
+        Err(Error::KekFile { .. })
+    ));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -94,7 +97,10 @@ fn from_file_errors() {
         Kek::from_file(dir.path().join("missing")),
         Err(Error::KekFile { .. })
     ));
-    assert!(matches!(Kek::from_file(dir.path()), Err(Error::KekFile { .. })));
+    assert!(matches!(
+        Kek::from_file(dir.path()),
+        Err(Error::KekFile { .. })
+    ));
     let path = dir.path().join("garbage");
     std::fs::write(&path, "not a key").unwrap();
     #[cfg(unix)]
@@ -138,12 +144,18 @@ fn debug_output_is_redacted() {
     let text = format!("{kek:?} {kek:#?}");
     assert!(text.contains("<redacted>"), "{text}");
     assert!(!text.contains(HEX) && !text.contains(&HEX[..16]), "{text}");
-    assert!(text.contains(&kek.id().to_string()), "the id helps operators: {text}");
+    assert!(
+        text.contains(&kek.id().to_string()),
+        "the id helps operators: {text}"
+    );
 
     let secret = SecretBytes::new(b"super secret share".to_vec());
     let text = format!("{secret:?} {secret:#?}");
     assert!(text.contains("<redacted>"), "{text}");
-    assert!(!text.contains("super") && !text.contains(&hex::encode(b"super")), "{text}");
+    assert!(
+        !text.contains("super") && !text.contains(&hex::encode(b"super")),
+        "{text}"
+    );
 
     let identity = NodeIdentity::generate();
     let sealed = identity.to_sealed(&kek, "signer-1").unwrap();
@@ -162,7 +174,10 @@ fn debug_output_is_redacted() {
     let text = format!("{identity:?} {identity:#?}");
     assert!(text.contains("<redacted>"), "{text}");
     // Neither secret key (bytes 1..33 and 33..65 of the sealed plaintext) appears.
-    for secret in [&plaintext.expose_secret()[1..33], &plaintext.expose_secret()[33..65]] {
+    for secret in [
+        &plaintext.expose_secret()[1..33],
+        &plaintext.expose_secret()[33..65],
+    ] {
         assert!(!text.contains(&hex::encode(secret)), "{text}");
         assert!(!text.contains(&format!("{secret:?}")), "{text}");
     }

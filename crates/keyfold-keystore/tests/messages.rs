@@ -3,8 +3,7 @@
 
 use keyfold_keystore::message::{ENVELOPE_MAGIC, SIGNED_MESSAGE_MAGIC};
 use keyfold_keystore::{
-    Envelope, Error, Kek, MessageContext, NodeIdentity, NodePublic, SignedMessage,
-    verify_broadcast,
+    Envelope, Error, Kek, MessageContext, NodeIdentity, NodePublic, SignedMessage, verify_broadcast,
 };
 
 const SID: [u8; 32] = [0xab; 32];
@@ -82,7 +81,10 @@ fn two_envelopes_of_the_same_message_differ() {
 fn every_bit_flip_in_an_envelope_is_detected() {
     let n = nodes();
     let ctx = p2p(&SID, 1, 0, 1);
-    let bytes = n.a.seal_to(&n.b.public(), &ctx, b"secret share").unwrap().to_bytes();
+    let bytes =
+        n.a.seal_to(&n.b.public(), &ctx, b"secret share")
+            .unwrap()
+            .to_bytes();
     for byte in 0..bytes.len() {
         for bit in 0..8 {
             let mut bad = bytes.clone();
@@ -119,8 +121,14 @@ fn truncated_envelopes_are_format_errors() {
     ));
     // A signed message is not an envelope, and vice versa.
     let signed = n.a.sign_broadcast(&bcast(&SID, 1, 0), &[0; 200]).to_bytes();
-    assert!(matches!(Envelope::from_bytes(&signed), Err(Error::Format(_))));
-    assert!(matches!(SignedMessage::from_bytes(&bytes), Err(Error::Format(_))));
+    assert!(matches!(
+        Envelope::from_bytes(&signed),
+        Err(Error::Format(_))
+    ));
+    assert!(matches!(
+        SignedMessage::from_bytes(&bytes),
+        Err(Error::Format(_))
+    ));
 }
 
 /// The relay moves a message: to another session, round, protocol, sender slot or recipient
@@ -281,17 +289,26 @@ fn broadcast_round_trip_and_tampering() {
     let mut longer = bytes.clone();
     longer.push(b'!');
     let longer = SignedMessage::from_bytes(&longer).unwrap();
-    assert!(matches!(longer.verify(&n.a.public(), &ctx), Err(Error::BadSignature)));
+    assert!(matches!(
+        longer.verify(&n.a.public(), &ctx),
+        Err(Error::BadSignature)
+    ));
 
     // Another sender, session, round or sender slot; a p2p context.
-    assert!(matches!(signed.verify(&n.b.public(), &ctx), Err(Error::BadSignature)));
+    assert!(matches!(
+        signed.verify(&n.b.public(), &ctx),
+        Err(Error::BadSignature)
+    ));
     for wrong in [
         bcast(&OTHER_SID, 1, 0),
         bcast(&SID, 2, 0),
         bcast(&SID, 1, 1),
         p2p(&SID, 1, 0, 1),
     ] {
-        assert!(matches!(signed.verify(&n.a.public(), &wrong), Err(Error::BadSignature)));
+        assert!(matches!(
+            signed.verify(&n.a.public(), &wrong),
+            Err(Error::BadSignature)
+        ));
     }
     // Empty payload is fine.
     let empty = n.a.sign_broadcast(&ctx, b"");
@@ -311,7 +328,10 @@ fn signatures_are_domain_separated() {
     as_signed.extend_from_slice(&bytes[69..133]); // the envelope's signature
     as_signed.extend_from_slice(&bytes[133..]);
     let forged = SignedMessage::from_bytes(&as_signed).unwrap();
-    assert!(matches!(forged.verify(&n.a.public(), &ctx), Err(Error::BadSignature)));
+    assert!(matches!(
+        forged.verify(&n.a.public(), &ctx),
+        Err(Error::BadSignature)
+    ));
 }
 
 #[test]
@@ -358,7 +378,9 @@ fn serde_json_forms() {
     let back: Envelope = serde_json::from_str(&json).unwrap();
     assert_eq!(back, envelope);
     assert_eq!(
-        n.b.open_from(&n.a.public(), &ctx, &back).unwrap().expose_secret(),
+        n.b.open_from(&n.a.public(), &ctx, &back)
+            .unwrap()
+            .expose_secret(),
         b"share"
     );
 
@@ -393,7 +415,10 @@ fn identity_sealed_round_trip_and_binding() {
     );
     let back = peer.seal_to(&identity.public(), &ctx, b"y").unwrap();
     assert_eq!(
-        restored.open_from(&peer.public(), &ctx, &back).unwrap().expose_secret(),
+        restored
+            .open_from(&peer.public(), &ctx, &back)
+            .unwrap()
+            .expose_secret(),
         b"y"
     );
 

@@ -29,7 +29,10 @@ fn round_trip_every_purpose_and_size() {
             assert_eq!(sealed[..4], RECORD_MAGIC);
             assert_eq!(sealed[4], RECORD_FORMAT_VERSION);
             assert_eq!(sealed_kek_id(&sealed).unwrap(), kek.id());
-            assert_eq!(open(&kek, &aad, &sealed).unwrap().expose_secret(), &plaintext[..]);
+            assert_eq!(
+                open(&kek, &aad, &sealed).unwrap().expose_secret(),
+                &plaintext[..]
+            );
         }
     }
 }
@@ -59,7 +62,10 @@ fn every_bit_flip_is_detected_with_the_right_error() {
                 // magic, format version: not a record we know
                 0..=4 => assert!(matches!(err, Error::Format(_)), "byte {byte}: {err:?}"),
                 // KEK id: claims another key; nothing is decrypted
-                5..=12 => assert!(matches!(err, Error::WrongKek { .. }), "byte {byte}: {err:?}"),
+                5..=12 => assert!(
+                    matches!(err, Error::WrongKek { .. }),
+                    "byte {byte}: {err:?}"
+                ),
                 // nonce, ciphertext, tag
                 _ => assert!(matches!(err, Error::Tampered), "byte {byte}: {err:?}"),
             }
@@ -119,8 +125,14 @@ fn truncated_and_extended_records_fail() {
     }
     let mut extended = sealed.clone();
     extended.push(0);
-    assert!(matches!(open(&kek, &aad(), &extended), Err(Error::Tampered)));
-    assert!(matches!(sealed_kek_id(&sealed[..12]), Err(Error::Format(_))));
+    assert!(matches!(
+        open(&kek, &aad(), &extended),
+        Err(Error::Tampered)
+    ));
+    assert!(matches!(
+        sealed_kek_id(&sealed[..12]),
+        Err(Error::Format(_))
+    ));
 }
 
 #[test]
@@ -143,7 +155,10 @@ fn reseal_rotates_and_is_idempotent() {
     let rotated = reseal(&old, &new, &aad(), &sealed).unwrap();
     assert_eq!(sealed_kek_id(&rotated).unwrap(), new.id());
     assert_eq!(open(&new, &aad(), &rotated).unwrap().expose_secret(), SHARE);
-    assert!(matches!(open(&old, &aad(), &rotated), Err(Error::WrongKek { .. })));
+    assert!(matches!(
+        open(&old, &aad(), &rotated),
+        Err(Error::WrongKek { .. })
+    ));
 
     // Running the rotation again over an already rotated row works.
     let again = reseal(&old, &new, &aad(), &rotated).unwrap();
@@ -178,7 +193,10 @@ fn errors_carry_no_secret_bytes() {
         for text in [err.to_string(), format!("{err:?}")] {
             assert!(!text.contains(key_hex.as_str()), "{text}");
             assert!(!text.contains(&hex::encode(SHARE)), "{text}");
-            assert!(!text.contains(std::str::from_utf8(SHARE).unwrap()), "{text}");
+            assert!(
+                !text.contains(std::str::from_utf8(SHARE).unwrap()),
+                "{text}"
+            );
         }
     }
 }

@@ -340,6 +340,24 @@ impl FrostKeyShare<Taproot> {
     }
 }
 
+/// The BIP-341 output key (x-only) for a Taproot group key given as SEC1 compressed bytes —
+/// for verifiers (the coordinator) that hold no share. `merkle_root: None` is a key-path-only
+/// output.
+pub fn taproot_output_key(group_key: &[u8; 33], merkle_root: Option<[u8; 32]>) -> Result<[u8; 32]> {
+    use frost_secp256k1_tr::keys::Tweak;
+    let vk = frost_secp256k1_tr::VerifyingKey::deserialize(group_key)
+        .map_err(|e| Error::input(format!("not a secp256k1 group key: {e}")))?;
+    let package = frost_secp256k1_tr::keys::PublicKeyPackage::new(BTreeMap::new(), vk, None);
+    let tweaked = package.tweak(merkle_root.as_ref().map(|r| r.as_slice()));
+    let c = tweaked
+        .verifying_key()
+        .serialize()
+        .map_err(|e| Error::internal(format!("serialize tweaked key: {e}")))?;
+    c.get(1..33)
+        .and_then(|s| <[u8; 32]>::try_from(s).ok())
+        .ok_or_else(|| Error::internal("tweaked key is not 33 bytes"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Message bookkeeping shared by both sessions
 // ---------------------------------------------------------------------------------------------

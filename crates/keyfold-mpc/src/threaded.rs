@@ -7,7 +7,7 @@
 //! and is driven through channels. Calls still block while the protocol computes; call them from a
 //! blocking context (`spawn_blocking`).
 
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 
 use crate::error::{Error, Result};
 use crate::session::{Outgoing, PartyIndex, Session, Step};
@@ -26,7 +26,8 @@ enum Reply<O> {
 pub struct ThreadedSession<O> {
     party: PartyIndex,
     tx: mpsc::Sender<Cmd>,
-    rx: mpsc::Receiver<Reply<O>>,
+    // Behind a mutex only so the handle is `Sync` (it is only touched through `&mut self`).
+    rx: Mutex<mpsc::Receiver<Reply<O>>>,
 }
 
 impl<O> std::fmt::Debug for ThreadedSession<O> {
@@ -76,16 +77,19 @@ impl<O: Send + 'static> ThreadedSession<O> {
         Ok(ThreadedSession {
             party,
             tx: cmd_tx,
-            rx: rep_rx,
+            rx: Mutex::new(rep_rx),
         })
     }
 
-    fn call(&self, cmd: Cmd) -> Result<Reply<O>> {
+    fn call(&mut self, cmd: Cmd) -> Result<Reply<O>> {
         self.tx
             .send(cmd)
             .map_err(|_| Error::internal("session thread is gone"))?;
-        self.rx
-            .recv()
+        let rx = self
+            .rx
+            .get_mut()
+            .map_err(|_| Error::internal("session thread is gone"))?;
+        rx.recv()
             .map_err(|_| Error::internal("session thread is gone"))
     }
 }

@@ -48,6 +48,39 @@ pub struct Config {
     pub email: EmailConfig,
     /// `[networks.<Name>]`: RPC endpoints per network (used from issue [3 of 6] on).
     pub networks: BTreeMap<String, NetworkConfig>,
+    /// `[signing]`: the signer cluster this API coordinates.
+    pub signing: SigningConfig,
+}
+
+/// The signer cluster, as the API sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// The cluster file (JSON: threshold and, per signer, its id, URL and pinned public keys).
+    /// Without one the API serves everything but keys and wallets.
+    pub cluster_file: Option<PathBuf>,
+    /// The bearer token the signers require (or `token_file`).
+    pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
+    /// Presignatures kept ready per ECDSA key (0 disables the pool).
+    pub presignatures_per_key: i64,
+    /// Longest a protocol run may take before the signer is dropped and another quorum tried.
+    pub session_timeout_secs: u64,
+    /// How long an ECDSA key creation waits for the cluster's ECDSA setup before 503.
+    pub ready_wait_secs: u64,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self {
+            cluster_file: None,
+            token: None,
+            token_file: None,
+            presignatures_per_key: 8,
+            session_timeout_secs: 60,
+            ready_wait_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -208,6 +241,19 @@ impl Config {
         if keyfold_store::BackendKind::of_url(&self.database.url).is_none() {
             return Err(ConfigError(
                 "database.url must start with sqlite:// or postgres://".into(),
+            ));
+        }
+        if !(0..=10_000).contains(&self.signing.presignatures_per_key) {
+            return Err(ConfigError(
+                "signing.presignatures_per_key must be 0..=10000".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.signing.session_timeout_secs)
+            || self.signing.ready_wait_secs > 3600
+        {
+            return Err(ConfigError(
+                "signing.session_timeout_secs must be 1..=3600 and signing.ready_wait_secs ≤ 3600"
+                    .into(),
             ));
         }
         if !(1..=10_000).contains(&self.database.max_connections) {

@@ -126,6 +126,25 @@ impl<O: Operation> FromRequestParts<AppState> for Perm<O> {
 pub struct Signed<T> {
     pub body: T,
     pub action: UserAction,
+    /// The exact body the action signed (signers receive it as evidence).
+    pub raw: String,
+}
+
+impl<T> Signed<T> {
+    /// What signers are told about the user action behind a signing request.
+    pub fn evidence(&self) -> keyfold_domain::ports::ActionEvidence {
+        keyfold_domain::ports::ActionEvidence {
+            user_action_id: self.action.id.clone(),
+            user_id: self.action.user_id.clone(),
+            credential_uuid: self.action.credential_uuid.clone(),
+            challenge: self.action.challenge.clone(),
+            client_data: self.action.client_data.clone(),
+            signature: self.action.signature.clone(),
+            http_method: self.action.http_method.clone(),
+            http_path: self.action.http_path.clone(),
+            body: self.raw.clone(),
+        }
+    }
 }
 
 /// The body of a signed request that carries none (activate, deactivate, delete): accepts
@@ -171,7 +190,8 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Signed<T> {
             parse_json(&bytes)?
         };
         state.auth.consume_action(&action).await?;
-        Ok(Signed { body, action })
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(Signed { body, action, raw })
     }
 }
 
@@ -200,5 +220,19 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for QueryParams<T> {
             .await
             .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
         Ok(QueryParams(q))
+    }
+}
+
+/// Several path parameters, with our error shape.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PathParams<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(v) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("bad path parameters: {e}")))?;
+        Ok(PathParams(v))
     }
 }

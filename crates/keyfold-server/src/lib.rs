@@ -5,11 +5,13 @@
 //! it with the background workers until shutdown. The OpenAPI document is generated from the
 //! same handler annotations that route requests, so it cannot drift from the code.
 
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod mail;
 pub mod routes;
+pub mod signer_api;
 pub mod state;
 
 use std::sync::Arc;
@@ -59,6 +61,8 @@ use crate::state::Inner;
     tags(
         (name = "auth", description = "Login, user action signing, registration"),
         (name = "users", description = "Users of the organization"),
+        (name = "keys", description = "Threshold keys and their signatures"),
+        (name = "wallets", description = "Keys bound to networks"),
         (name = "system", description = "Health and metadata"),
     )
 )]
@@ -80,6 +84,41 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// The signer cluster and the network rules, for servers that sign.
+#[derive(Debug, Clone)]
+pub struct Signing {
+    pub cluster: Arc<cluster::Cluster>,
+    pub networks: Arc<dyn keyfold_domain::ports::Networks>,
+    /// How long a key creation waits for ECDSA setup before answering 503.
+    pub ready_wait: Duration,
+}
+
+impl Signing {
+    /// The cluster and network rules a configuration describes, or `None` when it names no
+    /// cluster file.
+    pub fn from_config(
+        cfg: &Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<Self>, config::ConfigError> {
+        let Some(cluster) = cluster::file::cluster_from_config(cfg, store, clock)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self::new(cfg, cluster)?))
+    }
+
+    /// Signing over `cluster` with the configuration's network rules.
+    pub fn new(cfg: &Config, cluster: Arc<cluster::Cluster>) -> Result<Self, config::ConfigError> {
+        let networks = keyfold_chains::rules::NetworkRules::new(cfg.chain_ids())
+            .map_err(|e| config::ConfigError(format!("networks: {e}")))?;
+        Ok(Self {
+            cluster,
+            networks: Arc::new(networks),
+            ready_wait: Duration::from_secs(cfg.signing.ready_wait_secs),
+        })
+    }
+}
+
 impl Server {
     /// Wires the use cases. `sealer` opens the server's own sealed secrets (JWT keys).
     pub async fn build(
@@ -87,6 +126,17 @@ impl Server {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         sealer: Sealer,
+    ) -> Result<Self, ApiError> {
+        Self::build_with(config, store, clock, sealer, None).await
+    }
+
+    /// [`Server::build`] with a signer cluster.
+    pub async fn build_with(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sealer: Sealer,
+        signing: Option<Signing>,
     ) -> Result<Self, ApiError> {
         // New releases add operations; the built-in administrator permission follows.
         let all_ops: Vec<String> = ALL_OPERATIONS.iter().map(|s| s.to_string()).collect();
@@ -104,12 +154,25 @@ impl Server {
                 public_url: config.public_url(),
             },
         );
+        let keys = signing.as_ref().map(|sg| {
+            keyfold_domain::keys::KeyService::new(
+                store.clone(),
+                sg.cluster.clone() as Arc<dyn keyfold_domain::ports::SignerCluster>,
+                sg.networks.clone(),
+                clock.clone(),
+                keyfold_domain::keys::KeySettings {
+                    ready_wait: sg.ready_wait,
+                },
+            )
+        });
         let state = AppState::new(Inner {
             config,
             store,
             clock,
             auth,
             users,
+            keys,
+            cluster: signing.map(|sg| sg.cluster),
             outbox: tokio::sync::Notify::new(),
         });
         let (router, openapi) = Self::routes(state.clone());
@@ -125,6 +188,8 @@ impl Server {
             OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
                 .merge(routes::auth::router())
                 .merge(routes::users::router())
+                .merge(routes::keys::router())
+                .merge(routes::wallets::router())
                 .merge(routes::system::router())
                 .split_for_parts();
         if let Some(c) = openapi.components.as_mut() {
@@ -190,13 +255,51 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mailer = Mailer::from_config(&self.state.config.email)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let worker = tokio::spawn(mail::run_outbox_worker(self.state.clone(), mailer, stop_rx));
+        let worker = tokio::spawn(mail::run_outbox_worker(
+            self.state.clone(),
+            mailer,
+            stop_rx.clone(),
+        ));
+        let mut background = vec![worker];
+        if let Some(c) = &self.state.cluster {
+            background.push(tokio::spawn(c.clone().run_background(stop_rx.clone())));
+        }
+        if self.state.keys.is_some() {
+            background.push(tokio::spawn(recover_interrupted(
+                self.state.clone(),
+                stop_rx,
+            )));
+        }
         let result = axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
+        for task in background {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         result
+    }
+}
+
+/// Marks signature requests a crashed API left `Executing` as failed, once a minute.
+async fn recover_interrupted(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    // Longer than any signing run can take (the session timeout), so a live request is never
+    // failed by another replica's sweep.
+    const STALE: Duration = Duration::from_secs(15 * 60);
+    loop {
+        if let Some(keys) = &state.keys {
+            match keys.recover_interrupted(STALE).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(count = n, "marked interrupted signature requests as failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "interrupted-request sweep failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -22,6 +22,10 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub auth: AuthService,
     pub users: UserService,
+    /// Keys, wallets and signatures; absent when the server runs without a signer cluster.
+    pub keys: Option<keyfold_domain::keys::KeyService>,
+    /// The coordinator, when there is a cluster (for `/signers` and `/healthz`).
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Wakes the outbox worker when a request queued mail.
     pub outbox: Notify,
 }

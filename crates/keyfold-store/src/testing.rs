@@ -127,4 +127,46 @@ impl TestNodeDb {
             _guard: guard,
         }
     }
+    /// Flips one byte of the sealed share of `key_id`, as a disk error or an attacker with
+    /// write access to the node's database would.
+    pub async fn flip_share_byte(&self, key_id: &str) {
+        use sqlx::Connection;
+        let select = "SELECT sealed FROM node_shares WHERE key_id = $1";
+        let flip = |mut b: Vec<u8>| {
+            let i = b.len() / 2;
+            b[i] ^= 0x01;
+            b
+        };
+        if self.url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            let (b,): (Vec<u8>,) = sqlx::query_as(select)
+                .bind(key_id)
+                .fetch_one(&mut c)
+                .await
+                .expect("share");
+            sqlx::query(update)
+                .bind(flip(b))
+                .bind(key_id)
+                .execute(&mut c)
+                .await
+                .expect("update");
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            let (b,): (Vec<u8>,) = sqlx::query_as(select)
+                .bind(key_id)
+                .fetch_one(&mut c)
+                .await
+                .expect("share");
+            sqlx::query(update)
+                .bind(flip(b))
+                .bind(key_id)
+                .execute(&mut c)
+                .await
+                .expect("update");
+        }
+    }
 }

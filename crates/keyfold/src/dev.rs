@@ -15,7 +15,7 @@ use keyfold_auth::sealer::Sealer;
 use keyfold_domain::ports::{OrgStore, Store};
 use keyfold_domain::time::{Clock, SystemClock};
 use keyfold_sdk::{AdminFile, KeySigner};
-use keyfold_server::{Config, Server};
+use keyfold_server::{Config, Server, Signing};
 use keyfold_store::{SqlStore, StoreOptions};
 use tokio::net::TcpListener;
 
@@ -36,6 +36,7 @@ pub async fn run(
     data_dir: PathBuf,
     listen: Option<std::net::SocketAddr>,
     config: Option<PathBuf>,
+    signers: usize,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     create_private_dir(&data_dir)?;
@@ -57,10 +58,26 @@ pub async fn run(
     let admin_path = data_dir.join("admin.json");
     let admin = ensure_organization(&cfg, &store, clock.as_ref(), &admin_path).await?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let server = Server::build(cfg.clone(), store, clock, sealer).await?;
+    let signers = if cfg.signing.cluster_file.is_none() && signers > 0 {
+        let signers = crate::devcluster::start(&data_dir, signers).await?;
+        cfg.signing.cluster_file = Some(signers.cluster_file.clone());
+        cfg.signing.token_file = Some(signers.token_file.clone());
+        Some(signers)
+    } else {
+        None
+    };
+    let signing = Signing::from_config(&cfg, store.clone(), clock.clone())?;
+    let cluster = signing.as_ref().map(|s| s.cluster.clone());
+    let server = Server::build_with(cfg.clone(), store, clock, sealer, signing).await?;
     print_how_to(&cfg.public_url(), &admin_path, admin.as_ref());
     tracing::info!(url = %cfg.public_url(), ms = started.elapsed().as_millis() as u64, "keyfold dev is ready");
+    if let Some(c) = cluster {
+        tokio::spawn(crate::devcluster::show_ecdsa_progress(c, started));
+    }
     server.serve(listener, crate::shutdown_signal()).await?;
+    if let Some(s) = signers {
+        s.stop().await;
+    }
     Ok(())
 }
 
@@ -74,7 +91,13 @@ pub async fn run_api(config: PathBuf, listen: Option<std::net::SocketAddr>) -> a
             "the database holds no organization yet: run `keyfold admin init --config …`"
         );
     }
-    let server = Server::build(cfg.clone(), Arc::new(store), Arc::new(SystemClock), sealer).await?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let signing = Signing::from_config(&cfg, store.clone(), clock.clone())?;
+    if signing.is_none() {
+        tracing::warn!("no signing.cluster_file: keys and wallets are unavailable");
+    }
+    let server = Server::build_with(cfg.clone(), store, clock, sealer, signing).await?;
     tracing::info!(url = %cfg.public_url(), ms = started.elapsed().as_millis() as u64, "keyfold api is ready");
     server.serve(listener, crate::shutdown_signal()).await?;
     Ok(())
@@ -206,7 +229,7 @@ fn restrict_database_files(data_dir: &Path) {
 }
 
 /// Creates `dir` (and parents) readable only by us.
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;

@@ -3,10 +3,13 @@
 //! * `keyfold dev` — everything on one machine over SQLite under a data folder; bootstraps an
 //!   organization and a root user on first start and writes `admin.json`.
 //! * `keyfold api --config FILE` — the API against a configured database.
+//! * `keyfold signer …` — one signer node of a threshold cluster.
 //! * `keyfold admin …` — operator tasks (bootstrap an organization, rotate the JWT key).
 
 mod admin;
 mod dev;
+mod devcluster;
+mod signer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +46,10 @@ enum Command {
         listen: Option<SocketAddr>,
         #[arg(long, env = "KEYFOLD_CONFIG")]
         config: Option<PathBuf>,
+        /// Local signer processes to start (threshold 2); 0 runs without keys and wallets.
+        /// Ignored when the configuration names a cluster file.
+        #[arg(long, default_value_t = 3)]
+        signers: usize,
     },
     /// Run the API against the database in the configuration.
     Api {
@@ -51,6 +58,8 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Run one signer node (its own database and node key); see `--help`.
+    Signer(Box<signer::SignerArgs>),
     /// Log in with an admin file (as written by `keyfold dev`) and print the access token.
     Token {
         #[arg(long, default_value = "./keyfold-data/admin.json")]
@@ -88,8 +97,10 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
                 listen,
                 config,
-            } => dev::run(data_dir, listen, config).await,
+                signers,
+            } => dev::run(data_dir, listen, config, signers).await,
             Command::Api { config, listen } => dev::run_api(config, listen).await,
+            Command::Signer(args) => signer::run(*args).await,
             Command::Token { admin_file } => print_token(&admin_file).await,
             Command::Admin { command } => admin::run(command).await,
         }

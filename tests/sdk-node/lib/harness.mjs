@@ -28,6 +28,9 @@ export const KEYFOLD_BIN = path.resolve(
   process.env.KEYFOLD_BIN || '../../target/debug/keyfold',
 );
 
+/** Public, test-only safe primes for the signers (never for real use). */
+export const TEST_PRIMES = path.resolve(suiteDir, '../../crates/keyfold-mpc/tests/fixtures/primes.json');
+
 // ---------------------------------------------------------------------------------------
 // process bookkeeping: nothing is left behind, even when a test throws or the runner exits
 
@@ -107,9 +110,19 @@ async function waitHealthy(baseUrl, child, deadlineMs) {
  *  - port: default a free one (a restart should pass the previous port so admin.json's
  *    baseUrl stays right).
  *  - env: extra environment (e.g. KEYFOLD_AUTH__CHALLENGE_TTL_SECS).
+ *  - signers: start the local signer cluster (3 processes, fixture primes); off by default,
+ *    since the auth suites do not sign.
+ *  - args: extra `keyfold dev` arguments (e.g. ['--config', file]).
  * Returns { baseUrl, port, dataDir, tmpDir, pid, child, readyMs, admin, stderr(), stop(), kill9() }.
  */
-export async function startKeyfold({ dataDir, port, env = {}, readyTimeoutMs = 30_000 } = {}) {
+export async function startKeyfold({
+  dataDir,
+  port,
+  env = {},
+  readyTimeoutMs = 30_000,
+  signers = false,
+  args = [],
+} = {}) {
   if (!fs.existsSync(KEYFOLD_BIN)) {
     throw new Error(`keyfold binary not found at ${KEYFOLD_BIN} (set KEYFOLD_BIN or cargo build -p keyfold)`);
   }
@@ -123,9 +136,16 @@ export async function startKeyfold({ dataDir, port, env = {}, readyTimeoutMs = 3
   const startedAt = Date.now();
   const child = spawn(
     KEYFOLD_BIN,
-    ['dev', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`],
+    ['dev', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--signers', signers ? '3' : '0', ...args],
     {
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', NO_COLOR: '1', ...env },
+      env: {
+        ...process.env,
+        RUST_LOG: process.env.RUST_LOG || 'warn',
+        NO_COLOR: '1',
+        // Public fixture primes instead of minutes of prime generation (test-only).
+        ...(signers ? { KEYFOLD_INSECURE_TEST_PRIMES: TEST_PRIMES } : {}),
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -471,4 +491,62 @@ export async function loginStatus(baseUrl, { orgId, username, credId, privateKey
     body: { challengeIdentifier: init.json.challengeIdentifier, firstFactor: keyAssertion(init.json, { credId, privateKey }) },
   });
   return r.status;
+}
+
+// ---------------------------------------------------------------------------------------
+// anvil (a real local EVM chain) and signer readiness
+
+const ANVIL_BIN = path.resolve(suiteDir, 'node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil');
+
+/** Starts anvil on a free port with Sepolia's chain id: { url, pid, stop() }. */
+export async function startAnvil({ chainId = 11155111 } = {}) {
+  const port = await freePort();
+  const child = spawn(
+    ANVIL_BIN,
+    ['--port', String(port), '--chain-id', String(chainId), '--silent'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  live.add(child);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.once('exit', () => live.delete(child));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      const r = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      });
+      if (r.ok) break;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('anvil did not start');
+    await sleep(50);
+  }
+  return {
+    url,
+    pid: child.pid,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Polls /healthz until `scheme` (ECDSA, EdDSA, Schnorr) is ready. */
+export async function waitSchemeReady(baseUrl, scheme, timeoutMs = 180_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await (await fetch(`${baseUrl}/healthz`)).json();
+      if (last.schemes?.[scheme]?.ready) return last;
+    } catch (e) {
+      last = String(e);
+    }
+    if (Date.now() > deadline) throw new Error(`${scheme} not ready: ${JSON.stringify(last)}`);
+    await sleep(200);
+  }
 }

@@ -17,10 +17,14 @@
 //!
 //! Stricter than viem (we refuse where viem would silently ignore): a domain field that is not
 //! declared in `types.EIP712Domain`, a domain field EIP-712 does not define, and a message that
-//! lacks a declared field.
+//! lacks a declared field. Also refused: recursive struct types (alloy's resolver cannot represent
+//! them) and two struct names where one is the other followed by `$…` (alloy sorts referenced
+//! types differently from EIP-712 there). More lenient: `domain.chainId` may be a decimal or hex
+//! string, as the Dfns type allows (`number | string`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use alloy_dyn_abi::DynSolType;
 use alloy_dyn_abi::eip712::{Eip712Types, PropertyDef, Resolver, TypeDef};
 use alloy_primitives::keccak256;
 use serde_json::{Map, Value};
@@ -51,6 +55,12 @@ type Types = BTreeMap<String, Vec<Field>>;
 /// `kind`, `network` or `externalId` are ignored). Malformed documents are
 /// [`Error::InvalidInput`] with a message naming the problem.
 pub fn eip712_digest(typed_data: &Value) -> Result<B256> {
+    Ok(keccak256(eip712_preimage(typed_data)?))
+}
+
+/// `0x19 0x01 ‖ domainSeparator ‖ hashStruct(message)`: what [`eip712_digest`] hashes. Signers
+/// that use presignatures hash this themselves rather than accept a bare digest.
+pub fn eip712_preimage(typed_data: &Value) -> Result<Vec<u8>> {
     let doc = typed_data
         .as_object()
         .ok_or_else(|| Error::invalid("typed data must be a JSON object"))?;
@@ -112,7 +122,8 @@ pub fn eip712_digest(typed_data: &Value) -> Result<B256> {
     let mut preimage = Vec::with_capacity(66);
     preimage.extend_from_slice(&[0x19, 0x01]);
     let domain = Value::Object(domain);
-    preimage.extend_from_slice(hash_struct(&resolver, &types, DOMAIN, &domain, "domain")?.as_slice());
+    preimage
+        .extend_from_slice(hash_struct(&resolver, &types, DOMAIN, &domain, "domain")?.as_slice());
     // As viem and MetaMask: a document whose primary type is the domain hashes the domain only.
     if primary_type != DOMAIN {
         let message = doc
@@ -122,7 +133,7 @@ pub fn eip712_digest(typed_data: &Value) -> Result<B256> {
             hash_struct(&resolver, &types, &primary_type, message, "message")?.as_slice(),
         );
     }
-    Ok(keccak256(&preimage))
+    Ok(preimage)
 }
 
 fn parse_types(types: Option<&Value>) -> Result<Types> {
@@ -303,7 +314,11 @@ fn build_resolver(types: &Types) -> Result<Resolver> {
             .collect::<std::result::Result<Vec<_>, _>>()
             .and_then(|props| TypeDef::new(name.clone(), props.clone()).map(|_| props))
             .map_err(|e| {
-                Error::invalid(format!("invalid EIP-712 type `{}`: {}", clip(name), clip(e)))
+                Error::invalid(format!(
+                    "invalid EIP-712 type `{}`: {}",
+                    clip(name),
+                    clip(e)
+                ))
             })?;
         map.insert(name.clone(), props);
     }
@@ -326,16 +341,18 @@ fn hash_struct(
     })?;
     check_value(types, name, value, what)?;
     let value = ty.coerce_json(value).map_err(|e| {
-        Error::invalid(format!("EIP-712 {what} does not match its types: {}", clip(e)))
+        Error::invalid(format!(
+            "EIP-712 {what} does not match its types: {}",
+            clip(e)
+        ))
     })?;
-    resolver.eip712_data_word(&value).map_err(|e| {
-        Error::invalid(format!("cannot hash the EIP-712 {what}: {}", clip(e)))
-    })
+    resolver
+        .eip712_data_word(&value)
+        .map_err(|e| Error::invalid(format!("cannot hash the EIP-712 {what}: {}", clip(e))))
 }
 
-/// Walks `value` along type `ty` for what alloy's coercion does not check: that every declared
-/// struct field is present (named in the error), and that addresses are well-formed and
-/// checksummed. Called after `resolve`, so the types are acyclic and the walk is bounded.
+/// Walks `value` along type `ty` so that errors name the offending field (`message.to.wallet`),
+/// and checks what alloy's coercion does not: addresses are `0x` + 40 hex and checksummed. Called after `resolve`, so the types are acyclic and the walk is bounded.
 fn check_value(types: &Types, ty: &str, value: &Value, path: &str) -> Result<()> {
     if let Some(element) = array_element(ty) {
         let items = value
@@ -364,7 +381,18 @@ fn check_value(types: &Types, ty: &str, value: &Value, path: &str) -> Result<()>
             .as_str()
             .ok_or_else(|| Error::invalid(format!("{} must be an address string", clip(path))))?;
         parse_address(text).map_err(|e| Error::invalid(format!("{}: {e}", clip(path))))?;
+        return Ok(());
     }
+    // Atomic and dynamic leaves: alloy's coercion, here only to name the offending field.
+    let leaf = DynSolType::parse(ty)
+        .map_err(|e| Error::invalid(format!("{}: invalid type `{ty}`: {}", clip(path), clip(e))))?;
+    leaf.coerce_json(value).map_err(|_| {
+        Error::invalid(format!(
+            "{}: expected {ty}, got {}",
+            clip(path),
+            clip(value)
+        ))
+    })?;
     Ok(())
 }
 
@@ -493,26 +521,35 @@ mod tests {
         let mut d = mail();
         d["types"]["Mail"][2]["type"] = json!("bytes4");
         d["message"]["contents"] = json!("0x010203");
-        assert!(err(&d).contains("does not match"));
+        assert_eq!(
+            err(&d),
+            "message.contents: expected bytes4, got \"0x010203\""
+        );
 
         let mut d = mail();
         d["types"]["Mail"][2]["type"] = json!("uint8");
         d["message"]["contents"] = json!(256);
-        assert!(err(&d).contains("does not match"));
+        assert_eq!(err(&d), "message.contents: expected uint8, got 256");
 
         let mut d = mail();
         d["types"]["Mail"][2]["type"] = json!("uint256");
         d["message"]["contents"] = json!(1.5);
-        assert!(err(&d).contains("does not match"));
+        assert_eq!(err(&d), "message.contents: expected uint256, got 1.5");
 
         let mut d = mail();
-        d["types"]["Mail"].as_array_mut().unwrap().push(json!({"name": "to", "type": "string"}));
+        d["types"]["Mail"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "to", "type": "string"}));
         assert!(err(&d).contains("twice"));
 
         let mut d = mail();
         d["types"]["Node"] = json!([{"name": "next", "type": "Node2"}]);
         d["types"]["Node2"] = json!([{"name": "next", "type": "Node"}]);
-        d["types"]["Mail"].as_array_mut().unwrap().push(json!({"name": "n", "type": "Node"}));
+        d["types"]["Mail"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "n", "type": "Node"}));
         d["message"]["n"] = json!({"next": {"next": {}}});
         assert!(err(&d).contains("invalid EIP-712 types"));
     }

@@ -9,6 +9,13 @@ pub fn message_digest(message: &[u8]) -> B256 {
     alloy_primitives::eip191_hash_message(message)
 }
 
+/// What [`message_digest`] hashes: `"\x19Ethereum Signed Message:\n" ‖ len ‖ message`.
+pub fn message_preimage(message: &[u8]) -> Vec<u8> {
+    let mut pre = format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
+    pre.extend_from_slice(message);
+    pre
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -26,6 +33,7 @@ mod tests {
         let mut pre = b"\x19Ethereum Signed Message:\n12".to_vec();
         pre.extend_from_slice(&msg);
         assert_eq!(message_digest(&msg), keccak256(&pre));
+        assert_eq!(message_preimage(&msg), pre);
         assert_eq!(
             message_digest(b""),
             keccak256(b"\x19Ethereum Signed Message:\n0")

@@ -42,8 +42,8 @@ mod signature;
 mod transaction;
 
 pub use address::{address_from_public_key, checksum, parse_address};
-pub use eip712::eip712_digest;
-pub use message::message_digest;
+pub use eip712::{eip712_digest, eip712_preimage};
+pub use message::{message_digest, message_preimage};
 pub use signature::{RecoverableSignature, encode_signature, verify_signature};
 pub use transaction::{SignedTransaction, TxType, UnsignedTransaction};
 
@@ -90,7 +90,10 @@ mod tests {
         assert_eq!(parse_hex("0x", "message").unwrap(), Vec::<u8>::new());
         let err = parse_hex("0xabc", "message").unwrap_err();
         assert!(err.is_bad_input());
-        assert!(err.to_string().starts_with("message is not valid hex"), "{err}");
+        assert!(
+            err.to_string().starts_with("message is not valid hex"),
+            "{err}"
+        );
         assert!(parse_hex("0xzz", "message").is_err());
         assert_eq!(to_hex([0xab, 0x01]), "0xab01");
         let h = format!("0x{}", "11".repeat(32));

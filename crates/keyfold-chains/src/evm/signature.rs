@@ -20,9 +20,9 @@ pub struct RecoverableSignature {
 }
 
 impl RecoverableSignature {
-    /// Checks that `r` and `s` are in `[1, n)`, that `s ≤ n/2` (low-s) and that `recid` is 0 or
-    /// 1. The parts come from our signer cluster, so a failure is [`Error::SignatureMismatch`]
-    /// (internal), not bad input.
+    /// Checks that `r` and `s` are in `[1, n)`, that `s ≤ n/2` (low-s) and that `recid` is
+    /// either 0 or 1. The parts come from our signer cluster, so a failure is
+    /// [`Error::SignatureMismatch`] (internal), not bad input.
     pub fn new(r: B256, s: B256, recid: u8) -> Result<Self> {
         let sig = k256_signature(r, s)?;
         if sig.normalize_s().is_some() {
@@ -134,7 +134,13 @@ pub fn encode_signature(r: B256, s: B256, recid: u8) -> Result<String> {
 }
 
 /// `Ok` when `(r, s, recid)` is canonical and recovers to `expected` for `digest`.
-pub fn verify_signature(digest: &B256, r: B256, s: B256, recid: u8, expected: &Address) -> Result<()> {
+pub fn verify_signature(
+    digest: &B256,
+    r: B256,
+    s: B256,
+    recid: u8,
+    expected: &Address,
+) -> Result<()> {
     RecoverableSignature::new(r, s, recid)?.verify(digest, expected)
 }
 
@@ -159,7 +165,10 @@ mod tests {
     #[test]
     fn sign_recover_encode() {
         let (sk, address) = key("cow");
-        assert_eq!(address.to_string(), "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826");
+        assert_eq!(
+            address.to_string(),
+            "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"
+        );
         for i in 0u8..16 {
             let digest = keccak256([i]);
             let (r, s, recid) = sign(&sk, &digest);
@@ -172,7 +181,10 @@ mod tests {
             assert_eq!(enc[64], 27 + recid);
             assert_eq!(encode_signature(r, s, recid).unwrap(), to_hex(enc));
             // The cluster path finds the same recovery id.
-            assert_eq!(RecoverableSignature::from_cluster(&digest, r, s, &address).unwrap(), sig);
+            assert_eq!(
+                RecoverableSignature::from_cluster(&digest, r, s, &address).unwrap(),
+                sig
+            );
             // The wrong parity recovers another key.
             let flipped = RecoverableSignature::new(r, s, 1 - recid).unwrap();
             assert!(matches!(

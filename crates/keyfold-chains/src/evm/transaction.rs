@@ -10,7 +10,7 @@
 //! Decoding is alloy's; on top of it the bytes must re-encode to exactly the input, so the hash we
 //! sign is the hash of the very bytes the user approved and the policy engine read.
 
-use alloy_consensus::transaction::RlpEcdsaDecodableTx;
+use alloy_consensus::transaction::{RlpEcdsaDecodableTx, RlpEcdsaEncodableTx};
 use alloy_consensus::{SignableTransaction, Transaction, TxEip1559, TxEip2930, TxLegacy};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_rlp::{Decodable, Header};
@@ -91,7 +91,7 @@ impl UnsignedTransaction {
             }
         };
         let this = Self { tx };
-        if this.encoded_for_signing() != bytes {
+        if this.signing_preimage() != bytes {
             return Err(Error::invalid(
                 "transaction is not in canonical encoding (it does not re-encode to the same bytes)",
             ));
@@ -200,7 +200,9 @@ impl UnsignedTransaction {
         }
     }
 
-    fn encoded_for_signing(&self) -> Vec<u8> {
+    /// The unsigned serialization that [`Self::signing_hash`] hashes (keccak256). Signers that
+    /// use presignatures hash this themselves.
+    pub fn signing_preimage(&self) -> Vec<u8> {
         match &self.tx {
             Tx::Legacy(tx) => tx.encoded_for_signing(),
             Tx::Eip2930(tx) => tx.encoded_for_signing(),
@@ -248,10 +250,9 @@ impl<T: Transaction> TxFields for T {
     }
 }
 
-fn signed<T>(tx: alloy_consensus::Signed<T>) -> SignedTransaction
-where
-    alloy_consensus::Signed<T>: Encodable2718,
-{
+fn signed<T: RlpEcdsaEncodableTx + Send + Sync>(
+    tx: alloy_consensus::Signed<T>,
+) -> SignedTransaction {
     SignedTransaction {
         raw: tx.encoded_2718(),
         hash: *tx.hash(),
@@ -270,7 +271,9 @@ fn decode_legacy(bytes: &[u8]) -> Result<TxLegacy> {
     let mut buf = bytes;
     let mut payload = Header::decode_bytes(&mut buf, true).map_err(|e| rlp_error("legacy", e))?;
     if !buf.is_empty() {
-        return Err(Error::invalid("unexpected bytes after the legacy transaction"));
+        return Err(Error::invalid(
+            "unexpected bytes after the legacy transaction",
+        ));
     }
     let mut tx = TxLegacy::rlp_decode_fields(&mut payload).map_err(|e| rlp_error("legacy", e))?;
     if payload.is_empty() {
@@ -339,7 +342,10 @@ mod tests {
         );
         assert_eq!(tx.chain_id(), Some(1));
         assert_eq!(tx.nonce(), 9);
-        assert_eq!(tx.to(), Some(address!("3535353535353535353535353535353535353535")));
+        assert_eq!(
+            tx.to(),
+            Some(address!("3535353535353535353535353535353535353535"))
+        );
         assert_eq!(tx.value(), U256::from(10u128.pow(18)));
         assert_eq!(tx.gas_limit(), 21000);
         assert_eq!(tx.max_fee_per_gas(), 20_000_000_000);
@@ -352,7 +358,10 @@ mod tests {
         let signed = tx.attach_signature(r, s, 0).unwrap();
         assert_eq!(signed.raw, EIP155_SIGNED); // v = 37 = 0 + 35 + 2·1
         assert_eq!(signed.hash, alloy_primitives::keccak256(EIP155_SIGNED));
-        assert_eq!(signed.raw_hex(), format!("0x{}", hex::encode(EIP155_SIGNED)));
+        assert_eq!(
+            signed.raw_hex(),
+            format!("0x{}", hex::encode(EIP155_SIGNED))
+        );
 
         // The signer of the EIP's example is the key 0x4646…46.
         let sig = RecoverableSignature::new(r, s, 0).unwrap();
@@ -371,7 +380,11 @@ mod tests {
         // Trailing byte.
         let mut trailing = EIP155_SIGNING_DATA.to_vec();
         trailing.push(0);
-        assert!(UnsignedTransaction::parse(&trailing).unwrap_err().is_bad_input());
+        assert!(
+            UnsignedTransaction::parse(&trailing)
+                .unwrap_err()
+                .is_bad_input()
+        );
         // Truncated.
         assert!(UnsignedTransaction::parse(&EIP155_SIGNING_DATA[..40]).is_err());
         // A list header that is longer than needed (non-canonical length).

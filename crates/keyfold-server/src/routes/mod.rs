@@ -2,8 +2,10 @@
 //! user action), call a use case, shape the response.
 
 pub mod auth;
+pub mod keys;
 pub mod system;
 pub mod users;
+pub mod wallets;
 
 use keyfold_types::ErrorBody;
 use utoipa::IntoResponses;

@@ -1,0 +1,348 @@
+//! The domain's [`Networks`] port: what each Dfns signature kind means on each network.
+//!
+//! | key / network | `Hash` | `Message` | `Eip191` | `Eip712` | `Transaction` |
+//! | --- | --- | --- | --- | --- | --- |
+//! | ECDSA on an EVM network | the digest | EIP-191 personal message | EIP-191 | EIP-712 | the unsigned tx; `signedData` = signed tx |
+//! | ECDSA raw key (`KeyECDSA` / no network) | the digest | ECDSA-SHA256 of the message | EIP-191 | EIP-712 | — |
+//! | EdDSA (`KeyEdDSA`) | Ed25519 over the 32 bytes | Ed25519 over the message | — | — | — |
+//! | Schnorr (raw key) | BIP-340 over the 32 bytes, BIP-341 tweak with `taprootMerkleRoot` | BIP-340 over the message | — | — | — |
+//!
+//! Every kind with a preimage is handed to the signers as that preimage plus the hash
+//! function, never as a bare digest: they hash it themselves, which is what lets them use
+//! presignatures safely. Only `Hash` (the caller already hashed) goes as a digest.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use keyfold_domain::DomainError;
+use keyfold_domain::model::Key;
+use keyfold_domain::ports::{
+    ClusterSignature, CompletedSignature, Hasher, Networks, PreparedContext, PreparedSignature,
+    SignMaterial,
+};
+use keyfold_types::keys::{KeyCurve, KeyScheme, SignatureComponents, SignatureKind};
+
+use crate::evm::{self, UnsignedTransaction};
+use crate::{Curve, Family, Network};
+
+/// The network rules of a deployment (with its configured chain ids).
+#[derive(Debug, Clone, Default)]
+pub struct NetworkRules {
+    chain_ids: HashMap<Network, u64>,
+}
+
+fn bad(e: crate::Error) -> DomainError {
+    if e.is_bad_input() {
+        DomainError::InvalidInput(e.to_string())
+    } else {
+        DomainError::Internal(e.to_string())
+    }
+}
+
+fn hex_bytes(field: &str, s: &str) -> Result<Vec<u8>, DomainError> {
+    let t = s.strip_prefix("0x").unwrap_or(s);
+    hex::decode(t).map_err(|_| DomainError::invalid(format!("{field} must be hex")))
+}
+
+fn to_chain(s: KeyScheme) -> Option<crate::KeyScheme> {
+    Some(match s {
+        KeyScheme::Ecdsa => crate::KeyScheme::Ecdsa,
+        KeyScheme::EdDsa => crate::KeyScheme::Eddsa,
+        KeyScheme::Schnorr => crate::KeyScheme::Schnorr,
+        KeyScheme::Dh => return None,
+    })
+}
+
+fn to_chain_curve(c: KeyCurve) -> Option<Curve> {
+    Some(match c {
+        KeyCurve::Secp256k1 => Curve::Secp256k1,
+        KeyCurve::Ed25519 => Curve::Ed25519,
+        KeyCurve::Stark => return None,
+    })
+}
+
+fn from_chain(s: crate::KeyScheme, c: Curve) -> (KeyScheme, KeyCurve) {
+    let scheme = match s {
+        crate::KeyScheme::Ecdsa => KeyScheme::Ecdsa,
+        crate::KeyScheme::Eddsa => KeyScheme::EdDsa,
+        crate::KeyScheme::Schnorr => KeyScheme::Schnorr,
+    };
+    let curve = match c {
+        Curve::Secp256k1 => KeyCurve::Secp256k1,
+        Curve::Ed25519 => KeyCurve::Ed25519,
+    };
+    (scheme, curve)
+}
+
+impl NetworkRules {
+    /// Rules with chain ids overridden per network (e.g. `EthereumSepolia` on a local anvil).
+    pub fn new(chain_ids: impl IntoIterator<Item = (String, u64)>) -> Result<Self, DomainError> {
+        let mut map = HashMap::new();
+        for (name, id) in chain_ids {
+            let n = Network::from_str(&name).map_err(bad)?;
+            map.insert(n, id);
+        }
+        Ok(Self { chain_ids: map })
+    }
+
+    fn network(&self, name: &str) -> Result<Network, DomainError> {
+        let n = Network::from_str(name).map_err(bad)?;
+        n.ensure_supported().map_err(bad)?;
+        Ok(n)
+    }
+
+    fn chain_id(&self, n: Network) -> Option<u64> {
+        self.chain_ids
+            .get(&n)
+            .copied()
+            .or_else(|| n.default_chain_id())
+    }
+
+    fn message_material(key: &Key, message: Vec<u8>) -> Result<SignMaterial, DomainError> {
+        Ok(match key.scheme {
+            KeyScheme::Ecdsa => SignMaterial::EcdsaPreimage {
+                hasher: Hasher::Sha256,
+                preimage: message,
+            },
+            KeyScheme::EdDsa => SignMaterial::Ed25519 { message },
+            KeyScheme::Schnorr => SignMaterial::Schnorr {
+                message,
+                taproot: None,
+            },
+            KeyScheme::Dh => return Err(DomainError::invalid("DH keys cannot sign")),
+        })
+    }
+}
+
+fn plain(material: SignMaterial) -> PreparedSignature {
+    PreparedSignature {
+        material,
+        context: PreparedContext::None,
+    }
+}
+
+impl Networks for NetworkRules {
+    fn canonical(&self, network: &str) -> Result<String, DomainError> {
+        Ok(self.network(network)?.as_str().to_string())
+    }
+
+    fn key_spec(
+        &self,
+        network: &str,
+        scheme: Option<KeyScheme>,
+        curve: Option<KeyCurve>,
+    ) -> Result<(KeyScheme, KeyCurve), DomainError> {
+        let n = self.network(network)?;
+        let (ds, dc) = n.default_key_type();
+        let wanted_scheme = match scheme {
+            Some(s) => {
+                to_chain(s).ok_or_else(|| DomainError::invalid("DH keys cannot back a wallet"))?
+            }
+            None => ds,
+        };
+        let wanted_curve = match curve {
+            Some(c) => to_chain_curve(c)
+                .ok_or_else(|| DomainError::invalid("stark keys are not supported"))?,
+            None if scheme.is_some() => match wanted_scheme {
+                crate::KeyScheme::Eddsa => Curve::Ed25519,
+                _ => Curve::Secp256k1,
+            },
+            None => dc,
+        };
+        if !n.accepts_key(wanted_scheme, wanted_curve) {
+            let (s, c) = from_chain(wanted_scheme, wanted_curve);
+            return Err(DomainError::invalid(format!(
+                "{} wallets cannot use {} {} keys",
+                n.as_str(),
+                s.as_str(),
+                c.as_str()
+            )));
+        }
+        Ok(from_chain(wanted_scheme, wanted_curve))
+    }
+
+    fn address(&self, network: &str, key: &Key) -> Result<Option<String>, DomainError> {
+        let n = self.network(network)?;
+        match n.family() {
+            Family::Evm => {
+                let a = evm::address_from_public_key(&key.public_key).map_err(bad)?;
+                Ok(Some(evm::checksum(&a)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn prepare(
+        &self,
+        network: Option<&str>,
+        key: &Key,
+        kind: &SignatureKind,
+    ) -> Result<PreparedSignature, DomainError> {
+        let net = network.map(|n| self.network(n)).transpose()?;
+        let evm = net.is_some_and(|n| n.family() == Family::Evm);
+        match kind {
+            SignatureKind::Hash {
+                hash,
+                taproot_merkle_root,
+            } => {
+                let digest: [u8; 32] = hex_bytes("hash", hash)?.try_into().map_err(|_| {
+                    DomainError::invalid("hash must be 32 bytes (64 hex characters)")
+                })?;
+                Ok(plain(match key.scheme {
+                    KeyScheme::Ecdsa => {
+                        if taproot_merkle_root.is_some() {
+                            return Err(DomainError::invalid(
+                                "taprootMerkleRoot is for Schnorr keys",
+                            ));
+                        }
+                        SignMaterial::EcdsaDigest(digest)
+                    }
+                    KeyScheme::EdDsa => {
+                        if taproot_merkle_root.is_some() {
+                            return Err(DomainError::invalid(
+                                "taprootMerkleRoot is for Schnorr keys",
+                            ));
+                        }
+                        SignMaterial::Ed25519 {
+                            message: digest.to_vec(),
+                        }
+                    }
+                    KeyScheme::Schnorr => SignMaterial::Schnorr {
+                        message: digest.to_vec(),
+                        taproot: match taproot_merkle_root.as_deref() {
+                            None => None,
+                            Some("") => Some(None),
+                            Some(root) => Some(Some(
+                                hex_bytes("taprootMerkleRoot", root)?
+                                    .try_into()
+                                    .map_err(|_| {
+                                        DomainError::invalid("taprootMerkleRoot must be 32 bytes")
+                                    })?,
+                            )),
+                        },
+                    },
+                    KeyScheme::Dh => return Err(DomainError::invalid("DH keys cannot sign")),
+                }))
+            }
+            SignatureKind::Message { message } => {
+                let m = hex_bytes("message", message)?;
+                if evm {
+                    Ok(plain(SignMaterial::EcdsaPreimage {
+                        hasher: Hasher::Keccak256,
+                        preimage: evm::message_preimage(&m),
+                    }))
+                } else {
+                    Ok(plain(Self::message_material(key, m)?))
+                }
+            }
+            SignatureKind::Eip191 { message } => {
+                if key.scheme != KeyScheme::Ecdsa
+                    || net.is_some_and(|n| n.family() != Family::Evm && n.family() != Family::Key)
+                {
+                    return Err(DomainError::invalid(
+                        "Eip191 signatures need an ECDSA key on an EVM network",
+                    ));
+                }
+                let m = hex_bytes("message", message)?;
+                Ok(plain(SignMaterial::EcdsaPreimage {
+                    hasher: Hasher::Keccak256,
+                    preimage: evm::message_preimage(&m),
+                }))
+            }
+            SignatureKind::Eip712 {
+                types,
+                domain,
+                message,
+                primary_type,
+            } => {
+                if key.scheme != KeyScheme::Ecdsa
+                    || net.is_some_and(|n| n.family() != Family::Evm && n.family() != Family::Key)
+                {
+                    return Err(DomainError::invalid(
+                        "Eip712 signatures need an ECDSA key on an EVM network",
+                    ));
+                }
+                let mut doc =
+                    serde_json::json!({"types": types, "domain": domain, "message": message});
+                if let Some(p) = primary_type {
+                    doc["primaryType"] = serde_json::Value::String(p.clone());
+                }
+                let preimage = evm::eip712_preimage(&doc).map_err(bad)?;
+                Ok(plain(SignMaterial::EcdsaPreimage {
+                    hasher: Hasher::Keccak256,
+                    preimage,
+                }))
+            }
+            SignatureKind::Transaction { transaction } => {
+                let Some(n) = net.filter(|n| n.family() == Family::Evm) else {
+                    return Err(DomainError::invalid(
+                        "Transaction signatures are supported for EVM wallets (Bitcoin and Solana come later)",
+                    ));
+                };
+                let hex_tx = transaction.as_str().ok_or_else(|| {
+                    DomainError::invalid("transaction must be a hex string for EVM networks")
+                })?;
+                let tx = UnsignedTransaction::parse_hex(hex_tx).map_err(bad)?;
+                if let Some(id) = self.chain_id(n) {
+                    tx.ensure_chain_id(id).map_err(bad)?;
+                }
+                let preimage = tx.signing_preimage();
+                Ok(PreparedSignature {
+                    material: SignMaterial::EcdsaPreimage {
+                        hasher: Hasher::Keccak256,
+                        preimage: preimage.clone(),
+                    },
+                    context: PreparedContext::EvmTransaction(hex_bytes("transaction", hex_tx)?),
+                })
+            }
+            SignatureKind::Psbt { .. } => Err(DomainError::invalid(
+                "Psbt signatures are for Bitcoin wallets, which are not supported yet",
+            )),
+        }
+    }
+
+    fn complete(
+        &self,
+        prepared: &PreparedSignature,
+        _key: &Key,
+        signature: &ClusterSignature,
+    ) -> Result<CompletedSignature, DomainError> {
+        match signature {
+            ClusterSignature::Ecdsa { r, s, recid } => {
+                let encoded =
+                    evm::encode_signature((*r).into(), (*s).into(), *recid).map_err(bad)?;
+                let components = SignatureComponents {
+                    r: evm::to_hex(r),
+                    s: evm::to_hex(s),
+                    recid: Some(*recid),
+                    encoded: Some(encoded),
+                };
+                let (signed_data, tx_hash) = match &prepared.context {
+                    PreparedContext::EvmTransaction(raw) => {
+                        let tx = UnsignedTransaction::parse(raw).map_err(bad)?;
+                        let signed = tx
+                            .attach_signature((*r).into(), (*s).into(), *recid)
+                            .map_err(bad)?;
+                        (Some(signed.raw_hex()), Some(evm::to_hex(signed.hash)))
+                    }
+                    PreparedContext::None => (None, None),
+                };
+                Ok(CompletedSignature {
+                    components,
+                    signed_data,
+                    tx_hash,
+                })
+            }
+            ClusterSignature::Schnorr(sig) => Ok(CompletedSignature {
+                components: SignatureComponents {
+                    r: evm::to_hex(&sig[..32]),
+                    s: evm::to_hex(&sig[32..]),
+                    recid: None,
+                    encoded: Some(evm::to_hex(sig)),
+                },
+                signed_data: None,
+                tx_hash: None,
+            }),
+        }
+    }
+}

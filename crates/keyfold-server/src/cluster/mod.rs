@@ -1,0 +1,860 @@
+//! The coordinator: drives threshold sessions across the signer nodes and is the domain's
+//! [`SignerCluster`].
+//!
+//! It never holds a share. For each protocol run it picks the parties (every member for key
+//! generation; `t` healthy signers for signing), starts the session on each, and relays the
+//! nodes' sealed messages between them until all report the outcome. A node that fails,
+//! times out or is blamed by the protocol is excluded and the signature is retried with
+//! another quorum; every signature is verified against the key before it is returned.
+//!
+//! ECDSA needs two things first: aux info for the group (built once from each node's own safe
+//! primes — minutes on a fresh cluster, tracked by [`Cluster::readiness`]), and, for speed, a
+//! pool of presignatures per key, refilled in the background. A presignature's index row is
+//! deleted when it is handed out and each node deletes its part before answering, so none is
+//! ever used twice.
+
+pub mod client;
+pub mod file;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::future::join_all;
+use keyfold_domain::DomainError;
+use keyfold_domain::ids::{IdKind, new_id};
+use keyfold_domain::model::Key;
+use keyfold_domain::ports::{
+    ActionEvidence, ClusterReadiness, ClusterSignature, Hasher, PresignatureRecord,
+    SchemeReadiness, SignMaterial, SignerCluster, Store,
+};
+use keyfold_domain::time::Clock;
+use keyfold_signer::protocol::{
+    Group, NodeError, PartialSignRequest, Protocol, SessionDone, SignInput, StartSession,
+    StepRequest, WireMessage,
+};
+use keyfold_types::keys::KeyScheme;
+use rand::RngCore;
+use tokio::sync::{Notify, watch};
+
+pub use client::{HttpNode, LocalNode, NodeClient};
+
+/// Coordinator settings.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Longest a whole protocol run may take.
+    pub session_timeout: Duration,
+    /// Presignatures to keep ready per ECDSA key (0 disables the pool).
+    pub presignatures_per_key: i64,
+    /// How often the background tasks look at the cluster.
+    pub poll_interval: Duration,
+}
+
+/// Why a run failed, and whom to blame.
+#[derive(Debug)]
+struct RunError {
+    /// Parties to leave out of the next attempt.
+    exclude: Vec<u16>,
+    error: NodeError,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ecdsa_detail: String,
+    /// Parties that answered the last health check.
+    healthy: HashSet<u16>,
+}
+
+/// The coordinator.
+#[derive(Debug)]
+pub struct Cluster {
+    group: Group,
+    nodes: Vec<Arc<dyn NodeClient>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: ClusterSettings,
+    state: Mutex<State>,
+    ecdsa_ready: watch::Sender<bool>,
+    refill: Notify,
+}
+
+fn unavailable(msg: impl Into<String>) -> DomainError {
+    DomainError::Unavailable(msg.into())
+}
+
+fn session_id() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+impl Cluster {
+    pub fn new(
+        group: Group,
+        nodes: Vec<Arc<dyn NodeClient>>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: ClusterSettings,
+    ) -> Self {
+        let (ecdsa_ready, _) = watch::channel(false);
+        let all: HashSet<u16> = (0..group.n()).collect();
+        Self {
+            group,
+            nodes,
+            store,
+            clock,
+            settings,
+            state: Mutex::new(State {
+                ecdsa_detail: "waiting for the signers".into(),
+                healthy: all,
+            }),
+            ecdsa_ready,
+            refill: Notify::new(),
+        }
+    }
+
+    pub fn group(&self) -> &Group {
+        &self.group
+    }
+
+    pub fn nodes(&self) -> &[Arc<dyn NodeClient>] {
+        &self.nodes
+    }
+
+    fn set_detail(&self, detail: impl Into<String>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.ecdsa_detail = detail.into();
+        }
+    }
+
+    fn healthy(&self) -> HashSet<u16> {
+        self.state
+            .lock()
+            .map(|s| s.healthy.clone())
+            .unwrap_or_default()
+    }
+
+    /// One pass of ECDSA preparation: checks every node; when all have safe primes and some
+    /// lack aux info, runs aux-info generation. Returns whether ECDSA is ready.
+    pub async fn prepare_ecdsa(&self) -> bool {
+        let healths = join_all(self.nodes.iter().map(|n| n.health())).await;
+        let mut healthy = HashSet::new();
+        let mut with_aux = 0usize;
+        let mut with_primes = 0usize;
+        for (i, h) in healths.iter().enumerate() {
+            if let Ok(h) = h {
+                healthy.insert(i as u16);
+                if h.aux_groups.contains(&self.group.group_id) {
+                    with_aux += 1;
+                } else if h.prime_sets > 0 {
+                    with_primes += 1;
+                }
+            }
+        }
+        if let Ok(mut s) = self.state.lock() {
+            s.healthy = healthy.clone();
+        }
+        let n = self.nodes.len();
+        if with_aux == n {
+            self.set_detail("ready");
+            let _ = self.ecdsa_ready.send_replace(true);
+            return true;
+        }
+        let _ = self.ecdsa_ready.send_replace(false);
+        if healthy.len() < n {
+            self.set_detail(format!(
+                "{} of {n} signers reachable; aux info needs all of them",
+                healthy.len()
+            ));
+            return false;
+        }
+        if with_primes + with_aux < n {
+            self.set_detail(format!(
+                "signers generating safe primes ({}/{n} ready)",
+                with_primes + with_aux
+            ));
+            return false;
+        }
+        self.set_detail("generating aux info");
+        let parties: Vec<u16> = (0..self.group.n()).collect();
+        let req = self.base_request(Protocol::EcdsaAuxInfo, None);
+        match self.run(&parties, &req).await {
+            Ok(_) => {
+                self.set_detail("ready");
+                let _ = self.ecdsa_ready.send_replace(true);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.error, "aux info generation failed; will retry");
+                self.set_detail(format!(
+                    "aux info generation failed ({}); retrying",
+                    e.error
+                ));
+                false
+            }
+        }
+    }
+
+    /// Background work until `shutdown`: ECDSA preparation, health tracking, presignature
+    /// refills.
+    pub async fn run_background(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let ready = self.prepare_ecdsa().await;
+            if ready && self.settings.presignatures_per_key > 0 {
+                self.refill_presignatures().await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = self.refill.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Tops up every active ECDSA key's presignature pool (one presignature per key per pass,
+    /// so no key starves another).
+    pub async fn refill_presignatures(&self) {
+        let keys = match self.store.active_ecdsa_keys(1000).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing keys for presignature refill");
+                return;
+            }
+        };
+        for key_id in keys {
+            let have = self
+                .store
+                .count_presignatures(&key_id)
+                .await
+                .unwrap_or(i64::MAX);
+            if have >= self.settings.presignatures_per_key {
+                continue;
+            }
+            if let Err(e) = self.presign(&key_id).await {
+                tracing::debug!(key = %key_id, error = %e.error, "presignature refill failed");
+            }
+        }
+    }
+
+    /// Makes one presignature for `key_id` on a healthy quorum and indexes it.
+    async fn presign(&self, key_id: &str) -> Result<(), RunError> {
+        let parties = self.quorum(&HashSet::new()).ok_or_else(|| RunError {
+            exclude: vec![],
+            error: NodeError::NotReady {
+                message: "not enough healthy signers".into(),
+            },
+        })?;
+        let presignature_id = new_id(IdKind::Presignature);
+        let mut req = self.base_request(Protocol::EcdsaPresign, Some(key_id));
+        req.signers = parties.clone();
+        req.presignature_id = Some(presignature_id.clone());
+        let done = self.run(&parties, &req).await?;
+        let public = match done.first() {
+            Some(SessionDone::PresignatureStored { public }) => public.clone(),
+            _ => {
+                return Err(RunError {
+                    exclude: vec![],
+                    error: NodeError::failure("presigning produced no presignature"),
+                });
+            }
+        };
+        let public = URL_SAFE_NO_PAD.decode(public).map_err(|_| RunError {
+            exclude: vec![],
+            error: NodeError::failure("unreadable presignature"),
+        })?;
+        self.store
+            .add_presignature(&PresignatureRecord {
+                id: presignature_id,
+                key_id: key_id.into(),
+                signers: signer_set(&parties),
+                public,
+                created_at: self.clock.now(),
+            })
+            .await
+            .map_err(|e| RunError {
+                exclude: vec![],
+                error: NodeError::failure(e.to_string()),
+            })
+    }
+
+    fn base_request(&self, protocol: Protocol, key_id: Option<&str>) -> StartSession {
+        StartSession {
+            session_id: session_id(),
+            protocol,
+            group: self.group.clone(),
+            key_id: key_id.map(str::to_string),
+            signers: vec![],
+            input: None,
+            presignature_id: None,
+            evidence: None,
+        }
+    }
+
+    /// `t` parties, healthy ones first, none of `exclude`.
+    fn quorum(&self, exclude: &HashSet<u16>) -> Option<Vec<u16>> {
+        let healthy = self.healthy();
+        let t = usize::from(self.group.threshold);
+        let mut candidates: Vec<u16> = (0..self.group.n())
+            .filter(|i| !exclude.contains(i))
+            .collect();
+        candidates.sort_by_key(|i| (!healthy.contains(i), *i));
+        if candidates.len() < t {
+            return None;
+        }
+        let mut q: Vec<u16> = candidates.into_iter().take(t).collect();
+        q.sort_unstable();
+        Some(q)
+    }
+
+    /// One protocol run: start on every party, relay until all are done.
+    async fn run(
+        &self,
+        parties: &[u16],
+        base: &StartSession,
+    ) -> Result<Vec<SessionDone>, RunError> {
+        let fut = self.relay(parties, base);
+        match tokio::time::timeout(self.settings.session_timeout, fut).await {
+            Ok(r) => {
+                if r.is_err() {
+                    self.abort(parties, &base.session_id).await;
+                }
+                r
+            }
+            Err(_) => {
+                self.abort(parties, &base.session_id).await;
+                Err(RunError {
+                    exclude: vec![],
+                    error: NodeError::failure("the signing session timed out"),
+                })
+            }
+        }
+    }
+
+    async fn abort(&self, parties: &[u16], sid: &str) {
+        join_all(
+            parties
+                .iter()
+                .filter_map(|p| self.nodes.get(usize::from(*p)))
+                .map(|n| n.abort(sid)),
+        )
+        .await;
+    }
+
+    async fn relay(
+        &self,
+        parties: &[u16],
+        base: &StartSession,
+    ) -> Result<Vec<SessionDone>, RunError> {
+        let blame = |p: u16, e: NodeError| {
+            let exclude = match &e {
+                NodeError::Misbehaving { parties, .. } => parties.clone(),
+                NodeError::BadRequest { .. } | NodeError::NotReady { .. } => vec![],
+                _ => vec![p],
+            };
+            RunError { exclude, error: e }
+        };
+        let node = |p: u16| self.nodes.get(usize::from(p)).cloned();
+        let starts = join_all(parties.iter().map(|p| {
+            let n = node(*p);
+            async move {
+                match n {
+                    Some(n) => (*p, n.start(base).await),
+                    None => (*p, Err(NodeError::bad("no such signer"))),
+                }
+            }
+        }))
+        .await;
+        let mut pending: Vec<WireMessage> = Vec::new();
+        let mut done: HashMap<u16, SessionDone> = HashMap::new();
+        for (p, r) in starts {
+            let r = r.map_err(|e| blame(p, e))?;
+            pending.extend(r.outgoing);
+            if let Some(d) = r.done {
+                done.insert(p, d);
+            }
+        }
+        while done.len() < parties.len() {
+            let mut inbox: HashMap<u16, Vec<WireMessage>> = HashMap::new();
+            for m in pending.drain(..) {
+                match m.to {
+                    Some(q) => inbox.entry(q).or_default().push(m),
+                    None => {
+                        for q in parties.iter().filter(|q| **q != m.from) {
+                            inbox.entry(*q).or_default().push(m.clone());
+                        }
+                    }
+                }
+            }
+            inbox.retain(|q, _| !done.contains_key(q) && parties.contains(q));
+            if inbox.is_empty() {
+                return Err(RunError {
+                    exclude: vec![],
+                    error: NodeError::failure("the session stalled: no messages left to deliver"),
+                });
+            }
+            let sid = base.session_id.clone();
+            let steps = join_all(inbox.into_iter().map(|(q, messages)| {
+                let n = node(q);
+                let sid = sid.clone();
+                async move {
+                    match n {
+                        Some(n) => (q, n.step(&sid, &StepRequest { messages }).await),
+                        None => (q, Err(NodeError::bad("no such signer"))),
+                    }
+                }
+            }))
+            .await;
+            for (q, r) in steps {
+                let r = r.map_err(|e| blame(q, e))?;
+                pending.extend(r.outgoing);
+                if let Some(d) = r.done {
+                    done.insert(q, d);
+                }
+            }
+        }
+        let mut out: Vec<(u16, SessionDone)> = done.into_iter().collect();
+        out.sort_by_key(|(p, _)| *p);
+        // Every party must report the same outcome (the same key, the same signature).
+        if out.windows(2).any(|w| w[0].1 != w[1].1)
+            && !matches!(base.protocol, Protocol::EcdsaPresign)
+        {
+            return Err(RunError {
+                exclude: vec![],
+                error: NodeError::failure("signers disagree on the outcome"),
+            });
+        }
+        Ok(out.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// Interactive signing with retries over quorums.
+    async fn sign_interactive(
+        &self,
+        key: &Key,
+        protocol: Protocol,
+        input: SignInput,
+        evidence: &ActionEvidence,
+        verify: impl Fn(&SessionDone) -> Result<ClusterSignature, String>,
+    ) -> Result<ClusterSignature, DomainError> {
+        let mut exclude: HashSet<u16> = HashSet::new();
+        let mut last = String::from("no quorum of healthy signers");
+        for _attempt in 0..self.nodes.len() {
+            let Some(parties) = self.quorum(&exclude) else {
+                break;
+            };
+            let mut req = self.base_request(protocol, Some(&key.id));
+            req.signers = parties.clone();
+            req.input = Some(input.clone());
+            req.evidence = Some(evidence.clone());
+            match self.run(&parties, &req).await {
+                Ok(done) => {
+                    let first = done
+                        .first()
+                        .ok_or_else(|| DomainError::internal("empty outcome"))?;
+                    return verify(first).map_err(|why| {
+                        tracing::error!(key = %key.id, %why, "the cluster returned a signature that does not verify");
+                        DomainError::internal(format!("signature verification failed: {why}"))
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key.id, parties = ?parties, error = %e.error, "signing attempt failed");
+                    if let NodeError::BadRequest { message } = &e.error
+                        && e.exclude.is_empty()
+                    {
+                        last = message.clone();
+                    } else {
+                        last = e.error.to_string();
+                    }
+                    if e.exclude.is_empty() {
+                        // Nobody to blame: a transient failure; try the next quorum order once.
+                        exclude.insert(*parties.last().unwrap_or(&0));
+                    }
+                    exclude.extend(e.exclude);
+                }
+            }
+        }
+        Err(unavailable(format!(
+            "signing failed on every quorum: {last}"
+        )))
+    }
+
+    /// ECDSA from the presignature pool: no interactive rounds, just one call per signer.
+    async fn sign_with_presignature(
+        &self,
+        key: &Key,
+        hasher: Hasher,
+        preimage: &[u8],
+        evidence: &ActionEvidence,
+    ) -> Option<ClusterSignature> {
+        let healthy = self.healthy();
+        let sets = all_signer_sets(self.group.n(), self.group.threshold, &healthy);
+        let rec = self.store.take_presignature(&key.id, &sets).await.ok()??;
+        self.refill.notify_one();
+        let parties: Vec<u16> = rec
+            .signers
+            .split(',')
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let public = keyfold_mpc::ecdsa::EcdsaPresignaturePublic::from_bytes(&rec.public).ok()?;
+        let req = PartialSignRequest {
+            key_id: key.id.clone(),
+            presignature_id: rec.id.clone(),
+            hasher: wire_hasher(hasher),
+            preimage: hex::encode(preimage),
+            evidence: Some(evidence.clone()),
+        };
+        let answers = join_all(parties.iter().map(|p| {
+            let n = self.nodes.get(usize::from(*p)).cloned();
+            let req = req.clone();
+            async move {
+                match n {
+                    Some(n) => n.partial_sign(&req).await,
+                    None => Err(NodeError::bad("no such signer")),
+                }
+            }
+        }))
+        .await;
+        let mut partials = Vec::with_capacity(answers.len());
+        for a in answers {
+            let bytes = URL_SAFE_NO_PAD.decode(a.ok()?.partial).ok()?;
+            partials.push(keyfold_mpc::ecdsa::EcdsaPartialSignature::from_bytes(&bytes).ok()?);
+        }
+        let msg = match hasher {
+            Hasher::Keccak256 => keyfold_mpc::ecdsa::EcdsaMessage::keccak256(preimage),
+            Hasher::Sha256 => keyfold_mpc::ecdsa::EcdsaMessage::sha256(preimage),
+            Hasher::DoubleSha256 => keyfold_mpc::ecdsa::EcdsaMessage::double_sha256(preimage),
+        };
+        let sig = match keyfold_mpc::ecdsa::combine(&public, &partials, &msg) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(key = %key.id, error = %e, "combining partial signatures failed");
+                return None;
+            }
+        };
+        verify_ecdsa(
+            &key.public_key,
+            &msg.digest(),
+            &sig.r,
+            &sig.s,
+            sig.recovery_id,
+        )
+        .ok()
+    }
+
+    async fn dkg(&self, key_id: &str, scheme: KeyScheme) -> Result<Vec<u8>, DomainError> {
+        let protocol = match scheme {
+            KeyScheme::Ecdsa => Protocol::EcdsaKeygen,
+            KeyScheme::EdDsa => Protocol::Ed25519Dkg,
+            KeyScheme::Schnorr => Protocol::TaprootDkg,
+            KeyScheme::Dh => return Err(DomainError::invalid("DH keys are not supported")),
+        };
+        let parties: Vec<u16> = (0..self.group.n()).collect();
+        let req = self.base_request(protocol, Some(key_id));
+        let done = self.run(&parties, &req).await.map_err(|e| {
+            unavailable(format!(
+                "key generation needs every signer and failed: {}",
+                e.error
+            ))
+        })?;
+        match done.first() {
+            Some(SessionDone::KeyStored { public_key }) => hex::decode(public_key)
+                .map_err(|_| DomainError::internal("unreadable public key from the signers")),
+            _ => Err(DomainError::internal("key generation produced no key")),
+        }
+    }
+}
+
+fn wire_hasher(h: Hasher) -> keyfold_signer::protocol::Hasher {
+    match h {
+        Hasher::Keccak256 => keyfold_signer::protocol::Hasher::Keccak256,
+        Hasher::Sha256 => keyfold_signer::protocol::Hasher::Sha256,
+        Hasher::DoubleSha256 => keyfold_signer::protocol::Hasher::DoubleSha256,
+    }
+}
+
+fn signer_set(parties: &[u16]) -> String {
+    parties
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Every `t`-subset of `0..n` made only of healthy parties, as `signer_set` strings.
+fn all_signer_sets(n: u16, t: u16, healthy: &HashSet<u16>) -> Vec<String> {
+    fn rec(start: u16, n: u16, left: u16, cur: &mut Vec<u16>, out: &mut Vec<Vec<u16>>) {
+        if left == 0 {
+            out.push(cur.clone());
+            return;
+        }
+        for i in start..n {
+            cur.push(i);
+            rec(i + 1, n, left - 1, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    rec(0, n, t, &mut Vec::new(), &mut out);
+    out.into_iter()
+        .filter(|s| s.iter().all(|p| healthy.contains(p)))
+        .map(|s| signer_set(&s))
+        .collect()
+}
+
+fn digest(hasher: Hasher, preimage: &[u8]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    match hasher {
+        Hasher::Keccak256 => {
+            use sha3::Digest as _;
+            sha3::Keccak256::digest(preimage).into()
+        }
+        Hasher::Sha256 => Sha256::digest(preimage).into(),
+        Hasher::DoubleSha256 => Sha256::digest(Sha256::digest(preimage)).into(),
+    }
+}
+
+fn arr32(s: &str) -> Result<[u8; 32], String> {
+    hex::decode(s)
+        .map_err(|e| e.to_string())?
+        .try_into()
+        .map_err(|_| "not 32 bytes".to_string())
+}
+
+/// ECDSA: the signature verifies, is low-s, and recovers to the key with `recid`.
+fn verify_ecdsa(
+    public: &[u8],
+    digest: &[u8; 32],
+    r: &[u8; 32],
+    s: &[u8; 32],
+    recid: u8,
+) -> Result<ClusterSignature, String> {
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+    let key = VerifyingKey::from_sec1_bytes(public).map_err(|e| e.to_string())?;
+    let sig = Signature::from_scalars(*r, *s).map_err(|e| e.to_string())?;
+    if sig.normalize_s().is_some() {
+        return Err("high-s signature".into());
+    }
+    let rid = RecoveryId::from_byte(recid).ok_or("bad recovery id")?;
+    let recovered =
+        VerifyingKey::recover_from_prehash(digest, &sig, rid).map_err(|e| e.to_string())?;
+    if recovered != key {
+        return Err("signature does not recover to the key".into());
+    }
+    Ok(ClusterSignature::Ecdsa {
+        r: *r,
+        s: *s,
+        recid,
+    })
+}
+
+fn verify_ed25519(
+    public: &[u8],
+    message: &[u8],
+    sig: &[u8; 64],
+) -> Result<ClusterSignature, String> {
+    let pk: [u8; 32] = public.try_into().map_err(|_| "bad ed25519 key")?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|e| e.to_string())?;
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(sig))
+        .map_err(|e| e.to_string())?;
+    Ok(ClusterSignature::Schnorr(*sig))
+}
+
+fn verify_bip340(
+    xonly: &[u8; 32],
+    message: &[u8],
+    sig: &[u8; 64],
+) -> Result<ClusterSignature, String> {
+    let key = k256::schnorr::VerifyingKey::from_bytes(xonly).map_err(|e| e.to_string())?;
+    let s = k256::schnorr::Signature::try_from(&sig[..]).map_err(|e| e.to_string())?;
+    key.verify_raw(message, &s).map_err(|e| e.to_string())?;
+    Ok(ClusterSignature::Schnorr(*sig))
+}
+
+#[async_trait]
+impl SignerCluster for Cluster {
+    async fn generate_key(&self, key_id: &str, scheme: KeyScheme) -> Result<Vec<u8>, DomainError> {
+        let pk = self.dkg(key_id, scheme).await?;
+        if scheme == KeyScheme::Ecdsa {
+            self.refill.notify_one();
+        }
+        Ok(pk)
+    }
+
+    async fn sign(
+        &self,
+        key: &Key,
+        material: &SignMaterial,
+        evidence: &ActionEvidence,
+        _request_id: &str,
+    ) -> Result<ClusterSignature, DomainError> {
+        match (key.scheme, material) {
+            (KeyScheme::Ecdsa, SignMaterial::EcdsaPreimage { hasher, preimage }) => {
+                if let Some(sig) = self
+                    .sign_with_presignature(key, *hasher, preimage, evidence)
+                    .await
+                {
+                    return Ok(sig);
+                }
+                let d = digest(*hasher, preimage);
+                let public = key.public_key.clone();
+                self.sign_interactive(
+                    key,
+                    Protocol::EcdsaSign,
+                    SignInput::Preimage {
+                        hasher: wire_hasher(*hasher),
+                        preimage: hex::encode(preimage),
+                    },
+                    evidence,
+                    move |done| match done {
+                        SessionDone::EcdsaSignature { r, s, recid } => {
+                            verify_ecdsa(&public, &d, &arr32(r)?, &arr32(s)?, *recid)
+                        }
+                        _ => Err("not an ECDSA signature".into()),
+                    },
+                )
+                .await
+            }
+            (KeyScheme::Ecdsa, SignMaterial::EcdsaDigest(d)) => {
+                let d = *d;
+                let public = key.public_key.clone();
+                self.sign_interactive(
+                    key,
+                    Protocol::EcdsaSign,
+                    SignInput::Digest {
+                        digest: hex::encode(d),
+                    },
+                    evidence,
+                    move |done| match done {
+                        SessionDone::EcdsaSignature { r, s, recid } => {
+                            verify_ecdsa(&public, &d, &arr32(r)?, &arr32(s)?, *recid)
+                        }
+                        _ => Err("not an ECDSA signature".into()),
+                    },
+                )
+                .await
+            }
+            (KeyScheme::EdDsa, SignMaterial::Ed25519 { message }) => {
+                let public = key.public_key.clone();
+                let m = message.clone();
+                self.sign_interactive(
+                    key,
+                    Protocol::Ed25519Sign,
+                    SignInput::Message {
+                        message: hex::encode(message),
+                        taproot: false,
+                        merkle_root: None,
+                    },
+                    evidence,
+                    move |done| match done {
+                        SessionDone::SchnorrSignature { signature } => {
+                            let sig: [u8; 64] = hex::decode(signature)
+                                .map_err(|e| e.to_string())?
+                                .try_into()
+                                .map_err(|_| "not 64 bytes")?;
+                            verify_ed25519(&public, &m, &sig)
+                        }
+                        _ => Err("not an Ed25519 signature".into()),
+                    },
+                )
+                .await
+            }
+            (KeyScheme::Schnorr, SignMaterial::Schnorr { message, taproot }) => {
+                let output_key = schnorr_output_key(&key.public_key, *taproot)
+                    .map_err(|e| DomainError::internal(format!("taproot output key: {e}")))?;
+                let m = message.clone();
+                self.sign_interactive(
+                    key,
+                    Protocol::TaprootSign,
+                    SignInput::Message {
+                        message: hex::encode(message),
+                        taproot: taproot.is_some(),
+                        merkle_root: taproot.flatten().map(hex::encode),
+                    },
+                    evidence,
+                    move |done| match done {
+                        SessionDone::SchnorrSignature { signature } => {
+                            let sig: [u8; 64] = hex::decode(signature)
+                                .map_err(|e| e.to_string())?
+                                .try_into()
+                                .map_err(|_| "not 64 bytes")?;
+                            verify_bip340(&output_key, &m, &sig)
+                        }
+                        _ => Err("not a BIP-340 signature".into()),
+                    },
+                )
+                .await
+            }
+            _ => Err(DomainError::invalid(format!(
+                "this request cannot be signed with a {} key",
+                key.scheme.as_str()
+            ))),
+        }
+    }
+
+    fn readiness(&self) -> ClusterReadiness {
+        let healthy = self.healthy().len();
+        let t = usize::from(self.group.threshold);
+        let frost = if healthy >= t {
+            SchemeReadiness {
+                ready: true,
+                detail: "ready".into(),
+            }
+        } else {
+            SchemeReadiness {
+                ready: false,
+                detail: format!("{healthy} signers reachable, {t} needed"),
+            }
+        };
+        let ecdsa_ready = *self.ecdsa_ready.borrow();
+        let detail = self
+            .state
+            .lock()
+            .map(|s| s.ecdsa_detail.clone())
+            .unwrap_or_default();
+        ClusterReadiness {
+            ecdsa: SchemeReadiness {
+                ready: ecdsa_ready,
+                detail,
+            },
+            eddsa: frost.clone(),
+            schnorr: frost,
+        }
+    }
+
+    async fn wait_ready(&self, scheme: KeyScheme, timeout: Duration) -> bool {
+        if scheme != KeyScheme::Ecdsa {
+            return self.healthy().len() >= usize::from(self.group.threshold);
+        }
+        let mut rx = self.ecdsa_ready.subscribe();
+        if *rx.borrow() {
+            return true;
+        }
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
+    }
+}
+
+/// The x-only key a BIP-340 signature verifies under: the group key itself, or its BIP-341
+/// tweak (`taproot = Some(merkle root)`).
+fn schnorr_output_key(
+    group_key: &[u8],
+    taproot: Option<Option<[u8; 32]>>,
+) -> Result<[u8; 32], String> {
+    let compressed: [u8; 33] = group_key
+        .try_into()
+        .map_err(|_| "group key must be 33 bytes")?;
+    match taproot {
+        None => {
+            let mut x = [0u8; 32];
+            x.copy_from_slice(&compressed[1..]);
+            Ok(x)
+        }
+        Some(root) => {
+            keyfold_mpc::frost::taproot_output_key(&compressed, root).map_err(|e| e.to_string())
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Wallets and their signatures (`/wallets`).
+
+use axum::Json;
+use axum::extract::State;
+use keyfold_domain::authz::op;
+use keyfold_types::ListResponse;
+use keyfold_types::keys::{GenerateSignatureBody, SignatureResponse};
+use keyfold_types::wallets::{
+    CreateWalletBody, ListWalletsQuery, UpdateWalletBody, WalletIdPath, WalletResponse,
+    WalletSignaturePath, WalletTagsBody,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::Errors;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{PathId, PathParams, Perm, QueryParams, Signed};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_wallet, list_wallets))
+        .routes(routes!(get_wallet, update_wallet))
+        .routes(routes!(tag_wallet, untag_wallet))
+        .routes(routes!(generate_signature, list_signatures))
+        .routes(routes!(get_signature))
+}
+
+fn keys(s: &AppState) -> Result<&keyfold_domain::keys::KeyService, ApiError> {
+    s.keys
+        .as_ref()
+        .ok_or_else(|| ApiError::NotImplemented("this server runs without a signer cluster".into()))
+}
+
+/// Create a wallet: a new key (distributed key generation) bound to a network, with its
+/// address — or an existing key on another network (`signingKey.id`).
+#[utoipa::path(post, path = "/wallets", tag = "wallets",
+    request_body = CreateWalletBody,
+    params(("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    security(("bearer" = [])),
+    responses((status = 200, body = WalletResponse), Errors))]
+async fn create_wallet(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsCreate>,
+    signed: Signed<CreateWalletBody>,
+) -> ApiResult<Json<WalletResponse>> {
+    Ok(Json(keys(&s)?.create_wallet(&g, signed.body).await?))
+}
+
+#[utoipa::path(get, path = "/wallets", tag = "wallets",
+    params(ListWalletsQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = ListResponse<WalletResponse>), Errors))]
+async fn list_wallets(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsRead>,
+    QueryParams(q): QueryParams<ListWalletsQuery>,
+) -> ApiResult<Json<ListResponse<WalletResponse>>> {
+    let page = keys(&s)?.list_wallets(&g, q).await?;
+    Ok(Json(ListResponse {
+        items: page.items,
+        next_page_token: page.next.map(|c| c.encode()),
+    }))
+}
+
+#[utoipa::path(get, path = "/wallets/{walletId}", tag = "wallets",
+    params(WalletIdPath),
+    security(("bearer" = [])),
+    responses((status = 200, body = WalletResponse), Errors))]
+async fn get_wallet(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsRead>,
+    PathId(id): PathId,
+) -> ApiResult<Json<WalletResponse>> {
+    Ok(Json(keys(&s)?.get_wallet(&g, &id).await?))
+}
+
+#[utoipa::path(put, path = "/wallets/{walletId}", tag = "wallets",
+    params(WalletIdPath, ("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    request_body = UpdateWalletBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = WalletResponse), Errors))]
+async fn update_wallet(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsUpdate>,
+    PathId(id): PathId,
+    signed: Signed<UpdateWalletBody>,
+) -> ApiResult<Json<WalletResponse>> {
+    Ok(Json(keys(&s)?.update_wallet(&g, &id, signed.body).await?))
+}
+
+#[utoipa::path(put, path = "/wallets/{walletId}/tags", tag = "wallets",
+    params(WalletIdPath, ("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    request_body = WalletTagsBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = WalletResponse), Errors))]
+async fn tag_wallet(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsTagsAdd>,
+    PathId(id): PathId,
+    signed: Signed<WalletTagsBody>,
+) -> ApiResult<Json<WalletResponse>> {
+    Ok(Json(keys(&s)?.add_tags(&g, &id, &signed.body.tags).await?))
+}
+
+#[utoipa::path(delete, path = "/wallets/{walletId}/tags", tag = "wallets",
+    params(WalletIdPath, ("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    request_body = WalletTagsBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = WalletResponse), Errors))]
+async fn untag_wallet(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsTagsDelete>,
+    PathId(id): PathId,
+    signed: Signed<WalletTagsBody>,
+) -> ApiResult<Json<WalletResponse>> {
+    Ok(Json(
+        keys(&s)?.remove_tags(&g, &id, &signed.body.tags).await?,
+    ))
+}
+
+/// Sign with a wallet, in its network's terms (EVM: EIP-191 messages, EIP-712, transactions).
+#[utoipa::path(post, path = "/wallets/{walletId}/signatures", tag = "wallets",
+    params(WalletIdPath, ("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    request_body = GenerateSignatureBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = SignatureResponse), Errors))]
+async fn generate_signature(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsGenerateSignature>,
+    PathId(id): PathId,
+    signed: Signed<GenerateSignatureBody>,
+) -> ApiResult<Json<SignatureResponse>> {
+    let evidence = signed.evidence();
+    Ok(Json(
+        keys(&s)?
+            .sign_with_wallet(&g, &id, signed.body, evidence)
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/wallets/{walletId}/signatures", tag = "wallets",
+    params(WalletIdPath, ListWalletsQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = ListResponse<SignatureResponse>), Errors))]
+async fn list_signatures(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsRead>,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams<ListWalletsQuery>,
+) -> ApiResult<Json<ListResponse<SignatureResponse>>> {
+    let page = keys(&s)?.list_wallet_signatures(&g, &id, q).await?;
+    Ok(Json(ListResponse {
+        items: page.items,
+        next_page_token: page.next.map(|c| c.encode()),
+    }))
+}
+
+#[utoipa::path(get, path = "/wallets/{walletId}/signatures/{signatureId}", tag = "wallets",
+    params(WalletSignaturePath),
+    security(("bearer" = [])),
+    responses((status = 200, body = SignatureResponse), Errors))]
+async fn get_signature(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::WalletsRead>,
+    PathParams((wallet_id, signature_id)): PathParams<(String, String)>,
+) -> ApiResult<Json<SignatureResponse>> {
+    Ok(Json(
+        keys(&s)?
+            .get_wallet_signature(&g, &wallet_id, &signature_id)
+            .await?,
+    ))
+}
