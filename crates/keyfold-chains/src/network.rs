@@ -357,6 +357,7 @@ serde_via_str!(Network, KeyScheme, Curve);
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

@@ -7,6 +7,8 @@
 //! `@dfns/lib-viem` calls it, and viem's signatures). This test needs no Node: it reads the
 //! committed file. Regenerate with `cd tests/node && npm ci && node check.mjs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use keyfold_chains::Error;
 use keyfold_chains::evm::{
     self, Address, B256, RecoverableSignature, U256, UnsignedTransaction, address_from_public_key,

@@ -553,8 +553,11 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     async fn put_aux(&self, group_id: &str, sealed: &[u8], now: Timestamp) -> StoreResult<()>;
     async fn get_aux(&self, group_id: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn add_primes(&self, id: &str, sealed: &[u8], now: Timestamp) -> StoreResult<()>;
-    /// Removes and returns one set of primes (`(id, sealed)`): primes are used once.
-    async fn take_primes(&self) -> StoreResult<Option<(String, Vec<u8>)>>;
+    /// The oldest set of primes (`(id, sealed)`), left in place: an aux-info run that fails
+    /// may retry with it; only a stored aux info consumes it ([`NodeStore::delete_primes`]).
+    async fn oldest_primes(&self) -> StoreResult<Option<(String, Vec<u8>)>>;
+    /// Deletes a set of primes; false if it was already gone.
+    async fn delete_primes(&self, id: &str) -> StoreResult<bool>;
     async fn count_primes(&self) -> StoreResult<i64>;
     async fn put_presignature(
         &self,

@@ -475,6 +475,7 @@ fn broadcast_transcript(context: &[u8], sender: &NodePublic, payload: &[u8]) -> 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 

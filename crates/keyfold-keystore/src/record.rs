@@ -270,6 +270,7 @@ impl<'a> Parts<'a> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn kat_kek() -> Kek {

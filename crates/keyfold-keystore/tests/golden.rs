@@ -9,6 +9,8 @@
 //! To write fixtures for a *new* format version (refuses to overwrite existing files):
 //! `cargo test --test golden -- --ignored write_fixtures`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use keyfold_keystore::{

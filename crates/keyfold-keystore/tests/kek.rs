@@ -1,5 +1,7 @@
 //! Loading the key-encryption key, and the redaction of every secret type.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use keyfold_keystore::{Aad, Error, Kek, NodeIdentity, Purpose, SecretBytes, open, seal};
 
 const HEX: &str = "7f1e9a3c5b2d4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7";

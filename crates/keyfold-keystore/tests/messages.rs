@@ -1,6 +1,8 @@
 //! Messages between signer nodes through an untrusted relay: every way the relay (or another
 //! node) can attack them fails, with an error that blames the right party.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use keyfold_keystore::message::{ENVELOPE_MAGIC, SIGNED_MESSAGE_MAGIC};
 use keyfold_keystore::{
     Envelope, Error, Kek, MessageContext, NodeIdentity, NodePublic, SignedMessage, verify_broadcast,

@@ -402,6 +402,7 @@ pub(crate) fn check_party_set(parties: &[PartyIndex], n: u16, me: PartyIndex) ->
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]

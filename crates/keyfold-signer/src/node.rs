@@ -66,6 +66,8 @@ struct Active {
     me: u16,
     key_id: Option<String>,
     presignature_id: Option<String>,
+    /// Aux info: the primes it was built from, deleted once it is stored.
+    primes_id: Option<String>,
     session: Option<ThreadedSession<SessionOutput>>,
     expires: Instant,
 }
@@ -320,11 +322,12 @@ impl SignerNode {
                 .ok_or_else(|| NodeError::bad("keyId is required"))
         };
         let signers = req.signers.clone();
+        let mut primes_id = None;
         let session = match req.protocol {
             Protocol::EcdsaAuxInfo => {
                 let (id, sealed) = self
                     .store
-                    .take_primes()
+                    .oldest_primes()
                     .await
                     .map_err(store_err)?
                     .ok_or_else(|| NodeError::NotReady {
@@ -338,6 +341,7 @@ impl SignerNode {
                 .map_err(|e| keystore_err("primes", e))?;
                 let primes =
                     ecdsa::PaillierPrimes::from_bytes(bytes.expose_secret()).map_err(mpc_err)?;
+                primes_id = Some(id);
                 spawn(move || Ok(keyfold_mpc::boxed(ecdsa::aux_info(sid, me, n, primes)?))).await?
             }
             Protocol::EcdsaKeygen => {
@@ -438,6 +442,7 @@ impl SignerNode {
             me,
             key_id: req.key_id,
             presignature_id: req.presignature_id,
+            primes_id,
             session: Some(session),
             expires: Instant::now() + self.cfg.session_ttl,
         };
@@ -718,6 +723,9 @@ impl SignerNode {
                     .put_aux(&active.group.group_id, &sealed, now)
                     .await
                     .map_err(store_err)?;
+                if let Some(id) = &active.primes_id {
+                    self.store.delete_primes(id).await.map_err(store_err)?;
+                }
                 Ok(SessionDone::AuxInfoStored)
             }
             SessionOutput::EcdsaIncompleteShare(incomplete) => {

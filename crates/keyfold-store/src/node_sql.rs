@@ -144,19 +144,24 @@ impl NodeStore for SqlNodeStore {
         .map_err(map_err)
     }
 
-    async fn take_primes(&self) -> StoreResult<Option<(String, Vec<u8>)>> {
-        // Concurrent takers on PostgreSQL skip rows another transaction is taking.
-        let lock = match self.0.backend {
-            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite { .. } => "",
-        };
-        let sql = format!(
-            "DELETE FROM node_primes WHERE id = (SELECT id FROM node_primes ORDER BY created_at, id \
-             LIMIT 1 {lock}) RETURNING id, sealed"
-        );
-        let row: Option<(String, Vec<u8>)> =
-            on_write!(self.0, |p| sqlx::query_as(&sql).fetch_optional(p).await).map_err(map_err)?;
+    async fn oldest_primes(&self) -> StoreResult<Option<(String, Vec<u8>)>> {
+        let row: Option<(String, Vec<u8>)> = on_read!(self.0, |p| sqlx::query_as(
+            "SELECT id, sealed FROM node_primes ORDER BY created_at, id LIMIT 1"
+        )
+        .fetch_optional(p)
+        .await)
+        .map_err(map_err)?;
         Ok(row)
+    }
+
+    async fn delete_primes(&self, id: &str) -> StoreResult<bool> {
+        let n = on_write!(self.0, |p| sqlx::query("DELETE FROM node_primes WHERE id = $1")
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(map_err)?;
+        Ok(n == 1)
     }
 
     async fn count_primes(&self) -> StoreResult<i64> {

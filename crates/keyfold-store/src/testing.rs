@@ -130,8 +130,8 @@ impl TestNodeDb {
     /// Flips one byte of the sealed share of `key_id`, as a disk error or an attacker with
     /// write access to the node's database would.
     pub async fn flip_share_byte(&self, key_id: &str) {
-        use sqlx::Connection;
         let select = "SELECT sealed FROM node_shares WHERE key_id = $1";
+        let update = "UPDATE node_shares SET sealed = $1 WHERE key_id = $2";
         let flip = |mut b: Vec<u8>| {
             let i = b.len() / 2;
             b[i] ^= 0x01;

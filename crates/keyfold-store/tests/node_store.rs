@@ -66,15 +66,17 @@ async fn primes_and_presignatures_are_used_once(s: &dyn NodeStore) {
             .unwrap();
     }
     assert_eq!(s.count_primes().await.unwrap(), 3);
-    let taken = join_all((0..5).map(|_| s.take_primes())).await;
-    let mut ids: Vec<String> = taken
-        .into_iter()
-        .filter_map(|t| t.unwrap())
-        .map(|(id, _)| id)
-        .collect();
-    ids.sort();
-    assert_eq!(ids, vec!["p0", "p1", "p2"]);
+    // Peeking leaves the primes in place (a failed aux-info run retries with them)...
+    assert_eq!(s.oldest_primes().await.unwrap().unwrap(), ("p0".to_string(), vec![0u8]));
+    assert_eq!(s.oldest_primes().await.unwrap().unwrap().0, "p0");
+    // ...and concurrent deletes of one set: exactly one wins.
+    let deleted = join_all((0..5).map(|_| s.delete_primes("p0"))).await;
+    assert_eq!(deleted.into_iter().filter(|d| *d.as_ref().unwrap()).count(), 1);
+    assert_eq!(s.oldest_primes().await.unwrap().unwrap().0, "p1");
+    assert!(s.delete_primes("p1").await.unwrap());
+    assert!(s.delete_primes("p2").await.unwrap());
     assert_eq!(s.count_primes().await.unwrap(), 0);
+    assert!(s.oldest_primes().await.unwrap().is_none());
 
     s.put_presignature("ps-1", "key-1", b"presig", T0)
         .await

@@ -57,6 +57,7 @@ pub fn parse_address(s: &str) -> Result<Address> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     // The test vectors of EIP-55 itself.

@@ -398,6 +398,7 @@ fn check_value(types: &Types, ty: &str, value: &Value, path: &str) -> Result<()>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use alloy_primitives::b256;
     use serde_json::json;

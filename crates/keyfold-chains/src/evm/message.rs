@@ -18,6 +18,7 @@ pub fn message_preimage(message: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use alloy_primitives::{b256, keccak256};
 

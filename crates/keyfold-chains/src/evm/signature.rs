@@ -146,6 +146,7 @@ pub fn verify_signature(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use alloy_primitives::{U256, b256, keccak256};
     use k256::ecdsa::SigningKey;

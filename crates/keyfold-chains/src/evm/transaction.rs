@@ -320,6 +320,7 @@ fn decode_typed<T: RlpEcdsaDecodableTx>(payload: &[u8], what: &str) -> Result<T>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use alloy_primitives::{address, b256, hex};
 

@@ -1,4 +1,6 @@
 //! Shared helpers for the integration tests: fixture primes, cached aux info, key generation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #![allow(dead_code)]
 
 use std::sync::OnceLock;

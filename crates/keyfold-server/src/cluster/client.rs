@@ -143,6 +143,8 @@ impl NodeClient for HttpNode {
 pub struct LocalNode {
     node: Arc<SignerNode>,
     down: AtomicBool,
+    /// Steps left before the node "dies" mid-session (negative: never).
+    die_after: std::sync::atomic::AtomicI64,
 }
 
 impl LocalNode {
@@ -150,6 +152,7 @@ impl LocalNode {
         Self {
             node,
             down: AtomicBool::new(false),
+            die_after: std::sync::atomic::AtomicI64::new(-1),
         }
     }
 
@@ -159,6 +162,12 @@ impl LocalNode {
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes the node go down in the middle of its `steps + 1`-th protocol step: it computes,
+    /// then never answers (as a process killed mid-request).
+    pub fn die_after_steps(&self, steps: i64) {
+        self.die_after.store(steps, Ordering::SeqCst);
     }
 
     fn check(&self) -> Result<(), NodeError> {
@@ -192,6 +201,9 @@ impl NodeClient for LocalNode {
     async fn step(&self, session_id: &str, req: &StepRequest) -> Result<StepResponse, NodeError> {
         self.check()?;
         let r = self.node.step(session_id, req.clone()).await;
+        if self.die_after.fetch_sub(1, Ordering::SeqCst) == 0 {
+            self.set_down(true);
+        }
         // A node that died mid-call never answers.
         self.check()?;
         r

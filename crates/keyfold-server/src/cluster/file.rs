@@ -48,7 +48,7 @@ impl ClusterFile {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let n = self.members.len();
-        if n < 2 || n > 64 {
+        if !(2..=64).contains(&n) {
             return Err(ConfigError("a cluster has 2 to 64 signers".into()));
         }
         if self.threshold < 2 || usize::from(self.threshold) > n {
@@ -147,7 +147,9 @@ pub fn cluster_from_config(
     };
     let file = ClusterFile::read(path)?;
     let token = cfg.signer_token()?;
-    let timeout = Duration::from_secs(cfg.signing.session_timeout_secs);
+    // Per HTTP call: long enough for one aux-info round on a busy machine. Signing runs are
+    // bounded by the (shorter) session timeout around the whole run.
+    let timeout = Duration::from_secs(cfg.signing.session_timeout_secs).max(Duration::from_secs(600));
     let mut nodes: Vec<Arc<dyn NodeClient>> = Vec::new();
     for m in &file.members {
         let node = HttpNode::new(&m.signer_id, &m.url, &token, timeout)

@@ -42,6 +42,9 @@ use tokio::sync::{Notify, watch};
 
 pub use client::{HttpNode, LocalNode, NodeClient};
 
+/// The longest an aux-info run may take.
+const AUX_INFO_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Coordinator settings.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
@@ -316,7 +319,13 @@ impl Cluster {
         base: &StartSession,
     ) -> Result<Vec<SessionDone>, RunError> {
         let fut = self.relay(parties, base);
-        match tokio::time::timeout(self.settings.session_timeout, fut).await {
+        // Aux info is minutes of CPU on a busy machine, once per cluster; signing is not.
+        let limit = if base.protocol == Protocol::EcdsaAuxInfo {
+            self.settings.session_timeout.max(AUX_INFO_TIMEOUT)
+        } else {
+            self.settings.session_timeout
+        };
+        match tokio::time::timeout(limit, fut).await {
             Ok(r) => {
                 if r.is_err() {
                     self.abort(parties, &base.session_id).await;

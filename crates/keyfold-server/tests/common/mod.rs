@@ -10,8 +10,12 @@ use keyfold_auth::sealer::Sealer;
 use keyfold_domain::ports::Store;
 use keyfold_domain::time::{Clock, ManualClock, SystemClock};
 use keyfold_sdk::{Client, KeySigner};
-use keyfold_server::{Config, Server};
-use keyfold_store::testing::TestDb;
+use keyfold_keystore::Kek;
+use keyfold_server::cluster::{Cluster, ClusterSettings, LocalNode, NodeClient};
+use keyfold_server::{Config, Server, Signing};
+use keyfold_signer::protocol::{Group, Member};
+use keyfold_signer::{NodeConfig, SignerNode, group_id_of};
+use keyfold_store::testing::{TestDb, TestNodeDb};
 
 pub enum Backend {
     Sqlite,
@@ -28,6 +32,10 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     pub server: Server,
     pub outbox: tempfile::TempDir,
+    /// The in-process signer nodes (empty unless started with signing).
+    pub signers: Vec<Arc<LocalNode>>,
+    pub signer_dbs: Vec<TestNodeDb>,
+    pub cluster: Option<Arc<Cluster>>,
     _db: TestDb,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -38,6 +46,21 @@ impl Harness {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(backend, tweak, None).await
+    }
+
+    /// A server with three in-process signer nodes (threshold 2) on their own databases,
+    /// seeded with the public fixture primes, ECDSA aux info already generated.
+    pub async fn start_signing(backend: Backend, presignatures_per_key: i64) -> Self {
+        Self::start_full(backend, |_| {}, Some(presignatures_per_key)).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+        presignatures: Option<i64>,
+    ) -> Self {
+        let postgres = matches!(backend, Backend::Postgres);
         let db = match backend {
             Backend::Sqlite => TestDb::sqlite().await,
             Backend::Postgres => TestDb::postgres().await,
@@ -68,11 +91,23 @@ impl Harness {
         .unwrap();
         store.bootstrap(&b).await.unwrap();
         let sealer = Sealer::from_hex(&Sealer::generate_hex()).unwrap();
-        let server = Server::build(
+        let (signers, signer_dbs, signing) = match presignatures {
+            None => (vec![], vec![], None),
+            Some(pool) => {
+                let (nodes, dbs, cluster) = local_cluster(postgres, store.clone(), pool).await;
+                config.signing.presignatures_per_key = pool;
+                config.signing.session_timeout_secs = 20;
+                let signing = Signing::new(&config, cluster).unwrap();
+                (nodes, dbs, Some(signing))
+            }
+        };
+        let cluster = signing.as_ref().map(|s| s.cluster.clone());
+        let server = Server::build_with(
             config,
             store.clone(),
             clock.clone() as Arc<dyn Clock>,
             sealer,
+            signing,
         )
         .await
         .unwrap();
@@ -95,6 +130,9 @@ impl Harness {
             clock,
             server,
             outbox,
+            signers,
+            signer_dbs,
+            cluster,
             _db: db,
             _shutdown: tx,
         }
@@ -179,4 +217,98 @@ impl Harness {
             .unwrap();
         (user.user_id, client)
     }
+}
+
+/// Public, test-only safe primes (see crates/keyfold-mpc/tests/fixtures).
+const FIXTURE_PRIMES: &str = include_str!("../../../keyfold-mpc/tests/fixtures/primes.json");
+
+fn fixture_primes(party: usize) -> keyfold_mpc::ecdsa::PaillierPrimes {
+    let v: serde_json::Value = serde_json::from_str(FIXTURE_PRIMES).unwrap();
+    let hexes: Vec<Vec<u8>> = v["parties"][party]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hex::decode(h.as_str().unwrap()).unwrap())
+        .collect();
+    keyfold_mpc::ecdsa::PaillierPrimes::from_be_bytes([&hexes[0], &hexes[1], &hexes[2], &hexes[3]])
+        .unwrap()
+}
+
+/// Opens a signer node over `store` (a "restart" when the store already holds its identity).
+pub async fn open_node(
+    signer_id: &str,
+    kek: &Kek,
+    store: Arc<dyn keyfold_domain::ports::NodeStore>,
+    members: Vec<Member>,
+) -> SignerNode {
+    SignerNode::open(
+        NodeConfig {
+            signer_id: signer_id.into(),
+            members,
+            prime_sets: 1,
+            session_ttl: std::time::Duration::from_secs(60),
+        },
+        Kek::from_hex(&kek.to_hex()).unwrap(),
+        store,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+}
+
+async fn local_cluster(
+    postgres: bool,
+    store: Arc<dyn Store>,
+    presignatures: i64,
+) -> (Vec<Arc<LocalNode>>, Vec<TestNodeDb>, Arc<Cluster>) {
+    let mut dbs = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        // The first node on the server's backend, the others on SQLite: nodes are independent.
+        let db = if postgres && i == 0 {
+            TestNodeDb::postgres().await
+        } else {
+            TestNodeDb::sqlite().await
+        };
+        let kek = Kek::generate();
+        let node = open_node(&format!("signer-{i}"), &kek, Arc::new(db.store.clone()), vec![]).await;
+        node.add_primes(&fixture_primes(i)).await.unwrap();
+        nodes.push(Arc::new(node));
+        dbs.push(db);
+    }
+    let members: Vec<Member> = nodes
+        .iter()
+        .map(|n| Member {
+            signer_id: n.signer_id().into(),
+            public: n.info().public,
+        })
+        .collect();
+    for n in &nodes {
+        n.set_members(members.clone());
+    }
+    let ids: Vec<String> = members.iter().map(|m| m.signer_id.clone()).collect();
+    let group = Group {
+        group_id: group_id_of(&ids),
+        threshold: 2,
+        members,
+    };
+    let locals: Vec<Arc<LocalNode>> = nodes.into_iter().map(|n| Arc::new(LocalNode::new(n))).collect();
+    let clients: Vec<Arc<dyn NodeClient>> = locals.iter().map(|l| l.clone() as Arc<dyn NodeClient>).collect();
+    let cluster = Arc::new(Cluster::new(
+        group,
+        clients,
+        store,
+        Arc::new(SystemClock),
+        ClusterSettings {
+            session_timeout: std::time::Duration::from_secs(20),
+            presignatures_per_key: presignatures,
+            poll_interval: std::time::Duration::from_millis(100),
+        },
+    ));
+    for _ in 0..5 {
+        if cluster.prepare_ecdsa().await {
+            return (locals, dbs, cluster);
+        }
+    }
+    panic!("ECDSA aux info could not be prepared");
 }

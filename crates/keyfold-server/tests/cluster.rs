@@ -1,0 +1,278 @@
+//! Threshold signing through the API with three in-process signer nodes (each on its own
+//! database): signers going down, a tampered share, a signer dying mid-session, idempotent
+//! retries and the presignature pool. Every signature is checked with `k256` or
+//! `ed25519-dalek` against the key's public key — never with Keyfold's own verification.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Backend, Harness};
+use k256::ecdsa::signature::hazmat::PrehashVerifier;
+use keyfold_sdk::{Client, Error};
+use keyfold_signer::protocol::{NodeError, Protocol, SignInput, StartSession};
+use keyfold_types::auth::HttpMethod;
+use serde_json::{Value, json};
+use sha3::Digest;
+
+async fn create_key(c: &Client, scheme: &str, curve: &str) -> Value {
+    let key: Value = c
+        .signed(HttpMethod::Post, "/keys", Some(&json!({"scheme": scheme, "curve": curve})))
+        .await
+        .unwrap();
+    assert_eq!(key["status"], "Active", "{key}");
+    key
+}
+
+async fn sign(c: &Client, key_id: &str, body: Value) -> Result<Value, Error> {
+    c.signed(HttpMethod::Post, &format!("/keys/{key_id}/signatures"), Some(&body))
+        .await
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s.trim_start_matches("0x")).unwrap()
+}
+
+/// Checks an ECDSA signature response over `digest` against the key, and that `recid`
+/// recovers that key.
+fn verify_ecdsa(public_key_hex: &str, digest: &[u8; 32], res: &Value) {
+    assert_eq!(res["status"], "Signed", "{res}");
+    let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&unhex(public_key_hex)).unwrap();
+    let r = unhex(res["signature"]["r"].as_str().unwrap());
+    let s = unhex(res["signature"]["s"].as_str().unwrap());
+    let sig = k256::ecdsa::Signature::from_scalars(
+        *k256::FieldBytes::from_slice(&r),
+        *k256::FieldBytes::from_slice(&s),
+    )
+    .unwrap();
+    vk.verify_prehash(digest, &sig).expect("k256 verifies the threshold signature");
+    let recid = k256::ecdsa::RecoveryId::from_byte(res["signature"]["recid"].as_u64().unwrap() as u8).unwrap();
+    let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(digest, &sig, recid).unwrap();
+    assert_eq!(recovered, vk);
+}
+
+fn verify_ed25519(public_key_hex: &str, message: &[u8], res: &Value) {
+    assert_eq!(res["status"], "Signed", "{res}");
+    let pk: [u8; 32] = unhex(public_key_hex).try_into().unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap();
+    let sig: [u8; 64] = unhex(res["signature"]["encoded"].as_str().unwrap()).try_into().unwrap();
+    vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+        .expect("ed25519-dalek verifies the threshold signature");
+}
+
+fn digest_of(tag: &str) -> [u8; 32] {
+    sha3::Keccak256::digest(tag.as_bytes()).into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecdsa_signs_with_any_two_of_three_and_fails_cleanly_with_one() {
+    let h = Harness::start_signing(Backend::Sqlite, 0).await;
+    let c = h.root().await;
+    let key = create_key(&c, "ECDSA", "secp256k1").await;
+    let (id, pk) = (key["id"].as_str().unwrap(), key["publicKey"].as_str().unwrap());
+
+    let d = digest_of("all up");
+    let res = sign(&c, id, json!({"kind": "Hash", "hash": hex::encode(d)})).await.unwrap();
+    verify_ecdsa(pk, &d, &res);
+
+    // Each signer down in turn: the other two sign.
+    for down in 0..3 {
+        h.signers[down].set_down(true);
+        let d = digest_of(&format!("signer {down} down"));
+        let res = sign(&c, id, json!({"kind": "Hash", "hash": hex::encode(d)})).await.unwrap();
+        verify_ecdsa(pk, &d, &res);
+        h.signers[down].set_down(false);
+    }
+
+    // Two down: no quorum. A clean 503 and a Failed record, no signature.
+    h.signers[0].set_down(true);
+    h.signers[1].set_down(true);
+    let err = sign(&c, id, json!({"kind": "Hash", "hash": hex::encode(digest_of("no quorum"))}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    h.signers[0].set_down(false);
+    h.signers[1].set_down(false);
+    let list: Value = c.get(&format!("/keys/{id}/signatures")).await.unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    let failed: Vec<&Value> = items.iter().filter(|i| i["status"] == "Failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].get("signature").is_none_or(Value::is_null));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_share_is_refused_and_the_other_two_sign() {
+    let h = Harness::start_signing(Backend::Sqlite, 0).await;
+    let c = h.root().await;
+    let ed = create_key(&c, "EdDSA", "ed25519").await;
+    let ec = create_key(&c, "ECDSA", "secp256k1").await;
+    for key in [&ed, &ec] {
+        h.signer_dbs[0].flip_share_byte(key["id"].as_str().unwrap()).await;
+    }
+    h.signers[0].node().forget_cached_shares();
+
+    // The node itself refuses to use the share.
+    let group = h.cluster.as_ref().unwrap().group().clone();
+    for (key, protocol, input) in [
+        (
+            &ed,
+            Protocol::Ed25519Sign,
+            SignInput::Message { message: "00".into(), taproot: false, merkle_root: None },
+        ),
+        (&ec, Protocol::EcdsaSign, SignInput::Digest { digest: hex::encode([7u8; 32]) }),
+    ] {
+        let err = h.signers[0]
+            .node()
+            .start(StartSession {
+                session_id: hex::encode(rand::random::<[u8; 32]>()),
+                protocol,
+                group: group.clone(),
+                key_id: Some(key["id"].as_str().unwrap().into()),
+                signers: vec![0, 1],
+                input: Some(input),
+                presignature_id: None,
+                evidence: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NodeError::Tampered { .. }), "{err:?}");
+    }
+
+    // Through the API: the coordinator drops signer 0 and signs with the other two.
+    let msg = b"tamper-evident";
+    let res = sign(&c, ed["id"].as_str().unwrap(), json!({"kind": "Message", "message": hex::encode(msg)}))
+        .await
+        .unwrap();
+    verify_ed25519(ed["publicKey"].as_str().unwrap(), msg, &res);
+    let d = digest_of("tamper-evident");
+    let res = sign(&c, ec["id"].as_str().unwrap(), json!({"kind": "Hash", "hash": hex::encode(d)}))
+        .await
+        .unwrap();
+    verify_ecdsa(ec["publicKey"].as_str().unwrap(), &d, &res);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_dying_mid_session_never_yields_two_signatures_for_one_external_id() {
+    let h = Harness::start_signing(Backend::Sqlite, 0).await;
+    let c = h.root().await;
+    for scheme in [("ECDSA", "secp256k1"), ("EdDSA", "ed25519")] {
+        let key = create_key(&c, scheme.0, scheme.1).await;
+        let id = key["id"].as_str().unwrap();
+        for step in 0..2 {
+            // Signer 0 answers `step` messages, then dies while computing the next one.
+            h.signers[0].die_after_steps(step);
+            let ext = format!("pay-{}-{step}", scheme.0);
+            let body = json!({"kind": "Hash", "hash": hex::encode(digest_of(&ext)), "externalId": ext});
+            let first = sign(&c, id, body.clone()).await;
+            h.signers[0].set_down(false);
+            h.signers[0].die_after_steps(-1);
+            // The retry (and a concurrent second retry) answer with the same record.
+            let (a, b) = tokio::join!(sign(&c, id, body.clone()), sign(&c, id, body.clone()));
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(a["id"], b["id"]);
+            assert_eq!(a["signature"], b["signature"]);
+            match &first {
+                Ok(f) => {
+                    assert_eq!(f["id"], a["id"]);
+                    assert_eq!(f["status"], "Signed");
+                }
+                Err(e) => {
+                    // Failed cleanly: the record says so and the retry does not sign again.
+                    assert!(matches!(e.status(), Some(500..=599)), "{e}");
+                    assert_eq!(a["status"], "Failed");
+                }
+            }
+            let list: Value = c.get(&format!("/keys/{id}/signatures?limit=100")).await.unwrap();
+            let same: Vec<&Value> = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["externalId"] == ext.as_str())
+                .collect();
+            assert_eq!(same.len(), 1, "{list}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presignatures_are_pooled_and_never_used_twice() {
+    let h = Harness::start_signing(Backend::Sqlite, 3).await;
+    let c = h.root().await;
+    let key = create_key(&c, "ECDSA", "secp256k1").await;
+    let (id, pk) = (key["id"].as_str().unwrap().to_string(), key["publicKey"].as_str().unwrap().to_string());
+    // The background task fills the pool.
+    let mut pooled = 0;
+    for _ in 0..600 {
+        pooled = h.store.count_presignatures(&id).await.unwrap();
+        if pooled >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(pooled >= 3, "pool never filled");
+    // Concurrent signatures: every one verifies and all use different nonces (a reused
+    // presignature would repeat `r`).
+    let futs = (0..6).map(|i| {
+        let c = &c;
+        let id = id.clone();
+        async move {
+            let d = digest_of(&format!("pooled {i}"));
+            (d, sign(c, &id, json!({"kind": "Hash", "hash": hex::encode(d)})).await.unwrap())
+        }
+    });
+    let results = futures::future::join_all(futs).await;
+    let mut rs = HashSet::new();
+    for (d, res) in &results {
+        verify_ecdsa(&pk, d, res);
+        assert!(rs.insert(res["signature"]["r"].as_str().unwrap().to_string()), "nonce reused");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evm_wallet_on_postgres_signs_and_recovers_to_its_address() {
+    let h = Harness::start_signing(Backend::Postgres, 1).await;
+    let c = h.root().await;
+    let w: Value = c
+        .signed(HttpMethod::Post, "/wallets", Some(&json!({"network": "EthereumSepolia"})))
+        .await
+        .unwrap();
+    assert_eq!(w["status"], "Active");
+    let pk = w["signingKey"]["publicKey"].as_str().unwrap();
+    let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&unhex(pk)).unwrap();
+    let point = vk.to_encoded_point(false);
+    let addr = &sha3::Keccak256::digest(&point.as_bytes()[1..])[12..];
+    assert_eq!(w["address"].as_str().unwrap().to_lowercase(), format!("0x{}", hex::encode(addr)));
+    let msg = b"hello keyfold";
+    let res: Value = c
+        .signed(
+            HttpMethod::Post,
+            &format!("/wallets/{}/signatures", w["id"].as_str().unwrap()),
+            Some(&json!({"kind": "Message", "message": format!("0x{}", hex::encode(msg))})),
+        )
+        .await
+        .unwrap();
+    let mut pre = format!("\x19Ethereum Signed Message:\n{}", msg.len()).into_bytes();
+    pre.extend_from_slice(msg);
+    verify_ecdsa(pk, &sha3::Keccak256::digest(&pre).into(), &res);
+    // Unknown wallet and bad input: clear 4xx.
+    let e = c
+        .signed::<_, Value>(
+            HttpMethod::Post,
+            "/wallets/wa-00000-00000-0000000000000000/signatures",
+            Some(&json!({"kind": "Hash", "hash": hex::encode([0u8; 32])})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    let e = c
+        .signed::<_, Value>(
+            HttpMethod::Post,
+            &format!("/wallets/{}/signatures", w["id"].as_str().unwrap()),
+            Some(&json!({"kind": "Hash", "hash": "abcd"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400));
+}
