@@ -8,12 +8,15 @@ free_port() {
 }
 
 # start_keyfold DATA_DIR → sets KF_PID, KF_URL, KF_PORT; waits until /healthz answers.
+# KF_SIGNERS (default 3) signer processes; they load the public test-only fixture primes
+# (KEYFOLD_INSECURE_TEST_PRIMES) instead of spending minutes generating their own.
 start_keyfold() {
   local dir=$1
   KF_PORT=$(free_port)
   KF_URL="http://127.0.0.1:${KF_PORT}"
+  KEYFOLD_INSECURE_TEST_PRIMES=${KEYFOLD_INSECURE_TEST_PRIMES-$PWD/crates/keyfold-mpc/tests/fixtures/primes.json} \
   RUST_LOG=${RUST_LOG:-warn} "$KEYFOLD_BIN" dev --data-dir "$dir" --listen "127.0.0.1:${KF_PORT}" \
-    >"$dir.stdout" 2>"$dir.stderr" &
+    --signers "${KF_SIGNERS:-3}" >"$dir.stdout" 2>"$dir.stderr" &
   KF_PID=$!
   for _ in $(seq 1 200); do
     if curl -fsS "$KF_URL/healthz" >/dev/null 2>&1; then

@@ -95,7 +95,17 @@ def start_keyfold(timeout: float = 30.0, env: dict[str, str] | None = None) -> K
     env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), "NO_COLOR": "1", **(env or {})}
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [str(KEYFOLD_BIN), "dev", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"],
+        [
+            str(KEYFOLD_BIN),
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+            # The Python suite covers auth; it needs no signer cluster.
+            "--signers",
+            "0",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

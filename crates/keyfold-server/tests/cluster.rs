@@ -18,7 +18,11 @@ use sha3::Digest;
 
 async fn create_key(c: &Client, scheme: &str, curve: &str) -> Value {
     let key: Value = c
-        .signed(HttpMethod::Post, "/keys", Some(&json!({"scheme": scheme, "curve": curve})))
+        .signed(
+            HttpMethod::Post,
+            "/keys",
+            Some(&json!({"scheme": scheme, "curve": curve})),
+        )
         .await
         .unwrap();
     assert_eq!(key["status"], "Active", "{key}");
@@ -26,8 +30,12 @@ async fn create_key(c: &Client, scheme: &str, curve: &str) -> Value {
 }
 
 async fn sign(c: &Client, key_id: &str, body: Value) -> Result<Value, Error> {
-    c.signed(HttpMethod::Post, &format!("/keys/{key_id}/signatures"), Some(&body))
-        .await
+    c.signed(
+        HttpMethod::Post,
+        &format!("/keys/{key_id}/signatures"),
+        Some(&body),
+    )
+    .await
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -46,8 +54,11 @@ fn verify_ecdsa(public_key_hex: &str, digest: &[u8; 32], res: &Value) {
         *k256::FieldBytes::from_slice(&s),
     )
     .unwrap();
-    vk.verify_prehash(digest, &sig).expect("k256 verifies the threshold signature");
-    let recid = k256::ecdsa::RecoveryId::from_byte(res["signature"]["recid"].as_u64().unwrap() as u8).unwrap();
+    vk.verify_prehash(digest, &sig)
+        .expect("k256 verifies the threshold signature");
+    let recid =
+        k256::ecdsa::RecoveryId::from_byte(res["signature"]["recid"].as_u64().unwrap() as u8)
+            .unwrap();
     let recovered = k256::ecdsa::VerifyingKey::recover_from_prehash(digest, &sig, recid).unwrap();
     assert_eq!(recovered, vk);
 }
@@ -56,7 +67,9 @@ fn verify_ed25519(public_key_hex: &str, message: &[u8], res: &Value) {
     assert_eq!(res["status"], "Signed", "{res}");
     let pk: [u8; 32] = unhex(public_key_hex).try_into().unwrap();
     let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap();
-    let sig: [u8; 64] = unhex(res["signature"]["encoded"].as_str().unwrap()).try_into().unwrap();
+    let sig: [u8; 64] = unhex(res["signature"]["encoded"].as_str().unwrap())
+        .try_into()
+        .unwrap();
     vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
         .expect("ed25519-dalek verifies the threshold signature");
 }
@@ -70,17 +83,24 @@ async fn ecdsa_signs_with_any_two_of_three_and_fails_cleanly_with_one() {
     let h = Harness::start_signing(Backend::Sqlite, 0).await;
     let c = h.root().await;
     let key = create_key(&c, "ECDSA", "secp256k1").await;
-    let (id, pk) = (key["id"].as_str().unwrap(), key["publicKey"].as_str().unwrap());
+    let (id, pk) = (
+        key["id"].as_str().unwrap(),
+        key["publicKey"].as_str().unwrap(),
+    );
 
     let d = digest_of("all up");
-    let res = sign(&c, id, json!({"kind": "Hash", "hash": hex::encode(d)})).await.unwrap();
+    let res = sign(&c, id, json!({"kind": "Hash", "hash": hex::encode(d)}))
+        .await
+        .unwrap();
     verify_ecdsa(pk, &d, &res);
 
     // Each signer down in turn: the other two sign.
     for down in 0..3 {
         h.signers[down].set_down(true);
         let d = digest_of(&format!("signer {down} down"));
-        let res = sign(&c, id, json!({"kind": "Hash", "hash": hex::encode(d)})).await.unwrap();
+        let res = sign(&c, id, json!({"kind": "Hash", "hash": hex::encode(d)}))
+            .await
+            .unwrap();
         verify_ecdsa(pk, &d, &res);
         h.signers[down].set_down(false);
     }
@@ -88,9 +108,13 @@ async fn ecdsa_signs_with_any_two_of_three_and_fails_cleanly_with_one() {
     // Two down: no quorum. A clean 503 and a Failed record, no signature.
     h.signers[0].set_down(true);
     h.signers[1].set_down(true);
-    let err = sign(&c, id, json!({"kind": "Hash", "hash": hex::encode(digest_of("no quorum"))}))
-        .await
-        .unwrap_err();
+    let err = sign(
+        &c,
+        id,
+        json!({"kind": "Hash", "hash": hex::encode(digest_of("no quorum"))}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.status(), Some(503), "{err}");
     h.signers[0].set_down(false);
     h.signers[1].set_down(false);
@@ -109,7 +133,9 @@ async fn a_tampered_share_is_refused_and_the_other_two_sign() {
     let ed = create_key(&c, "EdDSA", "ed25519").await;
     let ec = create_key(&c, "ECDSA", "secp256k1").await;
     for key in [&ed, &ec] {
-        h.signer_dbs[0].flip_share_byte(key["id"].as_str().unwrap()).await;
+        h.signer_dbs[0]
+            .flip_share_byte(key["id"].as_str().unwrap())
+            .await;
     }
     h.signers[0].node().forget_cached_shares();
 
@@ -119,9 +145,19 @@ async fn a_tampered_share_is_refused_and_the_other_two_sign() {
         (
             &ed,
             Protocol::Ed25519Sign,
-            SignInput::Message { message: "00".into(), taproot: false, merkle_root: None },
+            SignInput::Message {
+                message: "00".into(),
+                taproot: false,
+                merkle_root: None,
+            },
         ),
-        (&ec, Protocol::EcdsaSign, SignInput::Digest { digest: hex::encode([7u8; 32]) }),
+        (
+            &ec,
+            Protocol::EcdsaSign,
+            SignInput::Digest {
+                digest: hex::encode([7u8; 32]),
+            },
+        ),
     ] {
         let err = h.signers[0]
             .node()
@@ -142,14 +178,22 @@ async fn a_tampered_share_is_refused_and_the_other_two_sign() {
 
     // Through the API: the coordinator drops signer 0 and signs with the other two.
     let msg = b"tamper-evident";
-    let res = sign(&c, ed["id"].as_str().unwrap(), json!({"kind": "Message", "message": hex::encode(msg)}))
-        .await
-        .unwrap();
+    let res = sign(
+        &c,
+        ed["id"].as_str().unwrap(),
+        json!({"kind": "Message", "message": hex::encode(msg)}),
+    )
+    .await
+    .unwrap();
     verify_ed25519(ed["publicKey"].as_str().unwrap(), msg, &res);
     let d = digest_of("tamper-evident");
-    let res = sign(&c, ec["id"].as_str().unwrap(), json!({"kind": "Hash", "hash": hex::encode(d)}))
-        .await
-        .unwrap();
+    let res = sign(
+        &c,
+        ec["id"].as_str().unwrap(),
+        json!({"kind": "Hash", "hash": hex::encode(d)}),
+    )
+    .await
+    .unwrap();
     verify_ecdsa(ec["publicKey"].as_str().unwrap(), &d, &res);
 }
 
@@ -164,7 +208,8 @@ async fn a_signer_dying_mid_session_never_yields_two_signatures_for_one_external
             // Signer 0 answers `step` messages, then dies while computing the next one.
             h.signers[0].die_after_steps(step);
             let ext = format!("pay-{}-{step}", scheme.0);
-            let body = json!({"kind": "Hash", "hash": hex::encode(digest_of(&ext)), "externalId": ext});
+            let body =
+                json!({"kind": "Hash", "hash": hex::encode(digest_of(&ext)), "externalId": ext});
             let first = sign(&c, id, body.clone()).await;
             h.signers[0].set_down(false);
             h.signers[0].die_after_steps(-1);
@@ -184,7 +229,10 @@ async fn a_signer_dying_mid_session_never_yields_two_signatures_for_one_external
                     assert_eq!(a["status"], "Failed");
                 }
             }
-            let list: Value = c.get(&format!("/keys/{id}/signatures?limit=100")).await.unwrap();
+            let list: Value = c
+                .get(&format!("/keys/{id}/signatures?limit=100"))
+                .await
+                .unwrap();
             let same: Vec<&Value> = list["items"]
                 .as_array()
                 .unwrap()
@@ -201,7 +249,10 @@ async fn presignatures_are_pooled_and_never_used_twice() {
     let h = Harness::start_signing(Backend::Sqlite, 3).await;
     let c = h.root().await;
     let key = create_key(&c, "ECDSA", "secp256k1").await;
-    let (id, pk) = (key["id"].as_str().unwrap().to_string(), key["publicKey"].as_str().unwrap().to_string());
+    let (id, pk) = (
+        key["id"].as_str().unwrap().to_string(),
+        key["publicKey"].as_str().unwrap().to_string(),
+    );
     // The background task fills the pool.
     let mut pooled = 0;
     for _ in 0..600 {
@@ -219,14 +270,22 @@ async fn presignatures_are_pooled_and_never_used_twice() {
         let id = id.clone();
         async move {
             let d = digest_of(&format!("pooled {i}"));
-            (d, sign(c, &id, json!({"kind": "Hash", "hash": hex::encode(d)})).await.unwrap())
+            (
+                d,
+                sign(c, &id, json!({"kind": "Hash", "hash": hex::encode(d)}))
+                    .await
+                    .unwrap(),
+            )
         }
     });
     let results = futures::future::join_all(futs).await;
     let mut rs = HashSet::new();
     for (d, res) in &results {
         verify_ecdsa(&pk, d, res);
-        assert!(rs.insert(res["signature"]["r"].as_str().unwrap().to_string()), "nonce reused");
+        assert!(
+            rs.insert(res["signature"]["r"].as_str().unwrap().to_string()),
+            "nonce reused"
+        );
     }
 }
 
@@ -235,7 +294,11 @@ async fn evm_wallet_on_postgres_signs_and_recovers_to_its_address() {
     let h = Harness::start_signing(Backend::Postgres, 1).await;
     let c = h.root().await;
     let w: Value = c
-        .signed(HttpMethod::Post, "/wallets", Some(&json!({"network": "EthereumSepolia"})))
+        .signed(
+            HttpMethod::Post,
+            "/wallets",
+            Some(&json!({"network": "EthereumSepolia"})),
+        )
         .await
         .unwrap();
     assert_eq!(w["status"], "Active");
@@ -243,7 +306,10 @@ async fn evm_wallet_on_postgres_signs_and_recovers_to_its_address() {
     let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(&unhex(pk)).unwrap();
     let point = vk.to_encoded_point(false);
     let addr = &sha3::Keccak256::digest(&point.as_bytes()[1..])[12..];
-    assert_eq!(w["address"].as_str().unwrap().to_lowercase(), format!("0x{}", hex::encode(addr)));
+    assert_eq!(
+        w["address"].as_str().unwrap().to_lowercase(),
+        format!("0x{}", hex::encode(addr))
+    );
     let msg = b"hello keyfold";
     let res: Value = c
         .signed(

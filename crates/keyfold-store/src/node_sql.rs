@@ -155,11 +155,13 @@ impl NodeStore for SqlNodeStore {
     }
 
     async fn delete_primes(&self, id: &str) -> StoreResult<bool> {
-        let n = on_write!(self.0, |p| sqlx::query("DELETE FROM node_primes WHERE id = $1")
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))
+        let n = on_write!(self.0, |p| sqlx::query(
+            "DELETE FROM node_primes WHERE id = $1"
+        )
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
         .map_err(map_err)?;
         Ok(n == 1)
     }

@@ -67,11 +67,17 @@ async fn primes_and_presignatures_are_used_once(s: &dyn NodeStore) {
     }
     assert_eq!(s.count_primes().await.unwrap(), 3);
     // Peeking leaves the primes in place (a failed aux-info run retries with them)...
-    assert_eq!(s.oldest_primes().await.unwrap().unwrap(), ("p0".to_string(), vec![0u8]));
+    assert_eq!(
+        s.oldest_primes().await.unwrap().unwrap(),
+        ("p0".to_string(), vec![0u8])
+    );
     assert_eq!(s.oldest_primes().await.unwrap().unwrap().0, "p0");
     // ...and concurrent deletes of one set: exactly one wins.
     let deleted = join_all((0..5).map(|_| s.delete_primes("p0"))).await;
-    assert_eq!(deleted.into_iter().filter(|d| *d.as_ref().unwrap()).count(), 1);
+    assert_eq!(
+        deleted.into_iter().filter(|d| *d.as_ref().unwrap()).count(),
+        1
+    );
     assert_eq!(s.oldest_primes().await.unwrap().unwrap().0, "p1");
     assert!(s.delete_primes("p1").await.unwrap());
     assert!(s.delete_primes("p2").await.unwrap());

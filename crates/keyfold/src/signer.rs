@@ -139,7 +139,7 @@ pub async fn run(args: SignerArgs) -> anyhow::Result<()> {
     }
     node.set_members(cluster.members());
     let token = read_token(args.token_file.as_deref())?;
-    if let Some(path) = std::env::var_os(TEST_PRIMES_ENV) {
+    if let Some(path) = std::env::var_os(TEST_PRIMES_ENV).filter(|p| !p.is_empty()) {
         seed_test_primes(&node, store.as_ref(), Path::new(&path), index).await?;
     }
     // Primes only serve to build aux info for a group; once this node has it, making more

@@ -1,6 +1,5 @@
 //! Shared helpers for the integration tests: fixture primes, cached aux info, key generation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 #![allow(dead_code)]
 
 use std::sync::OnceLock;

@@ -149,7 +149,8 @@ pub fn cluster_from_config(
     let token = cfg.signer_token()?;
     // Per HTTP call: long enough for one aux-info round on a busy machine. Signing runs are
     // bounded by the (shorter) session timeout around the whole run.
-    let timeout = Duration::from_secs(cfg.signing.session_timeout_secs).max(Duration::from_secs(600));
+    let timeout =
+        Duration::from_secs(cfg.signing.session_timeout_secs).max(Duration::from_secs(600));
     let mut nodes: Vec<Arc<dyn NodeClient>> = Vec::new();
     for m in &file.members {
         let node = HttpNode::new(&m.signer_id, &m.url, &token, timeout)

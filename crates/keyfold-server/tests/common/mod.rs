@@ -9,8 +9,8 @@ use keyfold_auth::bootstrap::{NewOrganization, new_organization};
 use keyfold_auth::sealer::Sealer;
 use keyfold_domain::ports::Store;
 use keyfold_domain::time::{Clock, ManualClock, SystemClock};
-use keyfold_sdk::{Client, KeySigner};
 use keyfold_keystore::Kek;
+use keyfold_sdk::{Client, KeySigner};
 use keyfold_server::cluster::{Cluster, ClusterSettings, LocalNode, NodeClient};
 use keyfold_server::{Config, Server, Signing};
 use keyfold_signer::protocol::{Group, Member};
@@ -271,7 +271,13 @@ async fn local_cluster(
             TestNodeDb::sqlite().await
         };
         let kek = Kek::generate();
-        let node = open_node(&format!("signer-{i}"), &kek, Arc::new(db.store.clone()), vec![]).await;
+        let node = open_node(
+            &format!("signer-{i}"),
+            &kek,
+            Arc::new(db.store.clone()),
+            vec![],
+        )
+        .await;
         node.add_primes(&fixture_primes(i)).await.unwrap();
         nodes.push(Arc::new(node));
         dbs.push(db);
@@ -292,8 +298,14 @@ async fn local_cluster(
         threshold: 2,
         members,
     };
-    let locals: Vec<Arc<LocalNode>> = nodes.into_iter().map(|n| Arc::new(LocalNode::new(n))).collect();
-    let clients: Vec<Arc<dyn NodeClient>> = locals.iter().map(|l| l.clone() as Arc<dyn NodeClient>).collect();
+    let locals: Vec<Arc<LocalNode>> = nodes
+        .into_iter()
+        .map(|n| Arc::new(LocalNode::new(n)))
+        .collect();
+    let clients: Vec<Arc<dyn NodeClient>> = locals
+        .iter()
+        .map(|l| l.clone() as Arc<dyn NodeClient>)
+        .collect();
     let cluster = Arc::new(Cluster::new(
         group,
         clients,

@@ -1,0 +1,110 @@
+// Signing benchmarks through the official SDK against `keyfold dev` (3 signer processes).
+// Not a test: `node tests/sdk-node/bench-signing.mjs` (KEYFOLD_BIN picks the binary; use a
+// release build). Prints one JSON object; docs/benchmarks.md records the numbers.
+//
+//   BENCH_SECONDS   sustained-load duration per scheme (default 15)
+//   BENCH_POOL      presignatures per key (default 16)
+
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { makeTmpDir, startAndLogin, waitSchemeReady } from './lib/harness.mjs';
+
+const SECONDS = Number(process.env.BENCH_SECONDS || 15);
+const POOL = Number(process.env.BENCH_POOL || 16);
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+const stats = (xs) => ({ n: xs.length, p50: +pct(xs, 50).toFixed(2), p99: +pct(xs, 99).toFixed(2) });
+
+async function timeN(n, fn) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn(i);
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+async function sustained(concurrency, seconds, fn) {
+  const end = performance.now() + seconds * 1000;
+  let done = 0;
+  let i = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        await fn(i++);
+        done++;
+      }
+    }),
+  );
+  return +(done / ((performance.now() - start) / 1000)).toFixed(2);
+}
+
+const hash = (i) => `0x${(BigInt(i) + 1n).toString(16).padStart(64, '0')}`;
+
+
+const dir = makeTmpDir();
+const cfg = path.join(dir, 'keyfold.toml');
+fs.writeFileSync(cfg, `[signing]\npresignatures_per_key = ${POOL}\n`);
+const s = await startAndLogin({ signers: true, args: ['--config', cfg] });
+const result = { binary: process.env.KEYFOLD_BIN || 'target/debug/keyfold' };
+try {
+  await waitSchemeReady(s.k.baseUrl, 'ECDSA');
+  const c = s.client;
+  const evm = await c.wallets.createWallet({ body: { network: 'EthereumSepolia' } });
+  const ed = await c.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519' } });
+  const tr = await c.keys.createKey({ body: { scheme: 'Schnorr', curve: 'secp256k1' } });
+
+  result.get = stats(await timeN(300, () => c.wallets.getWallet({ walletId: evm.id })));
+
+  // Wallet creation = DKG on all three signers.
+  result.walletCreateEcdsa = stats(
+    await timeN(10, () => c.wallets.createWallet({ body: { network: 'EthereumSepolia' } })),
+  );
+  result.keyCreateEdDSA = stats(
+    await timeN(10, () => c.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519' } })),
+  );
+
+  // Warm pool: let the background task fill it (POOL presignatures), then sign fewer than that.
+  const fill = performance.now();
+  await sleep(Math.max(5_000, POOL * 1000));
+  result.poolFillWaitSeconds = +((performance.now() - fill) / 1000).toFixed(1);
+  result.ecdsaWarm = stats(
+    await timeN(Math.min(40, POOL - 4), (i) =>
+      c.wallets.generateSignature({ walletId: evm.id, body: { kind: 'Hash', hash: hash(i) } }),
+    ),
+  );
+
+  result.ed25519 = stats(
+    await timeN(200, (i) => c.keys.generateSignature({ keyId: ed.id, body: { kind: 'Hash', hash: hash(i) } })),
+  );
+  result.schnorr = stats(
+    await timeN(200, (i) => c.keys.generateSignature({ keyId: tr.id, body: { kind: 'Hash', hash: hash(i) } })),
+  );
+  result.ed25519PerSecond = await sustained(16, SECONDS, (i) =>
+    c.keys.generateSignature({ keyId: ed.id, body: { kind: 'Hash', hash: hash(i) } }),
+  );
+  result.schnorrPerSecond = await sustained(16, SECONDS, (i) =>
+    c.keys.generateSignature({ keyId: tr.id, body: { kind: 'Hash', hash: hash(i) } }),
+  );
+  // Sustained ECDSA: long enough that the pool is drained and refilling is the bottleneck.
+  result.ecdsaPerSecond = await sustained(4, Math.max(SECONDS, 4 * POOL), (i) =>
+    c.wallets.generateSignature({ walletId: evm.id, body: { kind: 'Hash', hash: hash(100_000 + i) } }),
+  );
+  result.ratios = {
+    ecdsaWarmP50OverGet: +(result.ecdsaWarm.p50 / result.get.p50).toFixed(2),
+    ed25519P50OverGet: +(result.ed25519.p50 / result.get.p50).toFixed(2),
+    schnorrP50OverGet: +(result.schnorr.p50 / result.get.p50).toFixed(2),
+    walletCreateP50OverGet: +(result.walletCreateEcdsa.p50 / result.get.p50).toFixed(2),
+  };
+} finally {
+  await s.k.stop();
+}
+console.log(JSON.stringify(result, null, 2));
