@@ -31,6 +31,15 @@ pub struct Inner {
 }
 
 impl AppState {
+    /// The key use cases, or 501 when this server runs without a signer cluster.
+    pub fn keys(&self) -> Result<&keyfold_domain::keys::KeyService, crate::error::ApiError> {
+        self.0.keys.as_ref().ok_or_else(|| {
+            crate::error::ApiError::NotImplemented(
+                "this server runs without a signer cluster (signing.cluster_file)".into(),
+            )
+        })
+    }
+
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
     }

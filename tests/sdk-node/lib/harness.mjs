@@ -496,6 +496,8 @@ export async function loginStatus(baseUrl, { orgId, username, credId, privateKey
 // ---------------------------------------------------------------------------------------
 // anvil (a real local EVM chain) and signer readiness
 
+// The platform package of npm @foundry-rs/anvil@1.7.1 (its wrapper's lock entries for other
+// platforms break `npm ci`), started directly.
 const ANVIL_BIN = path.resolve(suiteDir, 'node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil');
 
 /** Starts anvil on a free port with Sepolia's chain id: { url, pid, stop() }. */

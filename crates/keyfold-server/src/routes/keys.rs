@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Errors;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Empty, PathId, PathParams, Perm, QueryParams, Signed};
 use crate::state::AppState;
 
@@ -22,12 +22,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_key, update_key, delete_key))
         .routes(routes!(generate_signature, list_signatures))
         .routes(routes!(get_signature))
-}
-
-fn keys(s: &AppState) -> Result<&keyfold_domain::keys::KeyService, ApiError> {
-    s.keys
-        .as_ref()
-        .ok_or_else(|| ApiError::NotImplemented("this server runs without a signer cluster".into()))
 }
 
 /// Create a key by distributed key generation across the signers.
@@ -41,7 +35,7 @@ async fn create_key(
     Perm(g): Perm<op::KeysCreate>,
     signed: Signed<CreateKeyBody>,
 ) -> ApiResult<Json<KeyResponse>> {
-    Ok(Json(keys(&s)?.create_key(&g, signed.body).await?))
+    Ok(Json(s.keys()?.create_key(&g, signed.body).await?))
 }
 
 #[utoipa::path(get, path = "/keys", tag = "keys",
@@ -53,7 +47,7 @@ async fn list_keys(
     Perm(g): Perm<op::KeysRead>,
     QueryParams(q): QueryParams<ListKeysQuery>,
 ) -> ApiResult<Json<ListResponse<KeyResponse>>> {
-    let page = keys(&s)?.list_keys(&g, q).await?;
+    let page = s.keys()?.list_keys(&g, q).await?;
     Ok(Json(ListResponse {
         items: page.items,
         next_page_token: page.next.map(|c| c.encode()),
@@ -69,7 +63,7 @@ async fn get_key(
     Perm(g): Perm<op::KeysRead>,
     PathId(id): PathId,
 ) -> ApiResult<Json<KeyResponse>> {
-    Ok(Json(keys(&s)?.get_key(&g, &id).await?))
+    Ok(Json(s.keys()?.get_key(&g, &id).await?))
 }
 
 #[utoipa::path(put, path = "/keys/{keyId}", tag = "keys",
@@ -84,7 +78,7 @@ async fn update_key(
     signed: Signed<UpdateKeyBody>,
 ) -> ApiResult<Json<KeyResponse>> {
     Ok(Json(
-        keys(&s)?.rename_key(&g, &id, &signed.body.name).await?,
+        s.keys()?.rename_key(&g, &id, &signed.body.name).await?,
     ))
 }
 
@@ -99,7 +93,7 @@ async fn delete_key(
     PathId(id): PathId,
     _signed: Signed<Empty>,
 ) -> ApiResult<Json<KeyResponse>> {
-    Ok(Json(keys(&s)?.delete_key(&g, &id).await?))
+    Ok(Json(s.keys()?.delete_key(&g, &id).await?))
 }
 
 /// Sign with a key. Answers `status: "Signed"` with the signature once the signers are done.
@@ -116,7 +110,7 @@ async fn generate_signature(
 ) -> ApiResult<Json<SignatureResponse>> {
     let evidence = signed.evidence();
     Ok(Json(
-        keys(&s)?
+        s.keys()?
             .sign_with_key(&g, &id, signed.body, evidence)
             .await?,
     ))
@@ -132,7 +126,7 @@ async fn list_signatures(
     PathId(id): PathId,
     QueryParams(q): QueryParams<ListKeysQuery>,
 ) -> ApiResult<Json<ListResponse<SignatureResponse>>> {
-    let page = keys(&s)?.list_key_signatures(&g, &id, q).await?;
+    let page = s.keys()?.list_key_signatures(&g, &id, q).await?;
     Ok(Json(ListResponse {
         items: page.items,
         next_page_token: page.next.map(|c| c.encode()),
@@ -149,7 +143,7 @@ async fn get_signature(
     PathParams((key_id, signature_id)): PathParams<(String, String)>,
 ) -> ApiResult<Json<SignatureResponse>> {
     Ok(Json(
-        keys(&s)?
+        s.keys()?
             .get_key_signature(&g, &key_id, &signature_id)
             .await?,
     ))

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Errors;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{PathId, PathParams, Perm, QueryParams, Signed};
 use crate::state::AppState;
 
@@ -24,12 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tag_wallet, untag_wallet))
         .routes(routes!(generate_signature, list_signatures))
         .routes(routes!(get_signature))
-}
-
-fn keys(s: &AppState) -> Result<&keyfold_domain::keys::KeyService, ApiError> {
-    s.keys
-        .as_ref()
-        .ok_or_else(|| ApiError::NotImplemented("this server runs without a signer cluster".into()))
 }
 
 /// Create a wallet: a new key (distributed key generation) bound to a network, with its
@@ -44,7 +38,7 @@ async fn create_wallet(
     Perm(g): Perm<op::WalletsCreate>,
     signed: Signed<CreateWalletBody>,
 ) -> ApiResult<Json<WalletResponse>> {
-    Ok(Json(keys(&s)?.create_wallet(&g, signed.body).await?))
+    Ok(Json(s.keys()?.create_wallet(&g, signed.body).await?))
 }
 
 #[utoipa::path(get, path = "/wallets", tag = "wallets",
@@ -56,7 +50,7 @@ async fn list_wallets(
     Perm(g): Perm<op::WalletsRead>,
     QueryParams(q): QueryParams<ListWalletsQuery>,
 ) -> ApiResult<Json<ListResponse<WalletResponse>>> {
-    let page = keys(&s)?.list_wallets(&g, q).await?;
+    let page = s.keys()?.list_wallets(&g, q).await?;
     Ok(Json(ListResponse {
         items: page.items,
         next_page_token: page.next.map(|c| c.encode()),
@@ -72,7 +66,7 @@ async fn get_wallet(
     Perm(g): Perm<op::WalletsRead>,
     PathId(id): PathId,
 ) -> ApiResult<Json<WalletResponse>> {
-    Ok(Json(keys(&s)?.get_wallet(&g, &id).await?))
+    Ok(Json(s.keys()?.get_wallet(&g, &id).await?))
 }
 
 #[utoipa::path(put, path = "/wallets/{walletId}", tag = "wallets",
@@ -86,7 +80,7 @@ async fn update_wallet(
     PathId(id): PathId,
     signed: Signed<UpdateWalletBody>,
 ) -> ApiResult<Json<WalletResponse>> {
-    Ok(Json(keys(&s)?.update_wallet(&g, &id, signed.body).await?))
+    Ok(Json(s.keys()?.update_wallet(&g, &id, signed.body).await?))
 }
 
 #[utoipa::path(put, path = "/wallets/{walletId}/tags", tag = "wallets",
@@ -100,7 +94,7 @@ async fn tag_wallet(
     PathId(id): PathId,
     signed: Signed<WalletTagsBody>,
 ) -> ApiResult<Json<WalletResponse>> {
-    Ok(Json(keys(&s)?.add_tags(&g, &id, &signed.body.tags).await?))
+    Ok(Json(s.keys()?.add_tags(&g, &id, &signed.body.tags).await?))
 }
 
 #[utoipa::path(delete, path = "/wallets/{walletId}/tags", tag = "wallets",
@@ -115,7 +109,7 @@ async fn untag_wallet(
     signed: Signed<WalletTagsBody>,
 ) -> ApiResult<Json<WalletResponse>> {
     Ok(Json(
-        keys(&s)?.remove_tags(&g, &id, &signed.body.tags).await?,
+        s.keys()?.remove_tags(&g, &id, &signed.body.tags).await?,
     ))
 }
 
@@ -133,7 +127,7 @@ async fn generate_signature(
 ) -> ApiResult<Json<SignatureResponse>> {
     let evidence = signed.evidence();
     Ok(Json(
-        keys(&s)?
+        s.keys()?
             .sign_with_wallet(&g, &id, signed.body, evidence)
             .await?,
     ))
@@ -149,7 +143,7 @@ async fn list_signatures(
     PathId(id): PathId,
     QueryParams(q): QueryParams<ListWalletsQuery>,
 ) -> ApiResult<Json<ListResponse<SignatureResponse>>> {
-    let page = keys(&s)?.list_wallet_signatures(&g, &id, q).await?;
+    let page = s.keys()?.list_wallet_signatures(&g, &id, q).await?;
     Ok(Json(ListResponse {
         items: page.items,
         next_page_token: page.next.map(|c| c.encode()),
@@ -166,7 +160,7 @@ async fn get_signature(
     PathParams((wallet_id, signature_id)): PathParams<(String, String)>,
 ) -> ApiResult<Json<SignatureResponse>> {
     Ok(Json(
-        keys(&s)?
+        s.keys()?
             .get_wallet_signature(&g, &wallet_id, &signature_id)
             .await?,
     ))
