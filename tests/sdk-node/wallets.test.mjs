@@ -34,6 +34,7 @@ import {
   expectDfnsError,
   makeTmpDir,
   signedRaw,
+  signerPids,
   startAnvil,
   startAndLogin,
   waitSchemeReady,
@@ -64,13 +65,27 @@ describe('wallets and signatures', () => {
   let anvil;
   let s; // { k, client, token, signer }
   let evm; // the EthereumSepolia wallet
+  let early; // what happened while ECDSA setup was still running
 
   before(async () => {
     anvil = await startAnvil();
     const dir = makeTmpDir();
     const cfg = path.join(dir, 'keyfold.toml');
-    fs.writeFileSync(cfg, `[networks.EthereumSepolia]\nrpc_url = "${anvil.url}"\nchain_id = 11155111\n`);
+    fs.writeFileSync(
+      cfg,
+      `[networks.EthereumSepolia]\nrpc_url = "${anvil.url}"\nchain_id = 11155111\n[signing]\nready_wait_secs = 1\n`,
+    );
     s = await startAndLogin({ signers: true, args: ['--config', cfg] });
+    // Right after start-up the signers are still building ECDSA aux info (tens of seconds).
+    early = { health: await (await fetch(`${s.k.baseUrl}/healthz`)).json() };
+    const body = { network: 'EthereumSepolia' };
+    early.ecdsa = await signedRaw(s.k.baseUrl, s.token, s.signer, { method: 'POST', path: '/wallets', body });
+    early.ed = await s.client.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519' } });
+    early.edSig = await s.client.keys.generateSignature({
+      keyId: early.ed.id,
+      body: { kind: 'Message', message: '0x6561726c79' },
+    });
+    early.healthAfter = await (await fetch(`${s.k.baseUrl}/healthz`)).json();
     await waitSchemeReady(s.k.baseUrl, 'ECDSA');
     evm = await s.client.wallets.createWallet({ body: { network: 'EthereumSepolia', name: 'evm' } });
   });
@@ -78,6 +93,21 @@ describe('wallets and signatures', () => {
   after(async () => {
     await s?.k.stop();
     await anvil?.stop();
+  });
+
+  test('while ECDSA setup runs: EdDSA works, an ECDSA key answers 503 + Retry-After', async () => {
+    assert.equal(early.health.schemes.EdDSA.ready, true);
+    assert.equal(early.health.schemes.ECDSA.ready, false, JSON.stringify(early.health));
+    assert.equal(early.healthAfter.schemes.ECDSA.ready, false, 'setup finished too early for this test');
+    assert.equal(early.ecdsa.status, 503, early.ecdsa.text);
+    assert.ok(Number(early.ecdsa.headers.get('retry-after')) > 0);
+    assert.match(early.ecdsa.json.error.message, /ECDSA/);
+    assert.equal(early.edSig.status, 'Signed');
+    // No half-made wallet or key was left behind by the refused request.
+    const wallets = await s.client.wallets.listWallets({});
+    assert.equal(wallets.items.filter((w) => w.network === 'EthereumSepolia').length, 1);
+    const keys = await s.client.keys.listKeys({});
+    assert.ok(keys.items.every((k) => k.status === 'Active'), JSON.stringify(keys.items));
   });
 
   test('an EVM wallet: address from its public key, active, listed', async () => {
@@ -222,4 +252,44 @@ describe('wallets and signatures', () => {
       400,
     );
   });
+  // Last: it kills a signer process, after which key generation (all three) cannot run.
+  test('a signer process killed (SIGKILL) in the middle of a signature: one signature per externalId, and the other two keep signing', async () => {
+    const pids = signerPids(s.k.dataDir);
+    assert.equal(pids.size, 3, JSON.stringify([...pids]));
+    const externalId = `kill-${crypto.randomUUID()}`;
+    const hash = keccak256(toHex(externalId));
+    const body = { kind: 'Hash', hash, externalId }; // interactive ECDSA: ~1 s of protocol rounds
+    const pending = s.client.wallets.generateSignature({ walletId: evm.id, body }).then(
+      (r) => ({ ok: r }),
+      (e) => ({ err: e }),
+    );
+    await new Promise((r) => setTimeout(r, 250));
+    process.kill(pids.get('signer-1'), 'SIGKILL');
+    const first = await pending;
+    if (first.err) assert.ok(first.err instanceof DfnsError && first.err.httpStatus >= 500, String(first.err));
+    const again = await s.client.wallets.generateSignature({ walletId: evm.id, body });
+    if (first.ok) assert.equal(again.id, first.ok.id);
+    const all = await s.client.wallets.listSignatures({ walletId: evm.id });
+    assert.equal(all.items.filter((x) => x.externalId === externalId).length, 1);
+    if (again.status === 'Signed') {
+      const sig = `${again.signature.r}${again.signature.s.slice(2)}${again.signature.recid ? '1c' : '1b'}`;
+      assert.equal((await recoverAddress({ hash, signature: sig })).toLowerCase(), evm.address.toLowerCase());
+    } else {
+      assert.equal(again.status, 'Failed');
+    }
+
+    // With signer-1 dead, the other two sign every kind.
+    const h2 = keccak256(toHex('after the kill'));
+    const r2 = await s.client.wallets.generateSignature({ walletId: evm.id, body: { kind: 'Hash', hash: h2 } });
+    const sig2 = `${r2.signature.r}${r2.signature.s.slice(2)}${r2.signature.recid ? '1c' : '1b'}`;
+    assert.equal((await recoverAddress({ hash: h2, signature: sig2 })).toLowerCase(), evm.address.toLowerCase());
+    const account = toAccount(await DfnsWallet.init({ walletId: evm.id, dfnsClient: s.client }));
+    const m = await account.signMessage({ message: 'two of three' });
+    assert.equal((await recoverMessageAddress({ message: 'two of three', signature: m })).toLowerCase(), evm.address.toLowerCase());
+    const ed = await s.client.keys.generateSignature({ keyId: early.ed.id, body: { kind: 'Message', message: '0x6b696c6c6564' } });
+    assert.equal(ed.status, 'Signed');
+    // Key generation needs every signer: a clean error, not a half-made key.
+    await expectDfnsError(() => s.client.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519' } }), 503);
+  });
+
 });

@@ -552,3 +552,22 @@ export async function waitSchemeReady(baseUrl, scheme, timeoutMs = 180_000) {
     await sleep(200);
   }
 }
+
+/** The `keyfold signer` processes of the dev instance whose data dir is `dataDir`: id → pid. */
+export function signerPids(dataDir) {
+  const out = new Map();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let cmd;
+    try {
+      cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const i = cmd.indexOf('signer');
+    if (i < 0 || !cmd.some((a) => a.startsWith(dataDir))) continue;
+    const id = cmd[cmd.indexOf('--id') + 1];
+    if (id && !cmd.includes('--print-identity')) out.set(id, Number(name));
+  }
+  return out;
+}
