@@ -78,6 +78,14 @@ impl<T> Page<T> {
             next: self.next,
         }
     }
+
+    /// The wire form: the items and the token of the next page.
+    pub fn into_list(self) -> keyfold_types::page::ListResponse<T> {
+        keyfold_types::page::ListResponse {
+            items: self.items,
+            next_page_token: self.next.map(|c| c.encode()),
+        }
+    }
 }
 
 #[cfg(test)]

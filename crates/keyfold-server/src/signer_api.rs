@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 #[derive(Clone)]
 struct NodeState {
     node: Arc<SignerNode>,
-    token: Arc<String>,
+    token: Arc<zeroize::Zeroizing<String>>,
 }
 
 struct NodeFailure(NodeError);
@@ -45,7 +45,7 @@ impl IntoResponse for NodeFailure {
 type NodeResult<T> = Result<Json<T>, NodeFailure>;
 
 /// The signer node's router.
-pub fn router(node: Arc<SignerNode>, token: String) -> Router {
+pub fn router(node: Arc<SignerNode>, token: zeroize::Zeroizing<String>) -> Router {
     let state = NodeState {
         node,
         token: Arc::new(token),
@@ -77,7 +77,8 @@ async fn require_token(
     if bool::from(presented.as_bytes().ct_eq(s.token.as_bytes())) && !s.token.is_empty() {
         next.run(req).await
     } else {
-        NodeFailure(NodeError::bad("missing or wrong cluster token")).into_response()
+        let body = serde_json::json!({"error": {"message": "missing or wrong cluster token"}});
+        (StatusCode::UNAUTHORIZED, Json(body)).into_response()
     }
 }
 

@@ -223,7 +223,14 @@ impl SignerNode {
 
     /// Generates safe primes (one set at a time, on a blocking thread) until the pool holds
     /// the configured number of sets. Primes are made here, by this node, and never leave it.
+    /// Primes only serve to build aux info for this node's group: once it has that, making
+    /// more would burn minutes of CPU for nothing.
     pub async fn fill_prime_pool(self: &Arc<Self>) -> Result<()> {
+        for g in self.known_groups() {
+            if self.store.get_aux(&g).await.map_err(store_err)?.is_some() {
+                return Ok(());
+            }
+        }
         if self.generating.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

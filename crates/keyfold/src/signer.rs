@@ -142,14 +142,7 @@ pub async fn run(args: SignerArgs) -> anyhow::Result<()> {
     if let Some(path) = std::env::var_os(TEST_PRIMES_ENV).filter(|p| !p.is_empty()) {
         seed_test_primes(&node, store.as_ref(), Path::new(&path), index).await?;
     }
-    // Primes only serve to build aux info for a group; once this node has it, making more
-    // would burn minutes of CPU for nothing.
-    let has_aux = node
-        .health()
-        .await
-        .map(|h| !h.aux_groups.is_empty())
-        .unwrap_or(false);
-    if !has_aux {
+    {
         let node = node.clone();
         tokio::spawn(async move {
             if let Err(e) = node.fill_prime_pool().await {
@@ -172,7 +165,7 @@ pub async fn run(args: SignerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(signer = %args.id, listen = %listener.local_addr()?, "signer is ready");
-    let app = keyfold_server::signer_api::router(node, token.to_string());
+    let app = keyfold_server::signer_api::router(node, token);
     keyfold_server::signer_api::serve(listener, app, crate::shutdown_signal()).await?;
     Ok(())
 }

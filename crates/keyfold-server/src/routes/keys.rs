@@ -47,11 +47,7 @@ async fn list_keys(
     Perm(g): Perm<op::KeysRead>,
     QueryParams(q): QueryParams<ListKeysQuery>,
 ) -> ApiResult<Json<ListResponse<KeyResponse>>> {
-    let page = s.keys()?.list_keys(&g, q).await?;
-    Ok(Json(ListResponse {
-        items: page.items,
-        next_page_token: page.next.map(|c| c.encode()),
-    }))
+    Ok(Json(s.keys()?.list_keys(&g, q).await?.into_list()))
 }
 
 #[utoipa::path(get, path = "/keys/{keyId}", tag = "keys",
@@ -126,11 +122,9 @@ async fn list_signatures(
     PathId(id): PathId,
     QueryParams(q): QueryParams<ListKeysQuery>,
 ) -> ApiResult<Json<ListResponse<SignatureResponse>>> {
-    let page = s.keys()?.list_key_signatures(&g, &id, q).await?;
-    Ok(Json(ListResponse {
-        items: page.items,
-        next_page_token: page.next.map(|c| c.encode()),
-    }))
+    Ok(Json(
+        s.keys()?.list_key_signatures(&g, &id, q).await?.into_list(),
+    ))
 }
 
 #[utoipa::path(get, path = "/keys/{keyId}/signatures/{signatureId}", tag = "keys",

@@ -52,10 +52,7 @@ async fn list_users(
     QueryParams(q): QueryParams<ListUsersQuery>,
 ) -> ApiResult<Json<ListResponse<UserResponse>>> {
     let page = s.users.list(&g, q).await?;
-    Ok(Json(ListResponse {
-        items: page.items.into_iter().map(|u| u.into_api()).collect(),
-        next_page_token: page.next.map(|c| c.encode()),
-    }))
+    Ok(Json(page.map(|u| u.into_api()).into_list()))
 }
 
 #[utoipa::path(get, path = "/auth/users/{userId}", tag = "users",

@@ -50,11 +50,7 @@ async fn list_wallets(
     Perm(g): Perm<op::WalletsRead>,
     QueryParams(q): QueryParams<ListWalletsQuery>,
 ) -> ApiResult<Json<ListResponse<WalletResponse>>> {
-    let page = s.keys()?.list_wallets(&g, q).await?;
-    Ok(Json(ListResponse {
-        items: page.items,
-        next_page_token: page.next.map(|c| c.encode()),
-    }))
+    Ok(Json(s.keys()?.list_wallets(&g, q).await?.into_list()))
 }
 
 #[utoipa::path(get, path = "/wallets/{walletId}", tag = "wallets",
@@ -143,11 +139,12 @@ async fn list_signatures(
     PathId(id): PathId,
     QueryParams(q): QueryParams<ListWalletsQuery>,
 ) -> ApiResult<Json<ListResponse<SignatureResponse>>> {
-    let page = s.keys()?.list_wallet_signatures(&g, &id, q).await?;
-    Ok(Json(ListResponse {
-        items: page.items,
-        next_page_token: page.next.map(|c| c.encode()),
-    }))
+    Ok(Json(
+        s.keys()?
+            .list_wallet_signatures(&g, &id, q)
+            .await?
+            .into_list(),
+    ))
 }
 
 #[utoipa::path(get, path = "/wallets/{walletId}/signatures/{signatureId}", tag = "wallets",
