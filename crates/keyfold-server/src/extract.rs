@@ -10,11 +10,14 @@
 //!   path and exact body bytes, the body parsed, and only then the token spent (single use),
 //!   before the handler runs.
 
-use axum::extract::rejection::BytesRejection;
+use std::time::Duration;
+
+use axum::body::BodyDataStream;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
-use bytes::Bytes;
+use axum::http::{HeaderMap, header};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use keyfold_domain::DomainError;
 use keyfold_domain::authz::{Granted, Operation, Principal};
 use keyfold_domain::model::UserAction;
@@ -26,16 +29,56 @@ use crate::state::AppState;
 /// Header carrying the single-use user action token.
 pub const USER_ACTION_HEADER: &str = "x-dfns-useraction";
 
+/// How much of an oversized body is still read (and thrown away) before the 413 goes out.
+///
+/// A server that answers and closes while the client is still sending leaves unread bytes in
+/// its socket; the kernel then resets the connection, and the client usually loses the 413
+/// it was sent (EPIPE/ECONNRESET instead of an answer). Draining a bounded amount first — a
+/// "lingering close" — lets ordinary clients that overshoot the limit read a proper error.
+/// Bodies beyond this bound, or slower than [`DRAIN_DEADLINE`], are cut off.
+const DRAIN_MAX_BYTES: usize = 32 * 1024 * 1024;
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reads the whole body, at most `server.max_body_bytes` of it; a larger body is drained
+/// (within bounds, without buffering) and refused with 413.
 async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state)
-        .await
-        .map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(state.config.server.max_body_bytes)
-            } else {
-                ApiError::bad_request(format!("could not read the request body: {e}"))
+    let max = state.config.server.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = req.into_body().into_data_stream();
+    if declared.is_some_and(|n| n > max as u64) {
+        drain(stream, 0).await;
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        if buf.len() + chunk.len() > max {
+            drain(stream, buf.len() + chunk.len()).await;
+            return Err(ApiError::PayloadTooLarge(max));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards the rest of a body, up to [`DRAIN_MAX_BYTES`] in all and
+/// [`DRAIN_DEADLINE`].
+async fn drain(mut stream: BodyDataStream, already: usize) {
+    let mut seen = already;
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, async {
+        while seen <= DRAIN_MAX_BYTES {
+            match stream.next().await {
+                Some(Ok(chunk)) => seen += chunk.len(),
+                _ => break,
             }
-        })
+        }
+    })
+    .await;
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

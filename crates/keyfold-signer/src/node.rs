@@ -236,10 +236,22 @@ impl SignerNode {
         }
         let result = async {
             while self.store.count_primes().await.map_err(store_err)? < self.cfg.prime_sets {
-                let primes = tokio::task::spawn_blocking(ecdsa::generate_primes)
-                    .await
-                    .map_err(|e| NodeError::failure(format!("prime generation: {e}")))?
-                    .map_err(mpc_err)?;
+                let primes = tokio::task::spawn_blocking(|| {
+                    // On a thread of its own: the priority must not stick to a pooled thread.
+                    std::thread::spawn(|| {
+                        background_priority(Background::Setup);
+                        ecdsa::generate_primes()
+                    })
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(keyfold_mpc::Error::Internal(
+                            "prime generation panicked".into(),
+                        ))
+                    })
+                })
+                .await
+                .map_err(|e| NodeError::failure(format!("prime generation: {e}")))?
+                .map_err(mpc_err)?;
                 let id = new_id(IdKind::Code);
                 let bytes = primes.to_bytes().map_err(mpc_err)?;
                 let sealed = keyfold_keystore::seal(
@@ -349,7 +361,11 @@ impl SignerNode {
                 let primes =
                     ecdsa::PaillierPrimes::from_bytes(bytes.expose_secret()).map_err(mpc_err)?;
                 primes_id = Some(id);
-                spawn(move || Ok(keyfold_mpc::boxed(ecdsa::aux_info(sid, me, n, primes)?))).await?
+                spawn(move || {
+                    background_priority(Background::Setup);
+                    Ok(keyfold_mpc::boxed(ecdsa::aux_info(sid, me, n, primes)?))
+                })
+                .await?
             }
             Protocol::EcdsaKeygen => {
                 key_id()?;
@@ -389,8 +405,13 @@ impl SignerNode {
                 if req.presignature_id.is_none() {
                     return Err(NodeError::bad("presignatureId is required"));
                 }
-                spawn(move || Ok(keyfold_mpc::boxed(ecdsa::presign(sid, &share, &signers)?)))
-                    .await?
+                spawn(move || {
+                    // Presignatures are stock for later, made while the node is otherwise idle:
+                    // an online signature must never queue behind ~1 s of Paillier arithmetic.
+                    background_priority(Background::Idle);
+                    Ok(keyfold_mpc::boxed(ecdsa::presign(sid, &share, &signers)?))
+                })
+                .await?
             }
             Protocol::Ed25519Sign | Protocol::TaprootSign => {
                 let share = self.share(&key_id()?).await?;
@@ -909,6 +930,51 @@ fn message(hasher: Hasher, preimage: &[u8]) -> EcdsaMessage {
     }
 }
 
+/// How much a background computation should yield to online work.
+#[derive(Clone, Copy, Debug)]
+enum Background {
+    /// Only when nothing else wants the CPU (`SCHED_IDLE`): presignature refills.
+    Idle,
+    /// Behind online requests but not starved (nice 10): safe primes and aux info, which
+    /// ECDSA readiness waits for.
+    Setup,
+}
+
+/// Lowers the calling thread's CPU priority (Linux; best effort, elsewhere a no-op).
+///
+/// WHY: a signer's expensive work is precomputation — safe primes and aux info once,
+/// presignatures continuously. On a 2-core machine the same CPUs also answer online signing
+/// requests, which are milliseconds of work; at equal priority they queue behind seconds of
+/// Paillier arithmetic. Only the computing session thread is lowered (each session has its
+/// own thread), never a runtime worker.
+fn background_priority(level: Background) {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    let result = match level {
+        Background::Idle => set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        ),
+        // thread-priority maps its 0..=99 scale onto nice 19..=-20; 22 is nice 10 (tested).
+        Background::Setup => ThreadPriorityValue::try_from(22u8)
+            .map_err(|_| thread_priority::Error::Priority("nice 10"))
+            .and_then(|v| {
+                set_thread_priority_and_policy(
+                    thread_native_id(),
+                    ThreadPriority::Crossplatform(v),
+                    ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+                )
+            }),
+    };
+    if let Err(e) = result {
+        tracing::debug!(?level, error = ?e, "could not lower a background thread's priority");
+    }
+}
+
 async fn spawn<F>(build: F) -> Result<ThreadedSession<SessionOutput>>
 where
     F: FnOnce() -> keyfold_mpc::Result<keyfold_mpc::DynSession> + Send + 'static,
@@ -935,4 +1001,44 @@ async fn run_blocking<T: Send + 'static>(
     .map_err(|e| keyfold_mpc::Error::Internal(format!("session thread: {e}")))?;
     active.session = Some(s);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Background, background_priority};
+
+    /// (scheduling policy, nice) of the calling thread, from /proc (Linux).
+    fn sched_of_this_thread() -> Option<(u32, i32)> {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+        // Fields after the parenthesised command name; nice is field 19, policy field 41.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some((f.get(38)?.parse().ok()?, f.get(16)?.parse().ok()?))
+    }
+
+    #[test]
+    fn background_threads_yield_to_online_work() {
+        if sched_of_this_thread().is_none() {
+            return; // not Linux
+        }
+        let setup = std::thread::spawn(|| {
+            background_priority(Background::Setup);
+            sched_of_this_thread()
+        })
+        .join()
+        .ok()
+        .flatten();
+        assert_eq!(setup, Some((0, 10)), "SCHED_OTHER at nice 10");
+        let idle = std::thread::spawn(|| {
+            background_priority(Background::Idle);
+            sched_of_this_thread()
+        })
+        .join()
+        .ok()
+        .flatten()
+        .map(|(policy, _)| policy);
+        assert_eq!(idle, Some(5), "SCHED_IDLE");
+        // The caller's own thread is untouched.
+        assert_eq!(sched_of_this_thread().map(|(p, _)| p), Some(0));
+    }
 }
