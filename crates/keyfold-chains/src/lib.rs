@@ -12,8 +12,8 @@
 //! | module | networks | status |
 //! | --- | --- | --- |
 //! | [`evm`] | Ethereum, Base, Polygon, Arbitrum, Optimism, BSC, Avalanche C and their testnets | implemented |
-//! | `bitcoin` | Bitcoin, BitcoinTestnet3/4, BitcoinSignet | reserved ([`Network::ensure_supported`] refuses them) |
-//! | `solana` | Solana, SolanaDevnet | reserved |
+//! | [`bitcoin`] | Bitcoin, BitcoinTestnet3/4, BitcoinSignet | addresses (P2WPKH, P2TR), `Hash` signatures (DER for ECDSA, BIP-341 tweak for Schnorr); PSBT and transfers to come |
+//! | [`solana`] | Solana, SolanaDevnet | addresses, `Hash`/`Message` signatures; transactions to come |
 //!
 //! Errors are one enum, [`Error`]: bad input (a 400 with a message for the caller) versus
 //! internal (a signature from the cluster that does not check out, a bug).
@@ -30,10 +30,12 @@
 )]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod bitcoin;
 mod error;
 pub mod evm;
 mod network;
 pub mod rules;
+pub mod solana;
 
 pub use error::{Error, Result};
 pub use network::{Curve, Family, KeyScheme, Network};

@@ -1,10 +1,9 @@
 //! Networks as the Dfns API names them, and what each one needs from a key.
 //!
 //! The spellings are the wire format (`"EthereumSepolia"`, `"KeyECDSA"`…): [`Network::as_str`] and
-//! [`str::parse`] are the only place they are written, and serde goes through them. A network is
-//! either *supported* (the raw key networks and the EVM family) or *reserved*: Bitcoin and Solana
-//! parse, so requests that name them fail with a clear "not supported yet" rather than "unknown
-//! network", and the variants are already there for the families that come next.
+//! [`str::parse`] are the only place they are written, and serde goes through them. Wallets can
+//! be created on every network listed; what each one can sign is decided per signature kind in
+//! [`crate::rules`].
 //!
 //! Chain ids are *defaults*: the server's configuration may point a network at another chain (a
 //! test points `EthereumSepolia` at a local anvil, chain id 31337), so callers compare a
@@ -50,17 +49,17 @@ pub enum Network {
     AvalancheC,
     /// Avalanche Fuji testnet C-Chain (43113).
     AvalancheCFuji,
-    /// Bitcoin mainnet — reserved, not supported yet.
+    /// Bitcoin mainnet.
     Bitcoin,
-    /// Bitcoin testnet3 — reserved, not supported yet.
+    /// Bitcoin testnet3.
     BitcoinTestnet3,
-    /// Bitcoin testnet4 — reserved, not supported yet.
+    /// Bitcoin testnet4.
     BitcoinTestnet4,
-    /// Bitcoin signet — reserved, not supported yet.
+    /// Bitcoin signet.
     BitcoinSignet,
-    /// Solana mainnet — reserved, not supported yet.
+    /// Solana mainnet.
     Solana,
-    /// Solana devnet — reserved, not supported yet.
+    /// Solana devnet.
     SolanaDevnet,
 }
 
@@ -71,9 +70,9 @@ pub enum Family {
     Key,
     /// Ethereum and EVM-compatible chains: [`crate::evm`].
     Evm,
-    /// Bitcoin (reserved).
+    /// Bitcoin: [`crate::bitcoin`].
     Bitcoin,
-    /// Solana (reserved).
+    /// Solana: [`crate::solana`].
     Solana,
 }
 
@@ -176,23 +175,6 @@ impl Network {
     /// `true` for an EVM network.
     pub const fn is_evm(self) -> bool {
         matches!(self.family(), Family::Evm)
-    }
-
-    /// `true` when Keyfold implements this network today (raw keys and the EVM family).
-    pub const fn is_supported(self) -> bool {
-        matches!(self.family(), Family::Key | Family::Evm)
-    }
-
-    /// `Ok` for a supported network, else [`Error::Unsupported`] ("… is not supported yet").
-    pub fn ensure_supported(self) -> Result<()> {
-        if self.is_supported() {
-            Ok(())
-        } else {
-            Err(Error::Unsupported(format!(
-                "network {} is not supported yet",
-                self.as_str()
-            )))
-        }
     }
 
     /// `true` for test networks.
@@ -394,7 +376,7 @@ mod tests {
         ];
         for (n, id) in expected {
             assert_eq!(n.default_chain_id(), Some(id), "{n}");
-            assert!(n.is_evm() && n.is_supported());
+            assert!(n.is_evm());
             assert_eq!(n.key_types(), &[(KeyScheme::Ecdsa, Curve::Secp256k1)]);
         }
         let evm = Network::ALL.into_iter().filter(|n| n.is_evm()).count();
@@ -405,20 +387,7 @@ mod tests {
     }
 
     #[test]
-    fn reserved_and_keys() {
-        for n in [
-            Network::Bitcoin,
-            Network::BitcoinTestnet3,
-            Network::BitcoinTestnet4,
-            Network::BitcoinSignet,
-            Network::Solana,
-            Network::SolanaDevnet,
-        ] {
-            let err = n.ensure_supported().unwrap_err();
-            assert!(err.is_bad_input());
-            assert_eq!(err.to_string(), format!("network {n} is not supported yet"));
-        }
-        Network::KeyECDSA.ensure_supported().unwrap();
+    fn keys() {
         assert!(Network::KeyEdDSA.accepts_key(KeyScheme::Eddsa, Curve::Ed25519));
         assert!(!Network::KeyEdDSA.accepts_key(KeyScheme::Ecdsa, Curve::Secp256k1));
         assert!(Network::Bitcoin.accepts_key(KeyScheme::Schnorr, Curve::Secp256k1));

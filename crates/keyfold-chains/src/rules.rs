@@ -6,6 +6,9 @@
 //! | ECDSA raw key (`KeyECDSA` / no network) | the digest | ECDSA-SHA256 of the message | EIP-191 | EIP-712 | — |
 //! | EdDSA (`KeyEdDSA`) | Ed25519 over the 32 bytes | Ed25519 over the message | — | — | — |
 //! | Schnorr (raw key) | BIP-340 over the 32 bytes, BIP-341 tweak with `taprootMerkleRoot` | BIP-340 over the message | — | — | — |
+//! | ECDSA on Bitcoin (P2WPKH) | the digest; `encoded` is DER, low S | — | — | — | not yet (PSBT next) |
+//! | Schnorr on Bitcoin (P2TR) | BIP-340; `taprootMerkleRoot: ""` = key-path spend of the address | — | — | — | not yet |
+//! | EdDSA on Solana | Ed25519 over the 32 bytes | Ed25519 over the message | — | — | not yet |
 //!
 //! Every kind with a preimage is handed to the signers as that preimage plus the hash
 //! function, never as a bare digest: they hash it themselves, which is what lets them use
@@ -86,9 +89,7 @@ impl NetworkRules {
     }
 
     fn network(&self, name: &str) -> Result<Network, DomainError> {
-        let n = Network::from_str(name).map_err(bad)?;
-        n.ensure_supported().map_err(bad)?;
-        Ok(n)
+        Network::from_str(name).map_err(bad)
     }
 
     fn chain_id(&self, n: Network) -> Option<u64> {
@@ -168,7 +169,15 @@ impl Networks for NetworkRules {
                 let a = evm::address_from_public_key(&key.public_key).map_err(bad)?;
                 Ok(Some(evm::checksum(&a)))
             }
-            _ => Ok(None),
+            Family::Bitcoin => {
+                let scheme = to_chain(key.scheme)
+                    .ok_or_else(|| DomainError::invalid("DH keys cannot back a wallet"))?;
+                Ok(Some(
+                    crate::bitcoin::address(n, scheme, &key.public_key).map_err(bad)?,
+                ))
+            }
+            Family::Solana => Ok(Some(crate::solana::address(&key.public_key).map_err(bad)?)),
+            Family::Key => Ok(None),
         }
     }
 
@@ -180,6 +189,7 @@ impl Networks for NetworkRules {
     ) -> Result<PreparedSignature, DomainError> {
         let net = network.map(|n| self.network(n)).transpose()?;
         let evm = net.is_some_and(|n| n.family() == Family::Evm);
+        let bitcoin = net.is_some_and(|n| n.family() == Family::Bitcoin);
         match kind {
             SignatureKind::Hash {
                 hash,
@@ -194,6 +204,12 @@ impl Networks for NetworkRules {
                             return Err(DomainError::invalid(
                                 "taprootMerkleRoot is for Schnorr keys",
                             ));
+                        }
+                        if bitcoin {
+                            return Ok(PreparedSignature {
+                                material: SignMaterial::EcdsaDigest(digest),
+                                context: PreparedContext::BitcoinDer,
+                            });
                         }
                         SignMaterial::EcdsaDigest(digest)
                     }
@@ -225,6 +241,11 @@ impl Networks for NetworkRules {
                 }))
             }
             SignatureKind::Message { message } => {
+                if bitcoin {
+                    return Err(DomainError::invalid(
+                        "Bitcoin wallets sign Hash and Psbt requests, not Message",
+                    ));
+                }
                 let m = hex_bytes("message", message)?;
                 if evm {
                     Ok(plain(SignMaterial::EcdsaPreimage {
@@ -275,9 +296,15 @@ impl Networks for NetworkRules {
             }
             SignatureKind::Transaction { transaction } => {
                 let Some(n) = net.filter(|n| n.family() == Family::Evm) else {
-                    return Err(DomainError::invalid(
-                        "Transaction signatures are supported for EVM wallets (Bitcoin and Solana come later)",
-                    ));
+                    return Err(DomainError::invalid(match net {
+                        Some(n) if n.family() == Family::Solana => format!(
+                            "Transaction signatures on {n} are not supported yet (Hash and Message are)"
+                        ),
+                        Some(n) if n.family() == Family::Bitcoin => format!(
+                            "Transaction signatures on {n} are not supported yet (Hash is; Psbt comes next)"
+                        ),
+                        _ => "Transaction signatures need a wallet on a chain network".to_string(),
+                    }));
                 };
                 let hex_tx = transaction.as_str().ok_or_else(|| {
                     DomainError::invalid("transaction must be a hex string for EVM networks")
@@ -295,9 +322,11 @@ impl Networks for NetworkRules {
                     context: PreparedContext::EvmTransaction(hex_bytes("transaction", hex_tx)?),
                 })
             }
-            SignatureKind::Psbt { .. } => Err(DomainError::invalid(
-                "Psbt signatures are for Bitcoin wallets, which are not supported yet",
-            )),
+            SignatureKind::Psbt { .. } => Err(DomainError::invalid(if bitcoin {
+                "Psbt signatures are not supported yet (Hash signatures are)"
+            } else {
+                "Psbt signatures are for Bitcoin wallets"
+            })),
         }
     }
 
@@ -309,8 +338,12 @@ impl Networks for NetworkRules {
     ) -> Result<CompletedSignature, DomainError> {
         match signature {
             ClusterSignature::Ecdsa { r, s, recid } => {
-                let encoded =
-                    evm::encode_signature((*r).into(), (*s).into(), *recid).map_err(bad)?;
+                let encoded = match prepared.context {
+                    PreparedContext::BitcoinDer => {
+                        crate::bitcoin::der_signature(r, s).map_err(bad)?
+                    }
+                    _ => evm::encode_signature((*r).into(), (*s).into(), *recid).map_err(bad)?,
+                };
                 let components = SignatureComponents {
                     r: evm::to_hex(r),
                     s: evm::to_hex(s),
@@ -325,7 +358,7 @@ impl Networks for NetworkRules {
                             .map_err(bad)?;
                         (Some(signed.raw_hex()), Some(evm::to_hex(signed.hash)))
                     }
-                    PreparedContext::None => (None, None),
+                    PreparedContext::None | PreparedContext::BitcoinDer => (None, None),
                 };
                 Ok(CompletedSignature {
                     components,

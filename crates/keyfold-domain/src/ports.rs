@@ -444,6 +444,8 @@ pub enum PreparedContext {
     None,
     /// An EVM transaction (unsigned serialization) waiting for its signature.
     EvmTransaction(Vec<u8>),
+    /// A Bitcoin wallet's ECDSA signature: `encoded` is DER (low-S), as Bitcoin scripts take it.
+    BitcoinDer,
 }
 
 /// A finished signature in the API's terms.

@@ -342,3 +342,130 @@ async fn evm_wallet_on_postgres_signs_and_recovers_to_its_address() {
         .unwrap_err();
     assert_eq!(e.status(), Some(400));
 }
+
+async fn create_wallet(c: &Client, body: Value) -> Value {
+    let w: Value = c
+        .signed(HttpMethod::Post, "/wallets", Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(w["status"], "Active", "{w}");
+    w
+}
+
+async fn sign_wallet(c: &Client, wallet_id: &str, body: Value) -> Result<Value, Error> {
+    c.signed(
+        HttpMethod::Post,
+        &format!("/wallets/{wallet_id}/signatures"),
+        Some(&body),
+    )
+    .await
+}
+
+/// Bitcoin and Solana wallets: addresses re-derived with the `bitcoin` crate and base58, and
+/// signatures checked with k256 (ECDSA DER, BIP-340 under the address's own output key) and
+/// ed25519-dalek. The P2TR check is the one that matters: the signers' BIP-341 tweak
+/// (keyfold-mpc) must agree with the address the wallet advertises (keyfold-chains).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitcoin_and_solana_wallets_have_real_addresses_and_sign() {
+    use std::str::FromStr;
+    let h = Harness::start_signing(Backend::Sqlite, 0).await;
+    let c = h.root().await;
+    let d = digest_of("bitcoin sighash stand-in");
+
+    // Bitcoin, ECDSA (the default): P2WPKH, DER low-S `encoded`.
+    let w = create_wallet(&c, json!({"network": "Bitcoin"})).await;
+    let pk = unhex(w["signingKey"]["publicKey"].as_str().unwrap());
+    let expected = bitcoin::Address::p2wpkh(
+        &bitcoin::CompressedPublicKey::from_slice(&pk).unwrap(),
+        bitcoin::KnownHrp::Mainnet,
+    );
+    assert_eq!(w["address"], expected.to_string(), "{w}");
+    assert_eq!(w["signingKey"]["scheme"], "ECDSA");
+    let res = sign_wallet(
+        &c,
+        w["id"].as_str().unwrap(),
+        json!({"kind": "Hash", "hash": hex::encode(d)}),
+    )
+    .await
+    .unwrap();
+    verify_ecdsa(w["signingKey"]["publicKey"].as_str().unwrap(), &d, &res);
+    let der =
+        k256::ecdsa::Signature::from_der(&unhex(res["signature"]["encoded"].as_str().unwrap()))
+            .expect("encoded is DER");
+    assert!(der.normalize_s().is_none(), "DER signature has low S");
+    k256::ecdsa::VerifyingKey::from_sec1_bytes(&pk)
+        .unwrap()
+        .verify_prehash(&d, &der)
+        .unwrap();
+    // Bitcoin wallets do not sign EVM kinds or bare messages.
+    for body in [
+        json!({"kind": "Message", "message": "0x00"}),
+        json!({"kind": "Transaction", "transaction": "0x00"}),
+    ] {
+        let err = sign_wallet(&c, w["id"].as_str().unwrap(), body)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(400), "{err}");
+    }
+
+    // Bitcoin testnet4, Schnorr: P2TR; a key-path signature verifies under the output key
+    // that the address itself carries.
+    let w = create_wallet(
+        &c,
+        json!({"network": "BitcoinTestnet4", "signingKey": {"scheme": "Schnorr", "curve": "secp256k1"}}),
+    )
+    .await;
+    let address = w["address"].as_str().unwrap();
+    assert!(address.starts_with("tb1p"), "{w}");
+    let parsed = bitcoin::Address::from_str(address)
+        .unwrap()
+        .require_network(bitcoin::Network::Testnet4)
+        .unwrap();
+    let program = parsed.witness_program().unwrap();
+    assert!(program.is_p2tr());
+    let output_key = k256::schnorr::VerifyingKey::from_bytes(program.program().as_bytes()).unwrap();
+    let res = sign_wallet(
+        &c,
+        w["id"].as_str().unwrap(),
+        json!({"kind": "Hash", "hash": hex::encode(d), "taprootMerkleRoot": ""}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res["status"], "Signed", "{res}");
+    let sig = k256::schnorr::Signature::try_from(
+        unhex(res["signature"]["encoded"].as_str().unwrap()).as_slice(),
+    )
+    .unwrap();
+    output_key
+        .verify_prehash(&d, &sig)
+        .expect("BIP-340 signature under the address's output key");
+
+    // Solana: base58 of the Ed25519 key; Message signs the bytes themselves.
+    let w = create_wallet(&c, json!({"network": "SolanaDevnet"})).await;
+    let pk_hex = w["signingKey"]["publicKey"].as_str().unwrap();
+    assert_eq!(
+        bs58::decode(w["address"].as_str().unwrap())
+            .into_vec()
+            .unwrap(),
+        unhex(pk_hex),
+        "{w}"
+    );
+    let res = sign_wallet(
+        &c,
+        w["id"].as_str().unwrap(),
+        json!({"kind": "Message", "message": "0x68656c6c6f"}),
+    )
+    .await
+    .unwrap();
+    verify_ed25519(pk_hex, b"hello", &res);
+    // An ECDSA key cannot back a Solana wallet.
+    let err = c
+        .signed::<_, Value>(
+            HttpMethod::Post,
+            "/wallets",
+            Some(&json!({"network": "Solana", "signingKey": {"scheme": "ECDSA", "curve": "secp256k1"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+}

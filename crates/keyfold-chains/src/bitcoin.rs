@@ -1,0 +1,172 @@
+//! Bitcoin: P2WPKH addresses for ECDSA keys, P2TR (BIP-341 key path) for Schnorr keys, and the
+//! DER encoding Bitcoin scripts expect of an ECDSA signature.
+//!
+//! Everything here is the `bitcoin` crate (0.32) and its `secp256k1`: this module only maps
+//! Keyfold's keys and networks onto it. A Schnorr wallet's key is the untweaked FROST group key
+//! (the *internal key*); its address commits to the BIP-341 tweak of that key with no script
+//! tree (BIP-86), so a key-path spend is signed with `taprootMerkleRoot: ""`.
+
+use bitcoin::hashes::Hash as _;
+use bitcoin::key::{CompressedPublicKey, UntweakedPublicKey};
+use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey, ecdsa};
+use bitcoin::taproot::TapNodeHash;
+use bitcoin::{Address, KnownHrp};
+
+use crate::error::{Error, Result};
+use crate::{KeyScheme, Network};
+
+fn hrp(network: Network) -> Result<KnownHrp> {
+    Ok(match network {
+        Network::Bitcoin => KnownHrp::Mainnet,
+        Network::BitcoinTestnet3 | Network::BitcoinTestnet4 | Network::BitcoinSignet => {
+            KnownHrp::Testnets
+        }
+        other => {
+            return Err(Error::invalid(format!("{other} is not a Bitcoin network")));
+        }
+    })
+}
+
+fn public_key(bytes: &[u8]) -> Result<PublicKey> {
+    PublicKey::from_slice(bytes).map_err(|_| {
+        Error::invalid("a secp256k1 public key must be a valid 33- or 65-byte SEC1 point")
+    })
+}
+
+/// The internal (untweaked) x-only key of a Schnorr wallet.
+pub fn internal_key(public: &[u8]) -> Result<UntweakedPublicKey> {
+    Ok(public_key(public)?.x_only_public_key().0)
+}
+
+/// The wallet address: P2WPKH for an ECDSA key, P2TR (key path, no script tree) for Schnorr.
+pub fn address(network: Network, scheme: KeyScheme, public: &[u8]) -> Result<String> {
+    let hrp = hrp(network)?;
+    let address = match scheme {
+        KeyScheme::Ecdsa => Address::p2wpkh(&CompressedPublicKey(public_key(public)?), hrp),
+        KeyScheme::Schnorr => Address::p2tr(
+            &Secp256k1::verification_only(),
+            internal_key(public)?,
+            None,
+            hrp,
+        ),
+        KeyScheme::Eddsa => {
+            return Err(Error::invalid("Bitcoin wallets take ECDSA or Schnorr keys"));
+        }
+    };
+    Ok(address.to_string())
+}
+
+/// The BIP-341 output key for `internal` with an optional script-tree `merkle_root`: what a
+/// key-path signature must verify under.
+pub fn taproot_output_key(internal: &[u8; 32], merkle_root: Option<[u8; 32]>) -> Result<[u8; 32]> {
+    let key = XOnlyPublicKey::from_slice(internal)
+        .map_err(|_| Error::invalid("not an x-only secp256k1 key"))?;
+    let root = merkle_root.map(TapNodeHash::from_byte_array);
+    let (tweaked, _parity) =
+        bitcoin::key::TapTweak::tap_tweak(key, &Secp256k1::verification_only(), root);
+    Ok(tweaked.to_x_only_public_key().serialize())
+}
+
+/// `(r, s)` as a DER signature with low S (BIP-62/BIP-146: scripts reject high S), hex.
+pub fn der_signature(r: &[u8; 32], s: &[u8; 32]) -> Result<String> {
+    let mut compact = [0u8; 64];
+    compact[..32].copy_from_slice(r);
+    compact[32..].copy_from_slice(s);
+    let mut sig = ecdsa::Signature::from_compact(&compact)
+        .map_err(|_| Error::Internal("the cluster returned an invalid ECDSA signature".into()))?;
+    sig.normalize_s();
+    Ok(format!("0x{}", hex::encode(sig.serialize_der())))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn h32(s: &str) -> [u8; 32] {
+        hex::decode(s).unwrap().try_into().unwrap()
+    }
+
+    /// BIP-341 wallet test vector 0 (`scriptPubKey` section): no script tree.
+    #[test]
+    fn bip341_vector_no_script_tree() {
+        let internal = h32("d6889cb081036e0faefa3a35157ad71086b123b2b144b649798b494c300a961d");
+        assert_eq!(
+            hex::encode(taproot_output_key(&internal, None).unwrap()),
+            "53a1f6e454df1aa2776a2814a721372d6258050de330b3c6d10ee8f4e0dda343"
+        );
+        // Either parity of the full key gives the same internal x-only key and address.
+        for prefix in [0x02u8, 0x03] {
+            let mut full = vec![prefix];
+            full.extend_from_slice(&internal);
+            assert_eq!(
+                address(Network::Bitcoin, KeyScheme::Schnorr, &full).unwrap(),
+                "bc1p2wsldez5mud2yam29q22wgfh9439spgduvct83k3pm50fcxa5dps59h4z5"
+            );
+        }
+    }
+
+    /// BIP-86 test vector: the first receiving address of account 0.
+    #[test]
+    fn bip86_vector() {
+        let mut full = vec![0x02];
+        full.extend_from_slice(&h32(
+            "cc8a4bc64d897bddc5fbc2f670f7a8ba0b386779106cf1223c6fc5d7cd6fc115",
+        ));
+        assert_eq!(
+            address(Network::Bitcoin, KeyScheme::Schnorr, &full).unwrap(),
+            "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr"
+        );
+    }
+
+    /// BIP-173's P2WPKH examples (the generator point's key), mainnet and testnet.
+    #[test]
+    fn p2wpkh_vector() {
+        let g = hex::decode("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+            .unwrap();
+        assert_eq!(
+            address(Network::Bitcoin, KeyScheme::Ecdsa, &g).unwrap(),
+            "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+        );
+        for n in [
+            Network::BitcoinTestnet3,
+            Network::BitcoinTestnet4,
+            Network::BitcoinSignet,
+        ] {
+            assert_eq!(
+                address(n, KeyScheme::Ecdsa, &g).unwrap(),
+                "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let g = hex::decode("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+            .unwrap();
+        assert!(
+            address(Network::Ethereum, KeyScheme::Ecdsa, &g)
+                .unwrap_err()
+                .is_bad_input()
+        );
+        assert!(
+            address(Network::Bitcoin, KeyScheme::Eddsa, &g)
+                .unwrap_err()
+                .is_bad_input()
+        );
+        assert!(
+            address(Network::Bitcoin, KeyScheme::Ecdsa, &[5u8; 33])
+                .unwrap_err()
+                .is_bad_input()
+        );
+    }
+
+    #[test]
+    fn der_is_low_s() {
+        let r = [0x11u8; 32];
+        // n - 1: the highest valid S; DER must carry n - (n - 1) = 1.
+        let high = h32("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140");
+        let der = der_signature(&r, &high).unwrap();
+        assert!(der.ends_with("020101"), "{der}");
+    }
+}
