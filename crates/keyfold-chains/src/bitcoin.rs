@@ -8,9 +8,11 @@
 
 use bitcoin::hashes::Hash as _;
 use bitcoin::key::{CompressedPublicKey, UntweakedPublicKey};
+use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::{PublicKey, Secp256k1, XOnlyPublicKey, ecdsa};
+use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
 use bitcoin::taproot::TapNodeHash;
-use bitcoin::{Address, KnownHrp};
+use bitcoin::{Address, KnownHrp, ScriptBuf, TxOut};
 
 use crate::error::{Error, Result};
 use crate::{KeyScheme, Network};
@@ -76,6 +78,217 @@ pub fn der_signature(r: &[u8; 32], s: &[u8; 32]) -> Result<String> {
         .map_err(|_| Error::Internal("the cluster returned an invalid ECDSA signature".into()))?;
     sig.normalize_s();
     Ok(format!("0x{}", hex::encode(sig.serialize_der())))
+}
+
+/// The most inputs one PSBT request may ask the wallet to sign (each is a threshold signature).
+pub const MAX_PSBT_INPUTS: usize = 64;
+
+/// One input of a PSBT that the wallet can sign, and what to sign for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PsbtInputPlan {
+    /// P2WPKH (ECDSA key): the BIP-143 signing preimage, to be hashed with double SHA-256 by
+    /// the signers themselves (so ECDSA presignatures can be spent on it safely).
+    Wpkh {
+        /// Input index.
+        index: usize,
+        /// The BIP-143 preimage.
+        preimage: Vec<u8>,
+        /// The sighash type the signature commits to.
+        sighash_type: EcdsaSighashType,
+    },
+    /// P2TR key path (Schnorr key): the BIP-341 sighash, signed with the key tweaked by
+    /// `merkle_root` (none: the wallet's own address).
+    TaprootKey {
+        /// Input index.
+        index: usize,
+        /// The BIP-341 signature hash.
+        sighash: [u8; 32],
+        /// The script tree the output commits to, if any.
+        merkle_root: Option<[u8; 32]>,
+        /// The sighash type the signature commits to.
+        sighash_type: TapSighashType,
+    },
+}
+
+/// Parses a PSBT and works out which inputs `public` (a wallet key of `scheme`) can sign and
+/// what each signature commits to. An input is the wallet's when its spent output
+/// (`witness_utxo`, or the output in `non_witness_utxo`) pays to the wallet's script.
+pub fn plan_psbt(
+    bytes: &[u8],
+    scheme: KeyScheme,
+    public: &[u8],
+) -> Result<(Psbt, Vec<PsbtInputPlan>)> {
+    let psbt = Psbt::deserialize(bytes)
+        .map_err(|e| Error::invalid(format!("psbt is not a valid PSBT: {e}")))?;
+    let tx = &psbt.unsigned_tx;
+    let spent: Vec<Option<TxOut>> = psbt
+        .inputs
+        .iter()
+        .zip(&tx.input)
+        .map(|(input, txin)| {
+            input.witness_utxo.clone().or_else(|| {
+                input.non_witness_utxo.as_ref().and_then(|prev| {
+                    (prev.compute_txid() == txin.previous_output.txid)
+                        .then(|| prev.output.get(txin.previous_output.vout as usize).cloned())
+                        .flatten()
+                })
+            })
+        })
+        .collect();
+    let secp = Secp256k1::verification_only();
+    let key = public_key(public)?;
+    let mut cache = SighashCache::new(tx);
+    let mut plans = Vec::new();
+    for (index, (input, utxo)) in psbt.inputs.iter().zip(&spent).enumerate() {
+        let Some(utxo) = utxo else { continue };
+        match scheme {
+            KeyScheme::Ecdsa => {
+                let wpkh = CompressedPublicKey(key).wpubkey_hash();
+                if utxo.script_pubkey != ScriptBuf::new_p2wpkh(&wpkh) {
+                    continue;
+                }
+                let sighash_type = input.ecdsa_hash_ty().map_err(|e| {
+                    Error::invalid(format!("input {index}: unsupported sighash type: {e}"))
+                })?;
+                let mut preimage = Vec::new();
+                cache
+                    .segwit_v0_encode_signing_data_to(
+                        &mut preimage,
+                        index,
+                        &ScriptBuf::p2wpkh_script_code(wpkh),
+                        utxo.value,
+                        sighash_type,
+                    )
+                    .map_err(|e| Error::invalid(format!("input {index}: {e}")))?;
+                plans.push(PsbtInputPlan::Wpkh {
+                    index,
+                    preimage,
+                    sighash_type,
+                });
+            }
+            KeyScheme::Schnorr => {
+                let internal = key.x_only_public_key().0;
+                let root = input.tap_merkle_root;
+                if utxo.script_pubkey != ScriptBuf::new_p2tr(&secp, internal, root) {
+                    continue;
+                }
+                let all: Vec<TxOut> = spent.iter().flatten().cloned().collect();
+                if all.len() != spent.len() {
+                    return Err(Error::invalid(
+                        "a Taproot signature commits to every spent output: each input needs its witness_utxo",
+                    ));
+                }
+                let sighash_type = input.taproot_hash_ty().map_err(|e| {
+                    Error::invalid(format!("input {index}: unsupported sighash type: {e}"))
+                })?;
+                let sighash = cache
+                    .taproot_key_spend_signature_hash(index, &Prevouts::All(&all), sighash_type)
+                    .map_err(|e| Error::invalid(format!("input {index}: {e}")))?;
+                plans.push(PsbtInputPlan::TaprootKey {
+                    index,
+                    sighash: sighash.to_byte_array(),
+                    merkle_root: root.map(|r| r.to_byte_array()),
+                    sighash_type,
+                });
+            }
+            KeyScheme::Eddsa => {
+                return Err(Error::invalid("Bitcoin wallets take ECDSA or Schnorr keys"));
+            }
+        }
+    }
+    if plans.is_empty() {
+        return Err(Error::invalid(
+            "the PSBT has no input this wallet can sign (no spent output pays to its address)",
+        ));
+    }
+    if plans.len() > MAX_PSBT_INPUTS {
+        return Err(Error::invalid(format!(
+            "the PSBT asks for {} signatures; at most {MAX_PSBT_INPUTS} per request",
+            plans.len()
+        )));
+    }
+    Ok((psbt, plans))
+}
+
+/// A signature for one planned input, as the cluster returned it (already verified).
+#[derive(Debug, Clone, Copy)]
+pub enum InputSignature {
+    /// ECDSA `(r, s)`.
+    Ecdsa {
+        /// r
+        r: [u8; 32],
+        /// s
+        s: [u8; 32],
+    },
+    /// BIP-340 signature.
+    Schnorr([u8; 64]),
+}
+
+/// Puts each signature into its input (`partial_sigs` for P2WPKH, `tap_key_sig` for P2TR) and
+/// returns the serialized PSBT. The PSBT is left for the caller to finalize.
+pub fn attach_psbt_signatures(
+    mut psbt: Psbt,
+    public: &[u8],
+    plans: &[PsbtInputPlan],
+    signatures: &[InputSignature],
+) -> Result<Vec<u8>> {
+    if plans.len() != signatures.len() {
+        return Err(Error::Internal(
+            "one signature per PSBT input expected".into(),
+        ));
+    }
+    let key = public_key(public)?;
+    let mismatch = || Error::Internal("the signature does not fit the PSBT input".into());
+    for (plan, sig) in plans.iter().zip(signatures) {
+        match (plan, sig) {
+            (
+                PsbtInputPlan::Wpkh {
+                    index,
+                    sighash_type,
+                    ..
+                },
+                InputSignature::Ecdsa { r, s },
+            ) => {
+                let mut compact = [0u8; 64];
+                compact[..32].copy_from_slice(r);
+                compact[32..].copy_from_slice(s);
+                let mut signature =
+                    ecdsa::Signature::from_compact(&compact).map_err(|_| mismatch())?;
+                signature.normalize_s();
+                psbt.inputs
+                    .get_mut(*index)
+                    .ok_or_else(mismatch)?
+                    .partial_sigs
+                    .insert(
+                        bitcoin::PublicKey::new(key),
+                        bitcoin::ecdsa::Signature {
+                            signature,
+                            sighash_type: *sighash_type,
+                        },
+                    );
+            }
+            (
+                PsbtInputPlan::TaprootKey {
+                    index,
+                    sighash_type,
+                    ..
+                },
+                InputSignature::Schnorr(sig),
+            ) => {
+                let signature = bitcoin::secp256k1::schnorr::Signature::from_slice(sig)
+                    .map_err(|_| mismatch())?;
+                psbt.inputs
+                    .get_mut(*index)
+                    .ok_or_else(mismatch)?
+                    .tap_key_sig = Some(bitcoin::taproot::Signature {
+                    signature,
+                    sighash_type: *sighash_type,
+                });
+            }
+            _ => return Err(mismatch()),
+        }
+    }
+    Ok(psbt.serialize())
 }
 
 #[cfg(test)]

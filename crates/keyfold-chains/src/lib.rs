@@ -12,7 +12,7 @@
 //! | module | networks | status |
 //! | --- | --- | --- |
 //! | [`evm`] | Ethereum, Base, Polygon, Arbitrum, Optimism, BSC, Avalanche C and their testnets | implemented |
-//! | [`bitcoin`] | Bitcoin, BitcoinTestnet3/4, BitcoinSignet | addresses (P2WPKH, P2TR), `Hash` signatures (DER for ECDSA, BIP-341 tweak for Schnorr); PSBT and transfers to come |
+//! | [`bitcoin`] | Bitcoin, BitcoinTestnet3/4, BitcoinSignet | addresses (P2WPKH, P2TR), `Hash` (DER for ECDSA, BIP-341 tweak for Schnorr) and `Psbt` signatures; transfers to come |
 //! | [`solana`] | Solana, SolanaDevnet | addresses, `Hash`/`Message` signatures; transactions to come |
 //!
 //! Errors are one enum, [`Error`]: bad input (a 400 with a message for the caller) versus

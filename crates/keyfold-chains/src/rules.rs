@@ -6,8 +6,8 @@
 //! | ECDSA raw key (`KeyECDSA` / no network) | the digest | ECDSA-SHA256 of the message | EIP-191 | EIP-712 | — |
 //! | EdDSA (`KeyEdDSA`) | Ed25519 over the 32 bytes | Ed25519 over the message | — | — | — |
 //! | Schnorr (raw key) | BIP-340 over the 32 bytes, BIP-341 tweak with `taprootMerkleRoot` | BIP-340 over the message | — | — | — |
-//! | ECDSA on Bitcoin (P2WPKH) | the digest; `encoded` is DER, low S | — | — | — | not yet (PSBT next) |
-//! | Schnorr on Bitcoin (P2TR) | BIP-340; `taprootMerkleRoot: ""` = key-path spend of the address | — | — | — | not yet |
+//! | ECDSA on Bitcoin (P2WPKH) | the digest; `encoded` is DER, low S | — | — | — | — (`Psbt`: BIP-143, one signature per owned input) |
+//! | Schnorr on Bitcoin (P2TR) | BIP-340; `taprootMerkleRoot: ""` = key-path spend of the address | — | — | — | — (`Psbt`: BIP-341 key path per owned input) |
 //! | EdDSA on Solana | Ed25519 over the 32 bytes | Ed25519 over the message | — | — | not yet |
 //!
 //! Every kind with a preimage is handed to the signers as that preimage plus the hash
@@ -25,6 +25,7 @@ use keyfold_domain::ports::{
 };
 use keyfold_types::keys::{KeyCurve, KeyScheme, SignatureComponents, SignatureKind};
 
+use crate::bitcoin::{InputSignature, PsbtInputPlan};
 use crate::evm::{self, UnsignedTransaction};
 use crate::{Curve, Family, Network};
 
@@ -117,7 +118,7 @@ impl NetworkRules {
 
 fn plain(material: SignMaterial) -> PreparedSignature {
     PreparedSignature {
-        material,
+        materials: vec![material],
         context: PreparedContext::None,
     }
 }
@@ -207,7 +208,7 @@ impl Networks for NetworkRules {
                         }
                         if bitcoin {
                             return Ok(PreparedSignature {
-                                material: SignMaterial::EcdsaDigest(digest),
+                                materials: vec![SignMaterial::EcdsaDigest(digest)],
                                 context: PreparedContext::BitcoinDer,
                             });
                         }
@@ -315,67 +316,134 @@ impl Networks for NetworkRules {
                 }
                 let preimage = tx.signing_preimage();
                 Ok(PreparedSignature {
-                    material: SignMaterial::EcdsaPreimage {
+                    materials: vec![SignMaterial::EcdsaPreimage {
                         hasher: Hasher::Keccak256,
                         preimage: preimage.clone(),
-                    },
+                    }],
                     context: PreparedContext::EvmTransaction(hex_bytes("transaction", hex_tx)?),
                 })
             }
-            SignatureKind::Psbt { .. } => Err(DomainError::invalid(if bitcoin {
-                "Psbt signatures are not supported yet (Hash signatures are)"
-            } else {
-                "Psbt signatures are for Bitcoin wallets"
-            })),
+            SignatureKind::Psbt { psbt } => {
+                if !bitcoin {
+                    return Err(DomainError::invalid(
+                        "Psbt signatures are for Bitcoin wallets",
+                    ));
+                }
+                let raw = hex_bytes("psbt", psbt)?;
+                let (_, plans) =
+                    crate::bitcoin::plan_psbt(&raw, chain_scheme(key)?, &key.public_key)
+                        .map_err(bad)?;
+                let materials = plans
+                    .into_iter()
+                    .map(|p| match p {
+                        PsbtInputPlan::Wpkh { preimage, .. } => SignMaterial::EcdsaPreimage {
+                            hasher: Hasher::DoubleSha256,
+                            preimage,
+                        },
+                        PsbtInputPlan::TaprootKey {
+                            sighash,
+                            merkle_root,
+                            ..
+                        } => SignMaterial::Schnorr {
+                            message: sighash.to_vec(),
+                            taproot: Some(merkle_root),
+                        },
+                    })
+                    .collect();
+                Ok(PreparedSignature {
+                    materials,
+                    context: PreparedContext::BitcoinPsbt(raw),
+                })
+            }
         }
     }
 
     fn complete(
         &self,
         prepared: &PreparedSignature,
-        _key: &Key,
-        signature: &ClusterSignature,
+        key: &Key,
+        signatures: &[ClusterSignature],
     ) -> Result<CompletedSignature, DomainError> {
-        match signature {
-            ClusterSignature::Ecdsa { r, s, recid } => {
-                let encoded = match prepared.context {
-                    PreparedContext::BitcoinDer => {
-                        crate::bitcoin::der_signature(r, s).map_err(bad)?
-                    }
-                    _ => evm::encode_signature((*r).into(), (*s).into(), *recid).map_err(bad)?,
-                };
-                let components = SignatureComponents {
-                    r: evm::to_hex(r),
-                    s: evm::to_hex(s),
-                    recid: Some(*recid),
-                    encoded: Some(encoded),
-                };
-                let (signed_data, tx_hash) = match &prepared.context {
-                    PreparedContext::EvmTransaction(raw) => {
-                        let tx = UnsignedTransaction::parse(raw).map_err(bad)?;
-                        let signed = tx
-                            .attach_signature((*r).into(), (*s).into(), *recid)
-                            .map_err(bad)?;
-                        (Some(signed.raw_hex()), Some(evm::to_hex(signed.hash)))
-                    }
-                    PreparedContext::None | PreparedContext::BitcoinDer => (None, None),
-                };
-                Ok(CompletedSignature {
-                    components,
-                    signed_data,
-                    tx_hash,
-                })
-            }
-            ClusterSignature::Schnorr(sig) => Ok(CompletedSignature {
-                components: SignatureComponents {
-                    r: evm::to_hex(&sig[..32]),
-                    s: evm::to_hex(&sig[32..]),
-                    recid: None,
-                    encoded: Some(evm::to_hex(sig)),
-                },
-                signed_data: None,
-                tx_hash: None,
-            }),
+        if signatures.len() != prepared.materials.len() || signatures.is_empty() {
+            return Err(DomainError::internal(
+                "one signature per prepared material expected",
+            ));
         }
+        let components = signatures
+            .iter()
+            .map(|sig| components(&prepared.context, sig))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (signed_data, tx_hash) = match (&prepared.context, signatures) {
+            (PreparedContext::EvmTransaction(raw), [ClusterSignature::Ecdsa { r, s, recid }]) => {
+                let tx = UnsignedTransaction::parse(raw).map_err(bad)?;
+                let signed = tx
+                    .attach_signature((*r).into(), (*s).into(), *recid)
+                    .map_err(bad)?;
+                (Some(signed.raw_hex()), Some(evm::to_hex(signed.hash)))
+            }
+            (PreparedContext::EvmTransaction(_), _) => {
+                return Err(DomainError::internal(
+                    "an EVM transaction takes one ECDSA signature",
+                ));
+            }
+            (PreparedContext::BitcoinPsbt(raw), _) => {
+                let (psbt, plans) =
+                    crate::bitcoin::plan_psbt(raw, chain_scheme(key)?, &key.public_key)
+                        .map_err(bad)?;
+                let sigs: Vec<InputSignature> = signatures
+                    .iter()
+                    .map(|s| match s {
+                        ClusterSignature::Ecdsa { r, s, .. } => {
+                            InputSignature::Ecdsa { r: *r, s: *s }
+                        }
+                        ClusterSignature::Schnorr(sig) => InputSignature::Schnorr(*sig),
+                    })
+                    .collect();
+                let signed =
+                    crate::bitcoin::attach_psbt_signatures(psbt, &key.public_key, &plans, &sigs)
+                        .map_err(bad)?;
+                (Some(evm::to_hex(&signed)), None)
+            }
+            (PreparedContext::None | PreparedContext::BitcoinDer, _) => (None, None),
+        };
+        Ok(CompletedSignature {
+            components,
+            signed_data,
+            tx_hash,
+        })
     }
+}
+
+fn chain_scheme(key: &Key) -> Result<crate::KeyScheme, DomainError> {
+    to_chain(key.scheme).ok_or_else(|| DomainError::invalid("DH keys cannot sign"))
+}
+
+/// The API's `signature` object for one cluster signature: `encoded` is r‖s‖v for ECDSA
+/// (DER on Bitcoin) and the 64-byte signature for Schnorr and EdDSA.
+fn components(
+    context: &PreparedContext,
+    signature: &ClusterSignature,
+) -> Result<SignatureComponents, DomainError> {
+    Ok(match signature {
+        ClusterSignature::Ecdsa { r, s, recid } => {
+            let encoded = match context {
+                PreparedContext::BitcoinDer | PreparedContext::BitcoinPsbt(_) => {
+                    crate::bitcoin::der_signature(r, s).map_err(bad)?
+                }
+                _ => evm::encode_signature((*r).into(), (*s).into(), *recid).map_err(bad)?,
+            };
+            SignatureComponents {
+                r: evm::to_hex(r),
+                s: evm::to_hex(s),
+                recid: Some(*recid),
+                encoded: Some(encoded),
+            }
+        }
+        ClusterSignature::Schnorr(sig) => SignatureComponents {
+            r: evm::to_hex(&sig[..32]),
+            s: evm::to_hex(&sig[32..]),
+            recid: None,
+            encoded: Some(evm::to_hex(sig)),
+        },
+    })
 }

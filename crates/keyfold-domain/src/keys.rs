@@ -26,7 +26,9 @@ use crate::error::{DomainError, Result, StoreError};
 use crate::ids::{IdKind, looks_like, new_id};
 use crate::model::{Key, LifecycleStatus, SignatureRecord, Wallet};
 use crate::page::{Page, PageRequest};
-use crate::ports::{ActionEvidence, Networks, SignerCluster, Store};
+use crate::ports::{
+    ActionEvidence, CompletedSignature, Networks, PreparedSignature, SignerCluster, Store,
+};
 use crate::time::{Clock, Timestamp};
 use crate::validate;
 
@@ -623,19 +625,17 @@ impl KeyService {
             }
             Err(e) => return Err(e.into()),
         }
-        let outcome = match self
-            .cluster
-            .sign(key, &prepared.material, &evidence, &rec.id)
-            .await
-        {
-            Ok(sig) => self.networks.complete(&prepared, key, &sig),
-            Err(e) => Err(e),
-        };
+        let outcome = self.sign_all(key, &prepared, &evidence, &rec.id).await;
         match outcome {
             Ok(done) => {
                 rec.status = SignatureStatus::Signed;
+                // One signature is stored as an object, several (a PSBT's inputs) as an array.
+                let stored = match done.components.as_slice() {
+                    [one] => serde_json::to_string(one),
+                    many => serde_json::to_string(many),
+                };
                 rec.signature = Some(
-                    serde_json::to_string(&done.components)
+                    stored
                         .map_err(|e| DomainError::internal(format!("encoding signature: {e}")))?,
                 );
                 rec.signed_data = done.signed_data;
@@ -654,6 +654,25 @@ impl KeyService {
                 Err(e)
             }
         }
+    }
+
+    /// Every prepared material through the cluster, in order, then the network's finishing.
+    /// One failure fails the request: a PSBT is signed whole or not at all.
+    async fn sign_all(
+        &self,
+        key: &Key,
+        prepared: &PreparedSignature,
+        evidence: &ActionEvidence,
+        request_id: &str,
+    ) -> Result<CompletedSignature> {
+        if prepared.materials.is_empty() {
+            return Err(DomainError::internal("nothing to sign"));
+        }
+        let mut signatures = Vec::with_capacity(prepared.materials.len());
+        for m in &prepared.materials {
+            signatures.push(self.cluster.sign(key, m, evidence, request_id).await?);
+        }
+        self.networks.complete(prepared, key, &signatures)
     }
 
     // ------------------------------------------------------------------ helpers
@@ -901,12 +920,19 @@ pub fn wallet_response(w: &Wallet, k: &Key) -> WalletResponse {
 pub fn signature_response(r: &SignatureRecord) -> Result<SignatureResponse> {
     let request_body = serde_json::from_str(&r.request_body)
         .map_err(|e| DomainError::internal(format!("stored request body: {e}")))?;
-    let signature: Option<SignatureComponents> = r
+    let signatures: Option<Vec<SignatureComponents>> = r
         .signature
         .as_deref()
-        .map(serde_json::from_str)
+        .map(|s| {
+            if s.trim_start().starts_with('[') {
+                serde_json::from_str(s)
+            } else {
+                serde_json::from_str(s).map(|one| vec![one])
+            }
+        })
         .transpose()
         .map_err(|e| DomainError::internal(format!("stored signature: {e}")))?;
+    let signature = signatures.as_ref().and_then(|v| v.first().cloned());
     Ok(SignatureResponse {
         id: r.id.clone(),
         key_id: r.key_id.clone(),
@@ -918,7 +944,7 @@ pub fn signature_response(r: &SignatureRecord) -> Result<SignatureResponse> {
         request_body,
         status: r.status,
         reason: r.reason.clone(),
-        signatures: signature.clone().map(|s| vec![s]),
+        signatures,
         signature,
         signed_data: r.signed_data.clone(),
         network: r.network.clone(),

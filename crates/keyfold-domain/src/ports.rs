@@ -434,7 +434,9 @@ pub trait SignerCluster: Send + Sync + std::fmt::Debug {
 /// What a signature request becomes once its network's rules are applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedSignature {
-    pub material: SignMaterial,
+    /// What the signers sign, in order: one entry for most kinds, one per owned input for a
+    /// PSBT. Never empty.
+    pub materials: Vec<SignMaterial>,
     /// What finishing needs (e.g. the unsigned transaction to attach the signature to).
     pub context: PreparedContext,
 }
@@ -446,12 +448,15 @@ pub enum PreparedContext {
     EvmTransaction(Vec<u8>),
     /// A Bitcoin wallet's ECDSA signature: `encoded` is DER (low-S), as Bitcoin scripts take it.
     BitcoinDer,
+    /// A PSBT (serialized) whose owned inputs the signatures go into, in `materials` order.
+    BitcoinPsbt(Vec<u8>),
 }
 
 /// A finished signature in the API's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedSignature {
-    pub components: keyfold_types::keys::SignatureComponents,
+    /// One per signed material, in order (never empty).
+    pub components: Vec<keyfold_types::keys::SignatureComponents>,
     pub signed_data: Option<String>,
     pub tx_hash: Option<String>,
 }
@@ -483,12 +488,13 @@ pub trait Networks: Send + Sync + std::fmt::Debug {
         key: &Key,
         kind: &keyfold_types::keys::SignatureKind,
     ) -> Result<PreparedSignature, crate::DomainError>;
-    /// Formats a verified signature (and the signed artefact, if any).
+    /// Formats verified signatures, one per prepared material (and the signed artefact, if
+    /// any).
     fn complete(
         &self,
         prepared: &PreparedSignature,
         key: &Key,
-        signature: &ClusterSignature,
+        signatures: &[ClusterSignature],
     ) -> Result<CompletedSignature, crate::DomainError>;
 }
 

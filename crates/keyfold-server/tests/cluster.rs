@@ -469,3 +469,149 @@ async fn bitcoin_and_solana_wallets_have_real_addresses_and_sign() {
         .unwrap_err();
     assert_eq!(err.status(), Some(400), "{err}");
 }
+
+/// A PSBT spending two outputs of `wallet_script` (inputs 0 and 2) and one foreign output
+/// (input 1), every input with its `witness_utxo`; and the spent outputs.
+fn psbt_spending(wallet_script: &bitcoin::ScriptBuf) -> (bitcoin::Psbt, Vec<bitcoin::TxOut>) {
+    use bitcoin::hashes::Hash;
+    let foreign = bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([7; 20]));
+    let spent = vec![
+        bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(50_000),
+            script_pubkey: wallet_script.clone(),
+        },
+        bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(20_000),
+            script_pubkey: foreign.clone(),
+        },
+        bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(30_000),
+            script_pubkey: wallet_script.clone(),
+        },
+    ];
+    let tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: (0..3u8)
+            .map(|i| bitcoin::TxIn {
+                previous_output: bitcoin::OutPoint {
+                    txid: bitcoin::Txid::from_byte_array([i + 1; 32]),
+                    vout: u32::from(i),
+                },
+                sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+                ..Default::default()
+            })
+            .collect(),
+        output: vec![bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(99_000),
+            script_pubkey: foreign,
+        }],
+    };
+    let mut psbt = bitcoin::Psbt::from_unsigned_tx(tx).unwrap();
+    for (input, utxo) in psbt.inputs.iter_mut().zip(&spent) {
+        input.witness_utxo = Some(utxo.clone());
+    }
+    (psbt, spent)
+}
+
+/// Bitcoin Core's script interpreter (libbitcoinconsensus) on input `index` of `tx`.
+fn consensus_verify(
+    tx: &bitcoin::Transaction,
+    spent: &[bitcoin::TxOut],
+    index: usize,
+    taproot: bool,
+) -> Result<(), bitcoinconsensus::Error> {
+    let bytes = bitcoin::consensus::encode::serialize(tx);
+    let utxos: Vec<bitcoinconsensus::Utxo> = spent
+        .iter()
+        .map(|o| bitcoinconsensus::Utxo {
+            script_pubkey: o.script_pubkey.as_bytes().as_ptr(),
+            script_pubkey_len: o.script_pubkey.len() as u32,
+            value: o.value.to_sat() as i64,
+        })
+        .collect();
+    bitcoinconsensus::verify(
+        spent[index].script_pubkey.as_bytes(),
+        spent[index].value.to_sat(),
+        &bytes,
+        taproot.then_some(utxos.as_slice()),
+        index,
+    )
+}
+
+/// `Psbt` signatures: every input the wallet owns is signed (and only those), the finalized
+/// transaction passes Bitcoin Core's own script checks for P2WPKH and P2TR, a tampered copy
+/// does not, and PSBTs with nothing to sign or that do not parse are a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psbts_are_signed_input_by_input_and_pass_bitcoin_core_script_checks() {
+    use std::str::FromStr;
+    let h = Harness::start_signing(Backend::Sqlite, 0).await;
+    let c = h.root().await;
+
+    for scheme in ["ECDSA", "Schnorr"] {
+        let w = create_wallet(
+            &c,
+            json!({"network": "BitcoinSignet", "signingKey": {"scheme": scheme, "curve": "secp256k1"}}),
+        )
+        .await;
+        let id = w["id"].as_str().unwrap();
+        let script = bitcoin::Address::from_str(w["address"].as_str().unwrap())
+            .unwrap()
+            .require_network(bitcoin::Network::Signet)
+            .unwrap()
+            .script_pubkey();
+        let (psbt, spent) = psbt_spending(&script);
+        let res = sign_wallet(
+            &c,
+            id,
+            json!({"kind": "Psbt", "psbt": hex::encode(psbt.serialize())}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res["status"], "Signed", "{res}");
+        assert_eq!(res["signatures"].as_array().unwrap().len(), 2, "{res}");
+        let signed =
+            bitcoin::Psbt::deserialize(&unhex(res["signedData"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            signed.unsigned_tx, psbt.unsigned_tx,
+            "the transaction is unchanged"
+        );
+
+        // Finalize by hand (the caller's job) and run Bitcoin Core's interpreter.
+        let mut tx = signed.unsigned_tx.clone();
+        for i in [0, 2] {
+            let input = &signed.inputs[i];
+            tx.input[i].witness = if scheme == "ECDSA" {
+                assert_eq!(input.partial_sigs.len(), 1, "input {i}");
+                let (pk, sig) = input.partial_sigs.iter().next().unwrap();
+                bitcoin::Witness::p2wpkh(sig, &pk.inner)
+            } else {
+                bitcoin::Witness::p2tr_key_spend(&input.tap_key_sig.unwrap())
+            };
+        }
+        let foreign = &signed.inputs[1];
+        assert!(foreign.partial_sigs.is_empty() && foreign.tap_key_sig.is_none());
+        let taproot = scheme == "Schnorr";
+        for i in [0, 2] {
+            consensus_verify(&tx, &spent, i, taproot)
+                .unwrap_or_else(|e| panic!("{scheme} input {i}: {e:?}"));
+        }
+        // Tampered: one more satoshi to the payee invalidates both signatures.
+        let mut tampered = tx.clone();
+        tampered.output[0].value = bitcoin::Amount::from_sat(99_001);
+        for i in [0, 2] {
+            assert!(consensus_verify(&tampered, &spent, i, taproot).is_err());
+        }
+
+        // Nothing of this wallet's, or not a PSBT at all: 400.
+        let other =
+            bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::hashes::Hash::from_byte_array([9; 20]));
+        let (foreign_psbt, _) = psbt_spending(&other);
+        for bad in [hex::encode(foreign_psbt.serialize()), "70736274ff00".into()] {
+            let err = sign_wallet(&c, id, json!({"kind": "Psbt", "psbt": bad}))
+                .await
+                .unwrap_err();
+            assert_eq!(err.status(), Some(400), "{err}");
+        }
+    }
+}
