@@ -31,7 +31,7 @@ token=$("$KEYFOLD_BIN" token --admin-file "$work/data/admin.json")
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
   --max-time "${ST_MAX_TIME:-90}" \
-  --workers 2 \
+  --workers 1 \
   --suppress-health-check all \
   --request-timeout 10 \
   --seed "${ST_SEED:-20261124}" \
