@@ -1,8 +1,8 @@
 // Keys, wallets and signatures through the official SDK and @dfns/lib-viem, against a
 // `keyfold dev` with its three signer processes, and a real chain (anvil).
 //
-// Every signature is checked by viem (address recovery) or Node's own crypto, never by
-// Keyfold's code.
+// Every signature is checked by viem (address recovery), Node's own crypto or Solana's runtime
+// (LiteSVM), never by Keyfold's code.
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -27,6 +27,23 @@ import {
   toHex,
 } from 'viem';
 import { publicKeyToAddress, toAccount } from 'viem/accounts';
+import {
+  address,
+  appendTransactionMessageInstruction,
+  compileTransaction,
+  createNoopSigner,
+  createTransactionMessage,
+  getAddressEncoder,
+  getBase58Decoder,
+  getTransactionDecoder,
+  getTransactionEncoder,
+  lamports,
+  pipe,
+  setTransactionMessageFeePayer,
+  setTransactionMessageLifetimeUsingBlockhash,
+} from '@solana/kit';
+import { getTransferSolInstruction } from '@solana-program/system';
+import { FailedTransactionMetadata, LiteSVM } from 'litesvm';
 import { sepolia } from 'viem/chains';
 
 import {
@@ -253,6 +270,71 @@ describe('wallets and signatures', () => {
     );
   });
   // Last: it kills a signer process, after which key generation (all three) cannot run.
+  test('Solana: a Keyfold-signed transfer (legacy and v0) executes in LiteSVM; a tampered copy fails with SignatureFailure', async () => {
+    const w = await s.client.wallets.createWallet({ body: { network: 'Solana', name: 'sol' } });
+    assert.equal(w.signingKey.scheme, 'EdDSA');
+    const payer = address(w.address);
+    assert.deepEqual(
+      Buffer.from(getAddressEncoder().encode(payer)),
+      Buffer.from(w.signingKey.publicKey, 'hex'),
+      'the address is the base58 public key',
+    );
+    const svm = new LiteSVM();
+    svm.airdrop(payer, lamports(2_000_000_000n));
+    const to = address('Ggs9jkSYm7bVCjvHXSP3LuPJrV7uMC4hFCsMaiw9gVeF');
+    let sent = 0n;
+    for (const version of ['legacy', 0]) {
+      const amount = version === 'legacy' ? 1_000_000n : 2_500_000n;
+      const message = pipe(
+        createTransactionMessage({ version }),
+        (m) => setTransactionMessageFeePayer(payer, m),
+        (m) => setTransactionMessageLifetimeUsingBlockhash({ blockhash: svm.latestBlockhash(), lastValidBlockHeight: 1_000_000n }, m),
+        (m) => appendTransactionMessageInstruction(getTransferSolInstruction({ source: createNoopSigner(payer), destination: to, amount }), m),
+      );
+      const unsigned = getTransactionEncoder().encode(compileTransaction(message));
+      const res = await s.client.wallets.generateSignature({
+        walletId: w.id,
+        body: { kind: 'Transaction', transaction: `0x${Buffer.from(unsigned).toString('hex')}` },
+      });
+      assert.equal(res.status, 'Signed', JSON.stringify(res));
+      const signedBytes = Buffer.from(res.signedData.replace(/^0x/, ''), 'hex');
+      const signed = getTransactionDecoder().decode(signedBytes);
+      assert.equal(res.txHash, getBase58Decoder().decode(signed.signatures[payer]), 'txHash is the transaction id');
+
+      // Tampered first: one byte of the amount flipped breaks the signature. (The amount ends
+      // the message, except that v0 adds one byte after it: the empty lookup-table list.)
+      const bad = Buffer.from(signedBytes);
+      bad[bad.length - (version === 0 ? 2 : 1)] ^= 0x01;
+      const rejected = svm.sendTransaction(getTransactionDecoder().decode(bad));
+      assert.ok(rejected instanceof FailedTransactionMetadata, 'a tampered transaction must fail');
+      // (`err()` is a TypeScript const enum with no runtime object; the runtime's own rendering
+      // names the error.)
+      assert.match(rejected.toString(), /err: SignatureFailure\b/);
+
+      const ok = svm.sendTransaction(signed);
+      assert.ok(!(ok instanceof FailedTransactionMetadata), `LiteSVM refused: ${ok.toString?.()}`);
+      sent += amount;
+      assert.equal(svm.getBalance(to), sent);
+      svm.expireBlockhash();
+    }
+    // A transaction this wallet is not a signer of: 400, nothing signed.
+    const stranger = address('11111111111111111111111111111112');
+    const foreign = pipe(
+      createTransactionMessage({ version: 0 }),
+      (m) => setTransactionMessageFeePayer(stranger, m),
+      (m) => setTransactionMessageLifetimeUsingBlockhash({ blockhash: svm.latestBlockhash(), lastValidBlockHeight: 1_000_000n }, m),
+      (m) => appendTransactionMessageInstruction(getTransferSolInstruction({ source: createNoopSigner(stranger), destination: to, amount: 1n }), m),
+    );
+    const foreignBytes = getTransactionEncoder().encode(compileTransaction(foreign));
+    for (const transaction of [`0x${Buffer.from(foreignBytes).toString('hex')}`, '0x0102']) {
+      const err = await expectDfnsError(
+        () => s.client.wallets.generateSignature({ walletId: w.id, body: { kind: 'Transaction', transaction } }),
+        400,
+      );
+      assert.match(err.message, /transaction/i);
+    }
+  });
+
   test('a signer process killed (SIGKILL) in the middle of a signature: one signature per externalId, and the other two keep signing', async () => {
     const pids = signerPids(s.k.dataDir);
     assert.equal(pids.size, 3, JSON.stringify([...pids]));

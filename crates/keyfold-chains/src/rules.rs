@@ -8,7 +8,7 @@
 //! | Schnorr (raw key) | BIP-340 over the 32 bytes, BIP-341 tweak with `taprootMerkleRoot` | BIP-340 over the message | — | — | — |
 //! | ECDSA on Bitcoin (P2WPKH) | the digest; `encoded` is DER, low S | — | — | — | — (`Psbt`: BIP-143, one signature per owned input) |
 //! | Schnorr on Bitcoin (P2TR) | BIP-340; `taprootMerkleRoot: ""` = key-path spend of the address | — | — | — | — (`Psbt`: BIP-341 key path per owned input) |
-//! | EdDSA on Solana | Ed25519 over the 32 bytes | Ed25519 over the message | — | — | not yet |
+//! | EdDSA on Solana | Ed25519 over the 32 bytes | Ed25519 over the message | — | — | the serialized message (legacy or v0); `signedData` = the transaction with the wallet's signature in its slot, `txHash` = its id |
 //!
 //! Every kind with a preimage is handed to the signers as that preimage plus the hash
 //! function, never as a bare digest: they hash it themselves, which is what lets them use
@@ -296,11 +296,22 @@ impl Networks for NetworkRules {
                 }))
             }
             SignatureKind::Transaction { transaction } => {
+                if net.is_some_and(|n| n.family() == Family::Solana) {
+                    let hex_tx = transaction.as_str().ok_or_else(|| {
+                        DomainError::invalid("transaction must be a hex string for Solana networks")
+                    })?;
+                    let raw = hex_bytes("transaction", hex_tx)?;
+                    let signing =
+                        crate::solana::prepare_transaction(&raw, &key.public_key).map_err(bad)?;
+                    return Ok(PreparedSignature {
+                        materials: vec![SignMaterial::Ed25519 {
+                            message: signing.message,
+                        }],
+                        context: PreparedContext::SolanaTransaction(raw),
+                    });
+                }
                 let Some(n) = net.filter(|n| n.family() == Family::Evm) else {
                     return Err(DomainError::invalid(match net {
-                        Some(n) if n.family() == Family::Solana => format!(
-                            "Transaction signatures on {n} are not supported yet (Hash and Message are)"
-                        ),
                         Some(n) if n.family() == Family::Bitcoin => format!(
                             "Transaction signatures on {n} are not supported yet (Hash is; Psbt comes next)"
                         ),
@@ -403,6 +414,17 @@ impl Networks for NetworkRules {
                     crate::bitcoin::attach_psbt_signatures(psbt, &key.public_key, &plans, &sigs)
                         .map_err(bad)?;
                 (Some(evm::to_hex(&signed)), None)
+            }
+            (PreparedContext::SolanaTransaction(raw), [ClusterSignature::Schnorr(sig)]) => {
+                let (signed, id) = crate::solana::prepare_transaction(raw, &key.public_key)
+                    .and_then(|s| s.attach(sig))
+                    .map_err(bad)?;
+                (Some(evm::to_hex(&signed)), Some(id))
+            }
+            (PreparedContext::SolanaTransaction(_), _) => {
+                return Err(DomainError::internal(
+                    "a Solana transaction takes one Ed25519 signature",
+                ));
             }
             (PreparedContext::None | PreparedContext::BitcoinDer, _) => (None, None),
         };

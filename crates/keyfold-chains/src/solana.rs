@@ -1,6 +1,80 @@
-//! Solana: an address is the wallet's Ed25519 public key in base58.
+//! Solana: an address is the wallet's Ed25519 public key in base58; a `Transaction` signature
+//! request carries a serialized transaction (legacy or v0, wire format, signature slots
+//! zeroed or partly filled), the wallet signs the message bytes and its signature goes into
+//! the slot of its key among the required signers.
+//!
+//! Parsing and encoding are the Solana crates' (`solana-transaction` with its bincode wire
+//! format, `solana-message`); this module adds only the checks and the slot lookup.
+
+use bincode::Options as _;
+use solana_transaction::versioned::VersionedTransaction;
 
 use crate::error::{Error, Result};
+
+/// The largest transaction the network accepts (`PACKET_DATA_SIZE`: 1280 − 48 bytes).
+pub const MAX_TRANSACTION_BYTES: u64 = 1232;
+
+/// A parsed transaction that `public` must sign, and what it signs.
+#[derive(Debug)]
+pub struct SolanaSigning {
+    transaction: VersionedTransaction,
+    slot: usize,
+    /// The serialized message: the exact bytes the Ed25519 signature covers.
+    pub message: Vec<u8>,
+}
+
+fn wire() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+        .with_limit(MAX_TRANSACTION_BYTES)
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+}
+
+/// Parses a wire-format transaction and finds the wallet key among its required signers.
+pub fn prepare_transaction(bytes: &[u8], public: &[u8]) -> Result<SolanaSigning> {
+    let transaction: VersionedTransaction = wire()
+        .deserialize(bytes)
+        .map_err(|e| Error::invalid(format!("transaction is not a Solana transaction: {e}")))?;
+    transaction
+        .sanitize()
+        .map_err(|e| Error::invalid(format!("transaction is malformed: {e}")))?;
+    let required = usize::from(transaction.message.header().num_required_signatures);
+    let slot = transaction.message.static_account_keys()[..required]
+        .iter()
+        .position(|k| k.as_ref() == public)
+        .ok_or_else(|| {
+            Error::invalid("the transaction does not require this wallet's signature")
+        })?;
+    let message = transaction.message.serialize();
+    Ok(SolanaSigning {
+        transaction,
+        slot,
+        message,
+    })
+}
+
+impl SolanaSigning {
+    /// The transaction with `signature` in the wallet's slot, serialized, and its id (the
+    /// base58 first signature, which is what explorers and RPC call the transaction).
+    pub fn attach(mut self, signature: &[u8; 64]) -> Result<(Vec<u8>, String)> {
+        let slot = self
+            .transaction
+            .signatures
+            .get_mut(self.slot)
+            .ok_or_else(|| Error::Internal("signature slot out of range".into()))?;
+        *slot = solana_transaction::Signature::from(*signature);
+        let bytes = wire()
+            .serialize(&self.transaction)
+            .map_err(|e| Error::Internal(format!("encoding the transaction: {e}")))?;
+        let id = self
+            .transaction
+            .signatures
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        Ok((bytes, id))
+    }
+}
 
 /// The base58 address of a 32-byte Ed25519 public key.
 pub fn address(public: &[u8]) -> Result<String> {
@@ -29,5 +103,13 @@ mod tests {
             "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
         );
         assert!(address(&[1u8; 31]).unwrap_err().is_bad_input());
+    }
+
+    #[test]
+    fn malformed_transactions_are_bad_input() {
+        let key = [3u8; 32];
+        for bytes in [&[][..], &[1, 2][..], &[0u8; 2000][..]] {
+            assert!(prepare_transaction(bytes, &key).unwrap_err().is_bad_input());
+        }
     }
 }

@@ -450,6 +450,8 @@ pub enum PreparedContext {
     BitcoinDer,
     /// A PSBT (serialized) whose owned inputs the signatures go into, in `materials` order.
     BitcoinPsbt(Vec<u8>),
+    /// A Solana transaction (wire format) the wallet's signature goes into.
+    SolanaTransaction(Vec<u8>),
 }
 
 /// A finished signature in the API's terms.
