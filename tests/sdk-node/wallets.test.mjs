@@ -90,7 +90,9 @@ describe('wallets and signatures', () => {
     const cfg = path.join(dir, 'keyfold.toml');
     fs.writeFileSync(
       cfg,
-      `[networks.EthereumSepolia]\nrpc_url = "${anvil.url}"\nchain_id = 11155111\n[signing]\nready_wait_secs = 1\n`,
+      `[networks.EthereumSepolia]\nrpc_url = "${anvil.url}"\nchain_id = 11155111\n` +
+        // Base points at a port nobody listens on: its RPC is "down".
+        `[networks.Base]\nrpc_url = "http://127.0.0.1:9"\n[signing]\nready_wait_secs = 1\n`,
     );
     s = await startAndLogin({ signers: true, args: ['--config', cfg] });
     // Right after start-up the signers are still building ECDSA aux info (tens of seconds).
@@ -333,6 +335,33 @@ describe('wallets and signatures', () => {
       );
       assert.match(err.message, /transaction/i);
     }
+  });
+
+  test('GET /networks/fees: EIP-1559 levels from the chain (anvil); no endpoint is a 400, a dead one a 503', async () => {
+    const publicClient = createPublicClient({ chain: sepolia, transport: http(anvil.url) });
+    const fees = await s.client.networks.getFees({ query: { network: 'EthereumSepolia' } });
+    assert.equal(fees.kind, 'Eip1559');
+    assert.equal(fees.network, 'EthereumSepolia');
+    assert.equal(BigInt(fees.blockNumber), await publicClient.getBlockNumber());
+    const base = BigInt(fees.baseFeePerGas);
+    assert.ok(base > 0n);
+    const [slow, standard, fast] = [fees.slow, fees.standard, fees.fast].map((l) => ({
+      tip: BigInt(l.maxPriorityFeePerGas),
+      max: BigInt(l.maxFeePerGas),
+    }));
+    assert.ok(slow.tip <= standard.tip && standard.tip <= fast.tip);
+    for (const l of [slow, standard, fast]) assert.equal(l.max, 2n * base + l.tip);
+    // viem's own view of the next block's base fee agrees within one block's movement (12.5 %).
+    const { maxFeePerGas, maxPriorityFeePerGas } = await publicClient.estimateFeesPerGas();
+    const viemBase = (maxFeePerGas - maxPriorityFeePerGas) * 10n / 12n; // viem: 1.2 × base + tip
+    assert.ok(base * 8n <= viemBase * 9n && viemBase * 8n <= base * 9n, `${base} vs viem ${viemBase}`);
+
+    const noRpc = await expectDfnsError(() => s.client.networks.getFees({ query: { network: 'BaseSepolia' } }), 400);
+    assert.match(noRpc.message, /rpc_url/);
+    const down = await expectDfnsError(() => s.client.networks.getFees({ query: { network: 'Base' } }), 503);
+    assert.doesNotMatch(down.message, /127\.0\.0\.1/, 'the endpoint URL is never echoed');
+    await expectDfnsError(() => s.client.networks.getFees({ query: { network: 'Solana' } }), 400);
+    await expectDfnsError(() => s.client.networks.getFees({ query: { network: 'Nope' } }), 400);
   });
 
   test('a signer process killed (SIGKILL) in the middle of a signature: one signature per externalId, and the other two keep signing', async () => {

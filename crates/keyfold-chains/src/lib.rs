@@ -2,7 +2,8 @@
 //!
 //! Keyfold's signer cluster signs 32-byte digests and knows nothing of chains. Everything
 //! chain-specific between a Dfns API request and that digest lives here, as pure functions with
-//! no I/O: which networks exist and what key each needs ([`Network`]), how a public key becomes an
+//! no I/O (the one exception is [`rpc`], the JSON-RPC client behind the domain's `ChainRpc`
+//! port): which networks exist and what key each needs ([`Network`]), how a public key becomes an
 //! address, how a `Message`, `Eip712` or `Transaction` signature request becomes the digest to
 //! sign, and how the cluster's `(r, s)` becomes the `signature` and `signedData` of the response,
 //! checked against the wallet's address before it is returned.
@@ -34,6 +35,7 @@ pub mod bitcoin;
 mod error;
 pub mod evm;
 mod network;
+pub mod rpc;
 pub mod rules;
 pub mod solana;
 

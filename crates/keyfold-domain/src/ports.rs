@@ -582,3 +582,15 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     async fn record_request(&self, rec: &NodeRequestRecord) -> StoreResult<()>;
     async fn count_requests(&self, key_id: &str) -> StoreResult<i64>;
 }
+
+/// The chains themselves, through their RPC endpoints (`[networks.<Name>] rpc_url`).
+/// Implemented by `keyfold-chains`. A network with no endpoint is a 400 naming the setting; an
+/// endpoint that does not answer is a 503.
+#[async_trait]
+pub trait ChainRpc: Send + Sync + std::fmt::Debug {
+    /// Current fee estimates (slow / standard / fast) for `network`.
+    async fn fees(
+        &self,
+        network: &str,
+    ) -> Result<keyfold_types::networks::FeesResponse, crate::DomainError>;
+}

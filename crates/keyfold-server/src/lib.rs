@@ -63,6 +63,7 @@ use crate::state::Inner;
         (name = "users", description = "Users of the organization"),
         (name = "keys", description = "Threshold keys and their signatures"),
         (name = "wallets", description = "Keys bound to networks"),
+        (name = "networks", description = "What the chains say, through their configured RPC"),
         (name = "system", description = "Health and metadata"),
     )
 )]
@@ -165,6 +166,12 @@ impl Server {
                 },
             )
         });
+        let rpc = keyfold_chains::rpc::ChainRpcs::new(
+            config
+                .networks
+                .iter()
+                .map(|(name, n)| (name.clone(), n.rpc_url.clone())),
+        )?;
         let state = AppState::new(Inner {
             config,
             store,
@@ -174,6 +181,7 @@ impl Server {
             keys,
             cluster: signing.map(|sg| sg.cluster),
             outbox: tokio::sync::Notify::new(),
+            rpc: Arc::new(rpc),
         });
         let (router, openapi) = Self::routes(state.clone());
         Ok(Self {
@@ -190,6 +198,7 @@ impl Server {
                 .merge(routes::users::router())
                 .merge(routes::keys::router())
                 .merge(routes::wallets::router())
+                .merge(routes::networks::router())
                 .merge(routes::system::router())
                 .split_for_parts();
         if let Some(c) = openapi.components.as_mut() {

@@ -28,6 +28,8 @@ pub struct Inner {
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Wakes the outbox worker when a request queued mail.
     pub outbox: Notify,
+    /// The chains' RPC endpoints (`[networks.<Name>] rpc_url`).
+    pub rpc: std::sync::Arc<dyn keyfold_domain::ports::ChainRpc>,
 }
 
 impl AppState {

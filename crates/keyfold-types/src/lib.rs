@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod keys;
+pub mod networks;
 pub mod page;
 pub mod users;
 pub mod wallets;

@@ -37,6 +37,7 @@
 
 mod address;
 mod eip712;
+pub mod fees;
 mod message;
 mod signature;
 mod transaction;

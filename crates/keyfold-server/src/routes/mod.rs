@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod keys;
+pub mod networks;
 pub mod system;
 pub mod users;
 pub mod wallets;
