@@ -121,35 +121,54 @@ pub fn plan_psbt(
     let psbt = Psbt::deserialize(bytes)
         .map_err(|e| Error::invalid(format!("psbt is not a valid PSBT: {e}")))?;
     let tx = &psbt.unsigned_tx;
-    let spent: Vec<Option<TxOut>> = psbt
-        .inputs
-        .iter()
-        .zip(&tx.input)
-        .map(|(input, txin)| {
-            input.witness_utxo.clone().or_else(|| {
-                input.non_witness_utxo.as_ref().and_then(|prev| {
-                    (prev.compute_txid() == txin.previous_output.txid)
-                        .then(|| prev.output.get(txin.previous_output.vout as usize).cloned())
-                        .flatten()
-                })
-            })
-        })
-        .collect();
+    let mut spent: Vec<Option<TxOut>> = Vec::with_capacity(tx.input.len());
+    for (index, (input, txin)) in psbt.inputs.iter().zip(&tx.input).enumerate() {
+        let from_prev = input.non_witness_utxo.as_ref().and_then(|prev| {
+            (prev.compute_txid() == txin.previous_output.txid)
+                .then(|| prev.output.get(txin.previous_output.vout as usize).cloned())
+                .flatten()
+        });
+        // Two accounts of the same spent output must agree, or the amount we commit to is
+        // whichever the PSBT's author preferred.
+        if let (Some(w), Some(p)) = (&input.witness_utxo, &from_prev)
+            && w != p
+        {
+            return Err(Error::invalid(format!(
+                "input {index}: witness_utxo differs from the output in non_witness_utxo"
+            )));
+        }
+        spent.push(input.witness_utxo.clone().or(from_prev));
+    }
+    // A Taproot signature commits to every spent output; known once, for every input.
+    let all: Option<Vec<TxOut>> = spent.iter().cloned().collect();
     let secp = Secp256k1::verification_only();
     let key = public_key(public)?;
     let mut cache = SighashCache::new(tx);
     let mut plans = Vec::new();
     for (index, (input, utxo)) in psbt.inputs.iter().zip(&spent).enumerate() {
         let Some(utxo) = utxo else { continue };
+        if plans.len() == MAX_PSBT_INPUTS {
+            return Err(Error::invalid(format!(
+                "the PSBT asks for more than {MAX_PSBT_INPUTS} signatures from this wallet"
+            )));
+        }
         match scheme {
             KeyScheme::Ecdsa => {
                 let wpkh = CompressedPublicKey(key).wpubkey_hash();
                 if utxo.script_pubkey != ScriptBuf::new_p2wpkh(&wpkh) {
                     continue;
                 }
-                let sighash_type = input.ecdsa_hash_ty().map_err(|e| {
-                    Error::invalid(format!("input {index}: unsupported sighash type: {e}"))
-                })?;
+                // Only SIGHASH_ALL: with NONE or SINGLE the signature would not commit to the
+                // outputs, and whoever holds the PSBT could send these coins anywhere.
+                let sighash_type = input
+                    .ecdsa_hash_ty()
+                    .ok()
+                    .filter(|t| *t == EcdsaSighashType::All)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "input {index}: only SIGHASH_ALL is signed (the signature must commit to every output)"
+                        ))
+                    })?;
                 let mut preimage = Vec::new();
                 cache
                     .segwit_v0_encode_signing_data_to(
@@ -172,17 +191,22 @@ pub fn plan_psbt(
                 if utxo.script_pubkey != ScriptBuf::new_p2tr(&secp, internal, root) {
                     continue;
                 }
-                let all: Vec<TxOut> = spent.iter().flatten().cloned().collect();
-                if all.len() != spent.len() {
+                let Some(all) = all.as_deref() else {
                     return Err(Error::invalid(
-                        "a Taproot signature commits to every spent output: each input needs its witness_utxo",
+                        "a Taproot signature commits to every spent output: each input needs its witness_utxo (or non_witness_utxo)",
                     ));
-                }
-                let sighash_type = input.taproot_hash_ty().map_err(|e| {
-                    Error::invalid(format!("input {index}: unsupported sighash type: {e}"))
-                })?;
+                };
+                let sighash_type = input
+                    .taproot_hash_ty()
+                    .ok()
+                    .filter(|t| matches!(t, TapSighashType::Default | TapSighashType::All))
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "input {index}: only SIGHASH_DEFAULT or SIGHASH_ALL is signed (the signature must commit to every output)"
+                        ))
+                    })?;
                 let sighash = cache
-                    .taproot_key_spend_signature_hash(index, &Prevouts::All(&all), sighash_type)
+                    .taproot_key_spend_signature_hash(index, &Prevouts::All(all), sighash_type)
                     .map_err(|e| Error::invalid(format!("input {index}: {e}")))?;
                 plans.push(PsbtInputPlan::TaprootKey {
                     index,
@@ -200,12 +224,6 @@ pub fn plan_psbt(
         return Err(Error::invalid(
             "the PSBT has no input this wallet can sign (no spent output pays to its address)",
         ));
-    }
-    if plans.len() > MAX_PSBT_INPUTS {
-        return Err(Error::invalid(format!(
-            "the PSBT asks for {} signatures; at most {MAX_PSBT_INPUTS} per request",
-            plans.len()
-        )));
     }
     Ok((psbt, plans))
 }

@@ -21,6 +21,8 @@ use crate::{Family, Network};
 
 /// Per-call bound: a chain RPC that does not answer in this time counts as down.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest JSON-RPC answer read (the calls made here answer in kilobytes).
+pub const MAX_RPC_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// The configured RPC endpoints.
 #[derive(Clone)]
@@ -85,9 +87,20 @@ impl ChainRpcs {
         if !resp.status().is_success() {
             return Err(down(format!("answered HTTP {}", resp.status().as_u16())));
         }
-        let body: Value = resp
-            .json()
+        // A provider cannot make us buffer more than this, whatever it sends.
+        let mut resp = resp;
+        let mut raw = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
+            .map_err(|_| down("broke off its answer".into()))?
+        {
+            if raw.len() + chunk.len() > MAX_RPC_ANSWER_BYTES {
+                return Err(down("answered with an oversized body".into()));
+            }
+            raw.extend_from_slice(&chunk);
+        }
+        let body: Value = serde_json::from_slice(&raw)
             .map_err(|_| down("answered something that is not JSON-RPC".into()))?;
         if let Some(err) = body.get("error") {
             let msg = err

@@ -313,7 +313,7 @@ impl Networks for NetworkRules {
                 let Some(n) = net.filter(|n| n.family() == Family::Evm) else {
                     return Err(DomainError::invalid(match net {
                         Some(n) if n.family() == Family::Bitcoin => format!(
-                            "Transaction signatures on {n} are not supported yet (Hash is; Psbt comes next)"
+                            "Bitcoin wallets sign transactions as Psbt requests ({n}), not Transaction"
                         ),
                         _ => "Transaction signatures need a wallet on a chain network".to_string(),
                     }));
@@ -419,7 +419,7 @@ impl Networks for NetworkRules {
                 let (signed, id) = crate::solana::prepare_transaction(raw, &key.public_key)
                     .and_then(|s| s.attach(sig))
                     .map_err(bad)?;
-                (Some(evm::to_hex(&signed)), Some(id))
+                (Some(evm::to_hex(&signed)), id)
             }
             (PreparedContext::SolanaTransaction(_), _) => {
                 return Err(DomainError::internal(

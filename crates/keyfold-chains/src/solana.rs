@@ -55,8 +55,9 @@ pub fn prepare_transaction(bytes: &[u8], public: &[u8]) -> Result<SolanaSigning>
 
 impl SolanaSigning {
     /// The transaction with `signature` in the wallet's slot, serialized, and its id (the
-    /// base58 first signature, which is what explorers and RPC call the transaction).
-    pub fn attach(mut self, signature: &[u8; 64]) -> Result<(Vec<u8>, String)> {
+    /// base58 first signature, which is what explorers and RPC call the transaction) — `None`
+    /// while the fee payer's slot is still empty (the wallet is a co-signer).
+    pub fn attach(mut self, signature: &[u8; 64]) -> Result<(Vec<u8>, Option<String>)> {
         let slot = self
             .transaction
             .signatures
@@ -70,8 +71,8 @@ impl SolanaSigning {
             .transaction
             .signatures
             .first()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+            .filter(|s| s.as_ref().iter().any(|b| *b != 0))
+            .map(|s| s.to_string());
         Ok((bytes, id))
     }
 }

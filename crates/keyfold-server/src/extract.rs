@@ -48,9 +48,17 @@ async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // A client that waits for `100 Continue` has sent nothing yet: reading would invite the
+    // upload, so it gets the 413 straight away instead.
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let mut stream = req.into_body().into_data_stream();
     if declared.is_some_and(|n| n > max as u64) {
-        drain(stream, 0).await;
+        if !expects_continue {
+            drain(stream, 0).await;
+        }
         return Err(ApiError::PayloadTooLarge(max));
     }
     let mut buf = BytesMut::new();

@@ -603,6 +603,23 @@ async fn psbts_are_signed_input_by_input_and_pass_bitcoin_core_script_checks() {
             assert!(consensus_verify(&tampered, &spent, i, taproot).is_err());
         }
 
+        // SIGHASH_NONE on one of the wallet's inputs would let anyone redirect its coins: 400.
+        let (mut sneaky, _) = psbt_spending(&script);
+        sneaky.inputs[2].sighash_type = Some(if taproot {
+            bitcoin::psbt::PsbtSighashType::from(bitcoin::TapSighashType::None)
+        } else {
+            bitcoin::psbt::PsbtSighashType::from(bitcoin::EcdsaSighashType::None)
+        });
+        let err = sign_wallet(
+            &c,
+            id,
+            json!({"kind": "Psbt", "psbt": hex::encode(sneaky.serialize())}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.status(), Some(400), "{err}");
+        assert!(err.to_string().contains("input 2"), "{err}");
+
         // Nothing of this wallet's, or not a PSBT at all: 400.
         let other =
             bitcoin::ScriptBuf::new_p2wpkh(&bitcoin::hashes::Hash::from_byte_array([9; 20]));

@@ -75,8 +75,10 @@ pub fn from_fee_history(network: &str, history: &Value) -> Result<FeesResponse> 
     };
     Ok(FeesResponse::Eip1559 {
         network: network.to_string(),
-        block_number: u64::try_from(oldest + (blocks.max(1) as u128) - 1)
-            .map_err(|_| bad("a block number that fits 64 bits"))?,
+        block_number: oldest
+            .checked_add(blocks.max(1) as u128 - 1)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| bad("a block number that fits 64 bits"))?,
         slow: level(tips[0]),
         standard: level(tips[1]),
         fast: level(tips[2]),
