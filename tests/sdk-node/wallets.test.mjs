@@ -356,10 +356,11 @@ describe('wallets and signatures', () => {
     }));
     assert.ok(slow.tip <= standard.tip && standard.tip <= fast.tip);
     for (const l of [slow, standard, fast]) assert.equal(l.max, 2n * base + l.tip);
-    // viem's own view of the next block's base fee agrees within one block's movement (12.5 %).
+    // viem reads the latest block's base fee; ours is the next block's, which EIP-1559 keeps
+    // within 12.5 % of it (a little slack for viem's rounding of its 1.2 multiplier).
     const { maxFeePerGas, maxPriorityFeePerGas } = await publicClient.estimateFeesPerGas();
     const viemBase = (maxFeePerGas - maxPriorityFeePerGas) * 10n / 12n; // viem: 1.2 × base + tip
-    assert.ok(base * 8n <= viemBase * 9n && viemBase * 8n <= base * 9n, `${base} vs viem ${viemBase}`);
+    assert.ok(base * 100n >= viemBase * 87n && base * 100n <= viemBase * 113n, `${base} vs viem ${viemBase}`);
 
     const noRpc = await expectDfnsError(() => s.client.networks.getFees({ query: { network: 'BaseSepolia' } }), 400);
     assert.match(noRpc.message, /rpc_url/);
