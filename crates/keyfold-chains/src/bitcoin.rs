@@ -71,13 +71,18 @@ pub fn taproot_output_key(internal: &[u8; 32], merkle_root: Option<[u8; 32]>) ->
 
 /// `(r, s)` as a DER signature with low S (BIP-62/BIP-146: scripts reject high S), hex.
 pub fn der_signature(r: &[u8; 32], s: &[u8; 32]) -> Result<String> {
+    Ok(format!("0x{}", hex::encode(low_s(r, s)?.serialize_der())))
+}
+
+/// `(r, s)` as a secp256k1 signature with S normalized low, as Bitcoin requires.
+fn low_s(r: &[u8; 32], s: &[u8; 32]) -> Result<ecdsa::Signature> {
     let mut compact = [0u8; 64];
     compact[..32].copy_from_slice(r);
     compact[32..].copy_from_slice(s);
     let mut sig = ecdsa::Signature::from_compact(&compact)
         .map_err(|_| Error::Internal("the cluster returned an invalid ECDSA signature".into()))?;
     sig.normalize_s();
-    Ok(format!("0x{}", hex::encode(sig.serialize_der())))
+    Ok(sig)
 }
 
 /// The most inputs one PSBT request may ask the wallet to sign (each is a threshold signature).
@@ -267,12 +272,7 @@ pub fn attach_psbt_signatures(
                 },
                 InputSignature::Ecdsa { r, s },
             ) => {
-                let mut compact = [0u8; 64];
-                compact[..32].copy_from_slice(r);
-                compact[32..].copy_from_slice(s);
-                let mut signature =
-                    ecdsa::Signature::from_compact(&compact).map_err(|_| mismatch())?;
-                signature.normalize_s();
+                let signature = low_s(r, s)?;
                 psbt.inputs
                     .get_mut(*index)
                     .ok_or_else(mismatch)?
