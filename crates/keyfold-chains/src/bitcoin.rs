@@ -309,6 +309,75 @@ pub fn attach_psbt_signatures(
     Ok(psbt.serialize())
 }
 
+/// A PSBT signed by the wallet, finalized for broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalizedTransaction {
+    /// The network serialization (with witnesses), lower-case hex without prefix: what
+    /// `sendrawtransaction` takes.
+    pub raw_hex: String,
+    /// The txid (display order, hex).
+    pub txid: String,
+    /// Inputs minus outputs, in satoshis.
+    pub fee: u64,
+}
+
+/// Whether every input of `bytes` is one the wallet signs: a PSBT Keyfold is asked to
+/// broadcast must be complete once the wallet has signed.
+pub fn every_input_is_the_wallets(bytes: &[u8], scheme: KeyScheme, public: &[u8]) -> Result<()> {
+    let (psbt, plans) = plan_psbt(bytes, scheme, public)?;
+    if plans.len() != psbt.inputs.len() {
+        return Err(Error::invalid(format!(
+            "only {} of the PSBT's {} inputs are this wallet's: a PSBT broadcast by Keyfold must \
+             spend only the wallet's outputs (sign it with /signatures and combine it yourself)",
+            plans.len(),
+            psbt.inputs.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Moves each input's signature into its final witness (P2WPKH: `[signature, public key]`;
+/// P2TR key path: `[signature]`) and extracts the transaction. Refuses a transaction whose
+/// fee rate is absurd (the `bitcoin` crate's bound), which is almost always an amount typo.
+pub fn finalize_psbt(bytes: &[u8]) -> Result<FinalizedTransaction> {
+    let mut psbt = Psbt::deserialize(bytes)
+        .map_err(|e| Error::invalid(format!("psbt is not a valid PSBT: {e}")))?;
+    for (index, input) in psbt.inputs.iter_mut().enumerate() {
+        let mut witness = bitcoin::Witness::new();
+        if let Some(sig) = input.tap_key_sig.take() {
+            witness.push(sig.to_vec());
+        } else if let [(key, sig)] = input.partial_sigs.iter().collect::<Vec<_>>().as_slice() {
+            witness.push(sig.to_vec());
+            witness.push(key.to_bytes());
+        } else {
+            return Err(Error::invalid(format!(
+                "input {index} is not signed by the wallet; the PSBT cannot be finalized"
+            )));
+        }
+        input.final_script_witness = Some(witness);
+        input.partial_sigs.clear();
+        input.sighash_type = None;
+        input.bip32_derivation.clear();
+        input.tap_key_origins.clear();
+        input.tap_internal_key = None;
+        input.tap_merkle_root = None;
+        input.redeem_script = None;
+        input.witness_script = None;
+    }
+    let fee = psbt
+        .fee()
+        .map_err(|e| Error::invalid(format!("the PSBT's fee cannot be computed: {e}")))?
+        .to_sat();
+    let tx = psbt
+        .extract_tx()
+        .map_err(|e| Error::invalid(format!("refusing to broadcast: {e}")))?;
+    Ok(FinalizedTransaction {
+        raw_hex: bitcoin::consensus::encode::serialize_hex(&tx),
+        txid: tx.compute_txid().to_string(),
+        fee,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -20,8 +20,8 @@ use std::str::FromStr;
 use keyfold_domain::DomainError;
 use keyfold_domain::model::Key;
 use keyfold_domain::ports::{
-    ClusterSignature, CompletedSignature, Hasher, Networks, PreparedContext, PreparedSignature,
-    SignMaterial,
+    BroadcastForm, ClusterSignature, CompletedSignature, Hasher, Networks, PreparedContext,
+    PreparedSignature, SignMaterial,
 };
 use keyfold_types::keys::{KeyCurve, KeyScheme, SignatureComponents, SignatureKind};
 
@@ -433,6 +433,81 @@ impl Networks for NetworkRules {
             signed_data,
             tx_hash,
         })
+    }
+
+    fn check_broadcastable(
+        &self,
+        network: &str,
+        key: &Key,
+        kind: &SignatureKind,
+    ) -> Result<(), DomainError> {
+        let n = self.network(network)?;
+        match (n.family(), kind) {
+            (Family::Evm, SignatureKind::Transaction { .. }) => Ok(()),
+            (Family::Bitcoin, SignatureKind::Psbt { psbt }) => {
+                let raw = hex_bytes("psbt", psbt)?;
+                crate::bitcoin::every_input_is_the_wallets(
+                    &raw,
+                    chain_scheme(key)?,
+                    &key.public_key,
+                )
+                .map_err(bad)
+            }
+            (Family::Solana, SignatureKind::Transaction { transaction }) => {
+                let hex_tx = transaction.as_str().ok_or_else(|| {
+                    DomainError::invalid("transaction must be a hex string for Solana networks")
+                })?;
+                let raw = hex_bytes("transaction", hex_tx)?;
+                let signing =
+                    crate::solana::prepare_transaction(&raw, &key.public_key).map_err(bad)?;
+                if signing.only_the_wallet_is_missing() {
+                    Ok(())
+                } else {
+                    Err(DomainError::invalid(
+                        "the transaction still needs other signers' signatures; sign it with \
+                         /signatures and broadcast it yourself once complete",
+                    ))
+                }
+            }
+            (Family::Bitcoin, _) => Err(DomainError::invalid(format!(
+                "{n} transactions are broadcast as kind Psbt"
+            ))),
+            (Family::Evm | Family::Solana, _) => Err(DomainError::invalid(format!(
+                "{n} transactions are broadcast as kind Transaction"
+            ))),
+            (Family::Key, _) => Err(DomainError::invalid(format!(
+                "{n} is a raw key: there is no chain to broadcast to"
+            ))),
+        }
+    }
+
+    fn broadcast_form(
+        &self,
+        network: &str,
+        signed_data: &str,
+        tx_hash: Option<&str>,
+    ) -> Result<BroadcastForm, DomainError> {
+        let n = self.network(network)?;
+        let missing = || DomainError::internal("a signed transaction without its id");
+        match n.family() {
+            Family::Bitcoin => {
+                let f =
+                    crate::bitcoin::finalize_psbt(&hex_bytes("psbt", signed_data)?).map_err(bad)?;
+                Ok(BroadcastForm {
+                    raw: f.raw_hex,
+                    tx_hash: f.txid,
+                    fee: Some(f.fee.to_string()),
+                })
+            }
+            Family::Evm | Family::Solana => Ok(BroadcastForm {
+                raw: signed_data.to_string(),
+                tx_hash: tx_hash.ok_or_else(missing)?.to_string(),
+                fee: None,
+            }),
+            Family::Key => Err(DomainError::invalid(format!(
+                "{n} is a raw key: there is no chain to broadcast to"
+            ))),
+        }
     }
 }
 

@@ -54,6 +54,18 @@ pub fn prepare_transaction(bytes: &[u8], public: &[u8]) -> Result<SolanaSigning>
 }
 
 impl SolanaSigning {
+    /// Whether every required signature other than the wallet's is already present, so the
+    /// transaction is complete once the wallet signs.
+    pub fn only_the_wallet_is_missing(&self) -> bool {
+        let required = usize::from(self.transaction.message.header().num_required_signatures);
+        self.transaction
+            .signatures
+            .iter()
+            .take(required)
+            .enumerate()
+            .all(|(i, s)| i == self.slot || s.as_ref().iter().any(|b| *b != 0))
+    }
+
     /// The transaction with `signature` in the wallet's slot, serialized, and its id (the
     /// base58 first signature, which is what explorers and RPC call the transaction) — `None`
     /// while the fee payer's slot is still empty (the wallet is a co-signer).

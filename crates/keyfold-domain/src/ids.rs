@@ -26,6 +26,8 @@ pub enum IdKind {
     Signature,
     Presignature,
     Session,
+    Transfer,
+    Transaction,
 }
 
 impl IdKind {
@@ -47,6 +49,8 @@ impl IdKind {
             Self::Wallet => "wa",
             Self::Signature => "sig",
             Self::Presignature => "ps",
+            Self::Transfer => "xfr",
+            Self::Transaction => "tx",
             Self::Session => "ss",
         }
     }

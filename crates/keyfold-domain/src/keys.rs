@@ -27,7 +27,7 @@ use crate::ids::{IdKind, looks_like, new_id};
 use crate::model::{Key, LifecycleStatus, SignatureRecord, Wallet};
 use crate::page::{Page, PageRequest};
 use crate::ports::{
-    ActionEvidence, CompletedSignature, Networks, PreparedSignature, SignerCluster, Store,
+    ActionEvidence, ChainRpc, CompletedSignature, Networks, PreparedSignature, SignerCluster, Store,
 };
 use crate::time::{Clock, Timestamp};
 use crate::validate;
@@ -46,10 +46,11 @@ pub struct KeySettings {
 /// The key, wallet and signature use cases.
 #[derive(Debug, Clone)]
 pub struct KeyService {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     cluster: Arc<dyn SignerCluster>,
-    networks: Arc<dyn Networks>,
-    clock: Arc<dyn Clock>,
+    pub(crate) networks: Arc<dyn Networks>,
+    pub(crate) rpc: Arc<dyn ChainRpc>,
+    pub(crate) clock: Arc<dyn Clock>,
     settings: KeySettings,
 }
 
@@ -62,6 +63,7 @@ impl KeyService {
         store: Arc<dyn Store>,
         cluster: Arc<dyn SignerCluster>,
         networks: Arc<dyn Networks>,
+        rpc: Arc<dyn ChainRpc>,
         clock: Arc<dyn Clock>,
         settings: KeySettings,
     ) -> Self {
@@ -69,6 +71,7 @@ impl KeyService {
             store,
             cluster,
             networks,
+            rpc,
             clock,
             settings,
         }
@@ -658,7 +661,7 @@ impl KeyService {
 
     /// Every prepared material through the cluster, in order, then the network's finishing.
     /// One failure fails the request: a PSBT is signed whole or not at all.
-    async fn sign_all(
+    pub(crate) async fn sign_all(
         &self,
         key: &Key,
         prepared: &PreparedSignature,
@@ -737,7 +740,11 @@ impl KeyService {
         Ok(k)
     }
 
-    async fn visible_wallet(&self, org_id: &str, wallet_id: &str) -> Result<(Wallet, Key)> {
+    pub(crate) async fn visible_wallet(
+        &self,
+        org_id: &str,
+        wallet_id: &str,
+    ) -> Result<(Wallet, Key)> {
         if !looks_like(IdKind::Wallet, wallet_id) {
             return Err(wallet_not_found(wallet_id));
         }
@@ -760,7 +767,11 @@ impl KeyService {
         Ok((w, k))
     }
 
-    async fn active_wallet(&self, org_id: &str, wallet_id: &str) -> Result<(Wallet, Key)> {
+    pub(crate) async fn active_wallet(
+        &self,
+        org_id: &str,
+        wallet_id: &str,
+    ) -> Result<(Wallet, Key)> {
         let (w, k) = self.visible_wallet(org_id, wallet_id).await?;
         if w.status != LifecycleStatus::Active || k.status != LifecycleStatus::Active {
             return Err(DomainError::invalid(format!(
@@ -846,7 +857,7 @@ fn key_replay(existing: Key, scheme: KeyScheme, curve: KeyCurve) -> Result<KeyRe
     }
 }
 
-fn optional_text(field: &str, v: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn optional_text(field: &str, v: Option<&str>) -> Result<Option<String>> {
     v.map(|s| validate::required_text(field, s, limits::EXTERNAL_ID_MAX))
         .transpose()
 }
@@ -865,7 +876,7 @@ fn validate_tags(tags: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn iso(t: Option<Timestamp>) -> Option<String> {
+pub(crate) fn iso(t: Option<Timestamp>) -> Option<String> {
     t.map(Timestamp::to_iso)
 }
 

@@ -16,6 +16,7 @@ pub mod page;
 pub mod ports;
 pub mod secrets;
 pub mod time;
+pub mod transfers;
 pub mod users;
 pub mod validate;
 

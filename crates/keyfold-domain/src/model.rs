@@ -479,3 +479,71 @@ pub struct SignatureRecord {
     pub created_at: Timestamp,
     pub signed_at: Option<Timestamp>,
 }
+
+/// Which API resource a chain request was made through: `/transfers` (Keyfold builds the
+/// transaction) or `/transactions` (the caller built it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferResource {
+    Transfer,
+    Transaction,
+}
+
+impl TransferResource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transfer => "transfer",
+            Self::Transaction => "transaction",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "transfer" => Some(Self::Transfer),
+            "transaction" => Some(Self::Transaction),
+            _ => None,
+        }
+    }
+}
+
+/// A transfer or broadcast transaction: written before anything is built, updated as it is
+/// signed, broadcast and confirmed. The signed transaction is stored before it is broadcast,
+/// so a crash in between is resumed by re-sending the very same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRecord {
+    pub id: String,
+    pub org_id: String,
+    pub wallet_id: String,
+    pub network: String,
+    pub resource: TransferResource,
+    pub requester_id: String,
+    pub token_id: Option<String>,
+    /// `Native`, `Erc20`, `Transaction`, `Psbt`.
+    pub kind: String,
+    /// The request body as JSON text.
+    pub request_body: String,
+    pub status: keyfold_types::transfers::TransferStatus,
+    pub reason: Option<String>,
+    /// The token contract of an `Erc20` transfer.
+    pub contract: Option<String>,
+    /// The recipient and amount, for history.
+    pub recipient: Option<String>,
+    pub amount: Option<String>,
+    /// The nonce this request holds (EVM transfers), once allocated.
+    pub nonce: Option<i64>,
+    /// What was signed (nonce, gas, fees) as JSON text.
+    pub details: Option<String>,
+    pub signed_tx: Option<String>,
+    pub tx_hash: Option<String>,
+    pub fee: Option<String>,
+    pub block_number: Option<i64>,
+    /// The including block's timestamp.
+    pub block_time: Option<Timestamp>,
+    pub external_id: Option<String>,
+    pub user_action_id: Option<String>,
+    pub created_at: Timestamp,
+    pub broadcast_at: Option<Timestamp>,
+    pub confirmed_at: Option<Timestamp>,
+    /// Until when one sender (the request, or one tracker pass) holds the right to send the
+    /// signed bytes of an `Executing` row: two copies are never in flight at once, so a
+    /// refusal is the only answer there is.
+    pub send_lease_until: Option<Timestamp>,
+}

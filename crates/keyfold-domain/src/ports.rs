@@ -205,6 +205,7 @@ pub trait Store:
     + WalletStore
     + SignatureStore
     + PresignatureStore
+    + TransferStore
     + std::fmt::Debug
     + Send
     + Sync
@@ -226,6 +227,7 @@ impl<T> Store for T where
         + WalletStore
         + SignatureStore
         + PresignatureStore
+        + TransferStore
         + std::fmt::Debug
         + Send
         + Sync
@@ -498,6 +500,32 @@ pub trait Networks: Send + Sync + std::fmt::Debug {
         key: &Key,
         signatures: &[ClusterSignature],
     ) -> Result<CompletedSignature, crate::DomainError>;
+    /// Refuses (400), before anything is signed, a transaction Keyfold could sign but not send
+    /// on its own: one that still needs other parties' signatures, or a kind the network does
+    /// not broadcast.
+    fn check_broadcastable(
+        &self,
+        network: &str,
+        key: &Key,
+        kind: &keyfold_types::keys::SignatureKind,
+    ) -> Result<(), crate::DomainError>;
+    /// What to send and how the chain will name it, from a completed signature's signed
+    /// artefact: the wire bytes for the RPC, the transaction id, and the fee when it is
+    /// known before broadcast (Bitcoin: inputs minus outputs).
+    fn broadcast_form(
+        &self,
+        network: &str,
+        signed_data: &str,
+        tx_hash: Option<&str>,
+    ) -> Result<BroadcastForm, crate::DomainError>;
+}
+
+/// A signed transaction as it is sent (see [`Networks::broadcast_form`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastForm {
+    pub raw: String,
+    pub tx_hash: String,
+    pub fee: Option<String>,
 }
 
 /// An ECDSA presignature the signers hold: only its public part and who holds it are here.
@@ -583,6 +611,126 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     async fn count_requests(&self, key_id: &str) -> StoreResult<i64>;
 }
 
+// ------------------------------------------------------------------------------------------
+// Transfers and the chains' RPC
+// ------------------------------------------------------------------------------------------
+
+use crate::model::{TransferRecord, TransferResource};
+use keyfold_types::transfers::{Asset, AssetMetadata, TransferPriority, TransferStatus};
+
+/// Transfers and broadcast transactions, and the per-wallet nonce allocator.
+#[async_trait]
+pub trait TransferStore: Send + Sync {
+    /// Conflict when the wallet already has a request of this resource with the `externalId`.
+    async fn insert_transfer(&self, t: &TransferRecord) -> StoreResult<()>;
+    async fn get_transfer(&self, org_id: &str, id: &str) -> StoreResult<Option<TransferRecord>>;
+    async fn find_transfer_by_external_id(
+        &self,
+        wallet_id: &str,
+        resource: TransferResource,
+        external_id: &str,
+    ) -> StoreResult<Option<TransferRecord>>;
+    /// Newest first; `confirmed_only` for the wallet's history.
+    async fn list_transfers(
+        &self,
+        org_id: &str,
+        wallet_id: &str,
+        resource: Option<TransferResource>,
+        confirmed_only: bool,
+        page: &PageRequest,
+    ) -> StoreResult<Page<TransferRecord>>;
+    /// Writes the mutable fields of `t` if the row is still in `expected`; false otherwise
+    /// (someone else moved it on: the caller must not act on its stale view).
+    async fn update_transfer(
+        &self,
+        t: &TransferRecord,
+        expected: TransferStatus,
+    ) -> StoreResult<bool>;
+    /// Takes the right to send the stored bytes of an `Executing` row until `until`, if
+    /// nobody holds it at `now`. False when the row moved on or another sender holds it.
+    async fn claim_send(&self, id: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool>;
+    /// Requests still in flight (Executing or Broadcasted), oldest first.
+    async fn unsettled_transfers(&self, limit: i64) -> StoreResult<Vec<TransferRecord>>;
+    /// The next nonce for `wallet_id` and records it on the transfer, in one transaction: the
+    /// lowest released nonce not below `chain_next` if there is one, else the wallet's counter
+    /// (raised to `chain_next` first). Concurrent callers never get the same nonce.
+    async fn allocate_nonce(
+        &self,
+        transfer_id: &str,
+        wallet_id: &str,
+        chain_next: i64,
+    ) -> StoreResult<i64>;
+    /// A nonce that was never broadcast goes back to the wallet, for the next transfer.
+    async fn release_nonce(&self, wallet_id: &str, nonce: i64) -> StoreResult<()>;
+    /// The token contracts the wallet has sent through Keyfold.
+    async fn transfer_contracts(&self, wallet_id: &str) -> StoreResult<Vec<String>>;
+}
+
+/// What a transfer moves, as the caller asked (validated by the chain adapter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferIntent {
+    Native {
+        to: String,
+        amount: String,
+    },
+    Erc20 {
+        contract: String,
+        to: String,
+        amount: String,
+    },
+}
+
+/// A transfer made concrete by the chain: everything but the nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferPlan {
+    pub chain_id: u64,
+    /// The sender's next nonce as the chain sees it (pending transactions included).
+    pub chain_nonce: u64,
+    /// The transaction's `to` (the token contract for ERC-20) and `value`.
+    pub tx_to: String,
+    pub tx_value: String,
+    /// Call data, hex.
+    pub data: String,
+    pub gas_limit: u64,
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: u128,
+    /// The checksummed recipient and contract, for the record.
+    pub recipient: String,
+    pub contract: Option<String>,
+    pub asset: AssetMetadata,
+}
+
+/// What the chain said to a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BroadcastOutcome {
+    /// In the node's pool (or already there, or already mined).
+    Accepted,
+    /// Refused for good. `nonce_used`: the nonce is taken on chain by another transaction.
+    Rejected { reason: String, nonce_used: bool },
+}
+
+/// Where a broadcast transaction stands on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainTxStatus {
+    /// Known to the node, not yet in a block.
+    Pending,
+    /// Unknown to the node (dropped, or never arrived): send it again.
+    Unknown,
+    /// Included and executed. `block_number` is the block height (the slot on Solana);
+    /// `fee` is what the chain charged, when the node reports it.
+    Confirmed {
+        block_number: u64,
+        /// The block's timestamp (ms), when the node gave it.
+        block_time: Option<i64>,
+        fee: Option<String>,
+    },
+    Reverted {
+        block_number: u64,
+        block_time: Option<i64>,
+        fee: Option<String>,
+    },
+}
+
 /// The chains themselves, through their RPC endpoints (`[networks.<Name>] rpc_url`).
 /// Implemented by `keyfold-chains`. A network with no endpoint is a 400 naming the setting; an
 /// endpoint that does not answer is a 503.
@@ -593,4 +741,49 @@ pub trait ChainRpc: Send + Sync + std::fmt::Debug {
         &self,
         network: &str,
     ) -> Result<keyfold_types::networks::FeesResponse, crate::DomainError>;
+
+    /// Validates the intent and prices it: gas, fees for `priority`, the chain's nonce. A
+    /// sender who cannot pay (value + gas × max fee, or the token amount) is a 400 here,
+    /// before anything is signed.
+    async fn plan_transfer(
+        &self,
+        network: &str,
+        from: &str,
+        intent: &TransferIntent,
+        priority: TransferPriority,
+    ) -> Result<TransferPlan, crate::DomainError>;
+
+    /// The unsigned transaction (hex) of `plan` with `nonce`, as the `Transaction` signature
+    /// kind takes it.
+    fn build_transfer(
+        &self,
+        network: &str,
+        plan: &TransferPlan,
+        nonce: u64,
+    ) -> Result<String, crate::DomainError>;
+
+    /// Sends a signed transaction. `Err(Unavailable)` when the endpoint cannot be reached
+    /// (the caller keeps the bytes and tries again).
+    async fn broadcast(
+        &self,
+        network: &str,
+        signed_tx: &str,
+    ) -> Result<BroadcastOutcome, crate::DomainError>;
+
+    async fn transaction_status(
+        &self,
+        network: &str,
+        tx_hash: &str,
+    ) -> Result<ChainTxStatus, crate::DomainError>;
+
+    /// The native coin's symbol and decimals on `network`.
+    fn native_asset(&self, network: &str) -> Result<AssetMetadata, crate::DomainError>;
+
+    /// Live balances: the native coin, then each token contract.
+    async fn balances(
+        &self,
+        network: &str,
+        address: &str,
+        contracts: &[String],
+    ) -> Result<Vec<Asset>, crate::DomainError>;
 }

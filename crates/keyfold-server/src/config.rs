@@ -50,6 +50,27 @@ pub struct Config {
     pub networks: BTreeMap<String, NetworkConfig>,
     /// `[signing]`: the signer cluster this API coordinates.
     pub signing: SigningConfig,
+    /// `[transfers]`: the background tracker of broadcast transactions.
+    pub transfers: TransfersConfig,
+}
+
+/// How the API follows the transactions it broadcast.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransfersConfig {
+    /// Pause between passes of the tracker (receipts, re-broadcasts, abandoned requests).
+    pub tracker_interval_ms: u64,
+    /// Requests looked at per pass.
+    pub tracker_batch: i64,
+}
+
+impl Default for TransfersConfig {
+    fn default() -> Self {
+        Self {
+            tracker_interval_ms: 2_000,
+            tracker_batch: 200,
+        }
+    }
 }
 
 /// The signer cluster, as the API sees it.

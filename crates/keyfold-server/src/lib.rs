@@ -155,23 +155,26 @@ impl Server {
                 public_url: config.public_url(),
             },
         );
+        let rpc = keyfold_chains::rpc::ChainRpcs::new(
+            config
+                .networks
+                .iter()
+                .map(|(name, n)| (name.clone(), n.rpc_url.clone())),
+            config.chain_ids(),
+        )?;
+        let rpc: Arc<dyn keyfold_domain::ports::ChainRpc> = Arc::new(rpc);
         let keys = signing.as_ref().map(|sg| {
             keyfold_domain::keys::KeyService::new(
                 store.clone(),
                 sg.cluster.clone() as Arc<dyn keyfold_domain::ports::SignerCluster>,
                 sg.networks.clone(),
+                rpc.clone(),
                 clock.clone(),
                 keyfold_domain::keys::KeySettings {
                     ready_wait: sg.ready_wait,
                 },
             )
         });
-        let rpc = keyfold_chains::rpc::ChainRpcs::new(
-            config
-                .networks
-                .iter()
-                .map(|(name, n)| (name.clone(), n.rpc_url.clone())),
-        )?;
         let state = AppState::new(Inner {
             config,
             store,
@@ -181,7 +184,7 @@ impl Server {
             keys,
             cluster: signing.map(|sg| sg.cluster),
             outbox: tokio::sync::Notify::new(),
-            rpc: Arc::new(rpc),
+            rpc,
         });
         let (router, openapi) = Self::routes(state.clone());
         Ok(Self {
@@ -198,6 +201,7 @@ impl Server {
                 .merge(routes::users::router())
                 .merge(routes::keys::router())
                 .merge(routes::wallets::router())
+                .merge(routes::transfers::router())
                 .merge(routes::networks::router())
                 .merge(routes::system::router())
                 .split_for_parts();
@@ -276,8 +280,9 @@ impl Server {
         if self.state.keys.is_some() {
             background.push(tokio::spawn(recover_interrupted(
                 self.state.clone(),
-                stop_rx,
+                stop_rx.clone(),
             )));
+            background.push(tokio::spawn(track_transfers(self.state.clone(), stop_rx)));
         }
         let result = axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
@@ -307,6 +312,25 @@ async fn recover_interrupted(state: AppState, mut shutdown: watch::Receiver<bool
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Follows broadcast transactions to confirmation, re-sends stored bytes nobody has seen, and
+/// fails requests abandoned before signing (see `keyfold_domain::transfers`). Rows live in
+/// the database, so a restarted API picks up where the last one stopped.
+async fn track_transfers(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(state.config.transfers.tracker_interval_ms.max(10));
+    let batch = state.config.transfers.tracker_batch.max(1);
+    loop {
+        if let Some(keys) = &state.keys
+            && let Err(e) = keys.track_transfers(batch).await
+        {
+            tracing::warn!(error = %e, "transfer tracking pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -632,3 +632,148 @@ async fn psbts_are_signed_input_by_input_and_pass_bitcoin_core_script_checks() {
         }
     }
 }
+
+/// A **fake** Bitcoin Core JSON-RPC endpoint (no Bitcoin node can run here): it keeps every
+/// transaction sent with `sendrawtransaction` and reports them confirmed in block 201. What
+/// Keyfold sent is then checked by Bitcoin Core's own script interpreter (libbitcoinconsensus).
+async fn fake_bitcoin_core() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::Json;
+    use axum::extract::State;
+    type Sent = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+    async fn rpc(State(sent): State<Sent>, Json(req): Json<Value>) -> Json<Value> {
+        let p = &req["params"];
+        let result = match req["method"].as_str().unwrap_or_default() {
+            "sendrawtransaction" => {
+                let raw = p[0].as_str().unwrap().to_string();
+                let tx: bitcoin::Transaction =
+                    bitcoin::consensus::encode::deserialize(&hex::decode(&raw).unwrap()).unwrap();
+                sent.lock().unwrap().push(raw);
+                json!(tx.compute_txid().to_string())
+            }
+            "getrawtransaction" => {
+                json!({"txid": p[0], "blockhash": "00ab", "confirmations": 1, "blocktime": 1_700_000_000})
+            }
+            "getblockheader" => json!({"hash": "00ab", "height": 201}),
+            other => {
+                return Json(
+                    json!({"id": req["id"], "error": {"code": -32601, "message": format!("no {other}")}}),
+                );
+            }
+        };
+        Json(json!({"jsonrpc": "2.0", "id": req["id"], "result": result}))
+    }
+    let sent: Sent = Default::default();
+    let app = axum::Router::new()
+        .route("/", axum::routing::post(rpc))
+        .with_state(sent.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, sent)
+}
+
+/// `POST /wallets/{id}/transactions` with a PSBT: signed, finalized (witnesses in place) and
+/// sent; the bytes the (fake) node received pass Bitcoin Core's script checks on every input,
+/// the txid and fee are the transaction's, and the tracker confirms it. A PSBT with a foreign
+/// input cannot be completed by the wallet alone: 400, nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psbts_broadcast_through_transactions_are_final_and_valid() {
+    use std::str::FromStr;
+    let (url, sent) = fake_bitcoin_core().await;
+    let h = Harness::start_signing_with(Backend::Sqlite, 0, |cfg| {
+        cfg.networks.insert(
+            "BitcoinSignet".into(),
+            keyfold_server::config::NetworkConfig {
+                rpc_url: url.clone(),
+                chain_id: None,
+            },
+        );
+        cfg.transfers.tracker_interval_ms = 50;
+    })
+    .await;
+    let c = h.root().await;
+    for scheme in ["ECDSA", "Schnorr"] {
+        let w = create_wallet(
+            &c,
+            json!({"network": "BitcoinSignet", "signingKey": {"scheme": scheme, "curve": "secp256k1"}}),
+        )
+        .await;
+        let id = w["id"].as_str().unwrap();
+        let script = bitcoin::Address::from_str(w["address"].as_str().unwrap())
+            .unwrap()
+            .require_network(bitcoin::Network::Signet)
+            .unwrap()
+            .script_pubkey();
+
+        // A foreign input: refused before anything is signed or sent.
+        let (mixed, _) = psbt_spending(&script);
+        let before = sent.lock().unwrap().len();
+        let err = c
+            .signed::<Value, Value>(
+                HttpMethod::Post,
+                &format!("/wallets/{id}/transactions"),
+                Some(&json!({"kind": "Psbt", "psbt": hex::encode(mixed.serialize())})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(400), "{err}");
+        assert_eq!(sent.lock().unwrap().len(), before);
+
+        // Every input the wallet's.
+        let (mut psbt, mut spent) = psbt_spending(&script);
+        spent[1].script_pubkey = script.clone();
+        psbt.inputs[1].witness_utxo = Some(spent[1].clone());
+        let res: Value = c
+            .signed(
+                HttpMethod::Post,
+                &format!("/wallets/{id}/transactions"),
+                Some(&json!({"kind": "Psbt", "psbt": hex::encode(psbt.serialize()), "externalId": format!("psbt-{scheme}")})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res["status"], "Broadcasted", "{res}");
+        assert!(res["id"].as_str().unwrap().starts_with("tx-"), "{res}");
+        let raw = sent.lock().unwrap().last().cloned().unwrap();
+        let tx: bitcoin::Transaction =
+            bitcoin::consensus::encode::deserialize(&hex::decode(&raw).unwrap()).unwrap();
+        assert_eq!(res["txHash"], tx.compute_txid().to_string());
+        assert_eq!(res["fee"], "1000", "inputs 100 000 sat, output 99 000");
+        assert_eq!(tx.input.len(), 3);
+        for i in 0..3 {
+            consensus_verify(&tx, &spent, i, scheme == "Schnorr")
+                .unwrap_or_else(|e| panic!("{scheme} input {i}: {e:?}"));
+        }
+        let mut tampered = tx.clone();
+        tampered.output[0].value = bitcoin::Amount::from_sat(99_001);
+        assert!(consensus_verify(&tampered, &spent, 0, scheme == "Schnorr").is_err());
+
+        // A retry with the same externalId is the same transaction, not a second send.
+        let n = sent.lock().unwrap().len();
+        let again: Value = c
+            .signed(
+                HttpMethod::Post,
+                &format!("/wallets/{id}/transactions"),
+                Some(&json!({"kind": "Psbt", "psbt": hex::encode(psbt.serialize()), "externalId": format!("psbt-{scheme}")})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again["id"], res["id"]);
+        assert_eq!(sent.lock().unwrap().len(), n);
+
+        // The tracker asks the node and settles it.
+        let tx_id = res["id"].as_str().unwrap();
+        let mut got = Value::Null;
+        for _ in 0..200 {
+            got = c
+                .get(&format!("/wallets/{id}/transactions/{tx_id}"))
+                .await
+                .unwrap();
+            if got["status"] == "Confirmed" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(got["status"], "Confirmed", "{got}");
+        assert_eq!(got["fee"], "1000");
+    }
+}

@@ -21,6 +21,7 @@ mod rows;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transfers_sql;
 
 pub use node_sql::SqlNodeStore;
 

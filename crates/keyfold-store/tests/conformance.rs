@@ -53,6 +53,7 @@ conformance!(
     wallets_reserve_with_their_key_atomically,
     signatures_are_recorded_once_per_external_id,
     presignatures_are_handed_out_once,
+    transfers_and_their_nonces,
 );
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -1070,4 +1071,263 @@ async fn presignatures_are_handed_out_once(s: &dyn Store) {
         vec![2]
     );
     assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 0);
+}
+
+async fn transfers_and_their_nonces(s: &dyn Store) {
+    use keyfold_domain::ids::{IdKind, new_id};
+    use keyfold_types::keys::KeyScheme;
+    use keyfold_types::transfers::TransferStatus;
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let k = key(&b.org.id, &b.root.id, KeyScheme::Ecdsa, None, T0);
+    let w = Wallet {
+        id: new_id(IdKind::Wallet),
+        org_id: b.org.id.clone(),
+        key_id: k.id.clone(),
+        network: "EthereumSepolia".into(),
+        address: Some("0xabc".into()),
+        name: None,
+        status: LifecycleStatus::Creating,
+        external_id: None,
+        tags: vec![],
+        created_at: T0,
+        deleted_at: None,
+    };
+    s.insert_wallet(&w, Some(&k)).await.unwrap();
+    let rec = |resource: TransferResource, ext: Option<&str>, at: Timestamp| TransferRecord {
+        id: new_id(IdKind::Transfer),
+        org_id: b.org.id.clone(),
+        wallet_id: w.id.clone(),
+        network: w.network.clone(),
+        resource,
+        requester_id: b.root.id.clone(),
+        token_id: None,
+        kind: "Native".into(),
+        request_body: "{}".into(),
+        status: TransferStatus::Executing,
+        reason: None,
+        contract: None,
+        recipient: Some("0xdef".into()),
+        amount: Some("1".into()),
+        nonce: None,
+        details: None,
+        signed_tx: None,
+        tx_hash: None,
+        fee: None,
+        block_number: None,
+        block_time: None,
+        external_id: ext.map(str::to_string),
+        user_action_id: None,
+        created_at: at,
+        broadcast_at: None,
+        confirmed_at: None,
+        send_lease_until: None,
+    };
+
+    // One row per (wallet, resource, externalId), whoever races.
+    let results = join_all((0..5).map(|_| {
+        let r = rec(TransferResource::Transfer, Some("pay-1"), T0);
+        async move { s.insert_transfer(&r).await }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(StoreError::Conflict(_))))
+    );
+    // The same externalId on the other resource is another request.
+    s.insert_transfer(&rec(TransferResource::Transaction, Some("pay-1"), T0))
+        .await
+        .unwrap();
+    let first = s
+        .find_transfer_by_external_id(&w.id, TransferResource::Transfer, "pay-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.resource, TransferResource::Transfer);
+
+    // Twenty concurrent allocations: twenty distinct consecutive nonces from the chain's.
+    let many: Vec<TransferRecord> = (0..20)
+        .map(|i| rec(TransferResource::Transfer, None, T0.plus_secs(i + 1)))
+        .collect();
+    for r in &many {
+        s.insert_transfer(r).await.unwrap();
+    }
+    let wid = w.id.as_str();
+    let mut got: Vec<i64> = join_all(
+        many.iter()
+            .map(|r| async move { s.allocate_nonce(&r.id, wid, 5).await.unwrap() }),
+    )
+    .await;
+    got.sort_unstable();
+    assert_eq!(got, (5..25).collect::<Vec<i64>>());
+    let stored = s
+        .get_transfer(&b.org.id, &many[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.nonce.is_some(),
+        "the nonce is recorded on the transfer"
+    );
+
+    // Released nonces are handed out again, lowest first, before the counter moves on.
+    s.release_nonce(&w.id, 9).await.unwrap();
+    s.release_nonce(&w.id, 7).await.unwrap();
+    s.release_nonce(&w.id, 7).await.unwrap();
+    let t = &many[0].id;
+    assert_eq!(s.allocate_nonce(t, &w.id, 5).await.unwrap(), 7);
+    assert_eq!(s.allocate_nonce(t, &w.id, 5).await.unwrap(), 9);
+    assert_eq!(s.allocate_nonce(t, &w.id, 5).await.unwrap(), 25);
+    // A released nonce the chain has moved past is forgotten; the counter follows the chain.
+    s.release_nonce(&w.id, 12).await.unwrap();
+    assert_eq!(s.allocate_nonce(t, &w.id, 30).await.unwrap(), 30);
+    assert_eq!(s.allocate_nonce(t, &w.id, 20).await.unwrap(), 31);
+
+    // One sender at a time for stored bytes, and only while the row is Executing.
+    let mut leased = s
+        .get_transfer(&b.org.id, &many[2].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !s.claim_send(&leased.id, T0, T0.plus_secs(60))
+            .await
+            .unwrap(),
+        "nothing stored to send yet"
+    );
+    leased.signed_tx = Some("0x02aa".into());
+    assert!(
+        s.update_transfer(&leased, TransferStatus::Executing)
+            .await
+            .unwrap()
+    );
+    let claims = join_all((0..4).map(|_| s.claim_send(&leased.id, T0, T0.plus_secs(60)))).await;
+    assert_eq!(claims.iter().filter(|c| *c.as_ref().unwrap()).count(), 1);
+    assert!(
+        !s.claim_send(&leased.id, T0.plus_secs(59), T0.plus_secs(120))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.claim_send(&leased.id, T0.plus_secs(60), T0.plus_secs(120))
+            .await
+            .unwrap()
+    );
+    leased = s
+        .get_transfer(&b.org.id, &leased.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.send_lease_until, Some(T0.plus_secs(120)));
+    leased.status = TransferStatus::Failed;
+    assert!(
+        s.update_transfer(&leased, TransferStatus::Executing)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.claim_send(&leased.id, T0.plus_secs(500), T0.plus_secs(560))
+            .await
+            .unwrap(),
+        "a failed request is never sent"
+    );
+
+    // Moves are conditional on the status the caller saw.
+    let mut r = s
+        .get_transfer(&b.org.id, &many[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    r.status = TransferStatus::Broadcasted;
+    r.signed_tx = Some("0x02".into());
+    r.tx_hash = Some("0xhash".into());
+    r.contract = Some("0xtoken".into());
+    r.broadcast_at = Some(T0.plus_secs(50));
+    assert!(
+        !s.update_transfer(&r, TransferStatus::Broadcasted)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.update_transfer(&r, TransferStatus::Executing)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.update_transfer(&r, TransferStatus::Executing)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.get_transfer(&b.org.id, &r.id).await.unwrap().unwrap(), r);
+    assert_eq!(
+        s.transfer_contracts(&w.id).await.unwrap(),
+        vec!["0xtoken".to_string()]
+    );
+    r.status = TransferStatus::Confirmed;
+    r.block_number = Some(7);
+    r.block_time = Some(T0.plus_secs(60));
+    r.fee = Some("21000".into());
+    assert!(
+        s.update_transfer(&r, TransferStatus::Broadcasted)
+            .await
+            .unwrap()
+    );
+
+    // In flight: everything but the confirmed and the failed one, oldest first.
+    let unsettled = s.unsettled_transfers(100).await.unwrap();
+    assert_eq!(unsettled.len(), 22 - 2);
+    assert!(unsettled.iter().all(|u| u.id != r.id));
+    assert!(
+        unsettled
+            .windows(2)
+            .all(|p| p[0].created_at <= p[1].created_at)
+    );
+
+    // Lists: per resource, newest first, paged; history is the confirmed ones only.
+    let mut seen = vec![];
+    let mut page = PageRequest {
+        limit: 7,
+        after: None,
+    };
+    loop {
+        let p = s
+            .list_transfers(
+                &b.org.id,
+                &w.id,
+                Some(TransferResource::Transfer),
+                false,
+                &page,
+            )
+            .await
+            .unwrap();
+        seen.extend(p.items.iter().map(|t| (t.created_at, t.id.clone())));
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 21);
+    assert!(
+        seen.windows(2).all(|p| p[0] > p[1]),
+        "newest first, no repeats"
+    );
+    let confirmed = s
+        .list_transfers(
+            &b.org.id,
+            &w.id,
+            None,
+            true,
+            &PageRequest {
+                limit: 50,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(confirmed.items.len(), 1);
+    assert_eq!(confirmed.items[0].id, r.id);
+    // Another organization sees nothing.
+    assert!(s.get_transfer("or-other", &r.id).await.unwrap().is_none());
 }

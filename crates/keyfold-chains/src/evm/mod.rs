@@ -41,6 +41,7 @@ pub mod fees;
 mod message;
 mod signature;
 mod transaction;
+pub mod transfer;
 
 pub use address::{address_from_public_key, checksum, parse_address};
 pub use eip712::{eip712_digest, eip712_preimage};

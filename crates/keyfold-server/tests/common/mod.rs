@@ -55,6 +55,15 @@ impl Harness {
         Self::start_full(backend, |_| {}, Some(presignatures_per_key)).await
     }
 
+    /// [`Harness::start_signing`] with a configuration tweak (networks, tracker pace).
+    pub async fn start_signing_with(
+        backend: Backend,
+        presignatures_per_key: i64,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start_full(backend, tweak, Some(presignatures_per_key)).await
+    }
+
     async fn start_full(
         backend: Backend,
         tweak: impl FnOnce(&mut Config),

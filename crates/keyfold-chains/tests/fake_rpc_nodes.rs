@@ -1,0 +1,278 @@
+//! Broadcast and status against **fake** Bitcoin Core and Solana JSON-RPC nodes.
+//!
+//! No Bitcoin node or Solana validator can be installed here, so these tests stand up
+//! `FakeNode`, an HTTP server in the test that records every JSON-RPC call and answers with
+//! what the real node answers in each situation (shapes from Bitcoin Core's and Solana's RPC
+//! documentation). They check what `ChainRpcs` sends (method, parameters, encoding) and how
+//! it reads each answer. The transactions themselves are checked by the real consensus code
+//! elsewhere (`bitcoinconsensus` in keyfold-server's cluster test, LiteSVM in the Node suite).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use keyfold_chains::rpc::ChainRpcs;
+use keyfold_domain::DomainError;
+use keyfold_domain::ports::{BroadcastOutcome, ChainRpc, ChainTxStatus};
+use serde_json::{Value, json};
+
+type Answer = Arc<dyn Fn(&str, &Value) -> Result<Value, (i64, String)> + Send + Sync>;
+
+#[derive(Clone)]
+struct FakeNode {
+    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    answer: Arc<Mutex<Answer>>,
+    http_error: Arc<Mutex<bool>>,
+}
+
+async fn handle(State(node): State<FakeNode>, Json(req): Json<Value>) -> axum::response::Response {
+    let method = req["method"].as_str().unwrap_or_default().to_string();
+    let params = req["params"].clone();
+    node.calls
+        .lock()
+        .unwrap()
+        .push((method.clone(), params.clone()));
+    if *node.http_error.lock().unwrap() {
+        return (StatusCode::BAD_GATEWAY, "upstream down").into_response();
+    }
+    let answer = node.answer.lock().unwrap().clone();
+    let body = match answer(&method, &params) {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": req["id"], "result": result}),
+        Err((code, message)) => {
+            json!({"jsonrpc": "2.0", "id": req["id"], "error": {"code": code, "message": message}})
+        }
+    };
+    Json(body).into_response()
+}
+
+impl FakeNode {
+    async fn start() -> (Self, String) {
+        let node = FakeNode {
+            calls: Arc::default(),
+            answer: Arc::new(Mutex::new(Arc::new(|_: &str, _: &Value| Ok(Value::Null)))),
+            http_error: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/", axum::routing::post(handle))
+            .with_state(node.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (node, url)
+    }
+
+    fn answer(
+        &self,
+        f: impl Fn(&str, &Value) -> Result<Value, (i64, String)> + Send + Sync + 'static,
+    ) {
+        *self.answer.lock().unwrap() = Arc::new(f);
+        self.calls.lock().unwrap().clear();
+    }
+
+    fn calls(&self) -> Vec<(String, Value)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+fn rpc(network: &str, url: &str) -> ChainRpcs {
+    ChainRpcs::new([(network.to_string(), url.to_string())], []).unwrap()
+}
+
+#[tokio::test]
+async fn bitcoin_core_broadcast_and_status() {
+    let (node, url) = FakeNode::start().await;
+    let c = rpc("BitcoinSignet", &url);
+    let raw = "02000000000101aa";
+    let txid = "3f2b1e0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f";
+
+    // Accepted: the raw hex goes out as is, as the one parameter of sendrawtransaction.
+    node.answer(move |m, _| match m {
+        "sendrawtransaction" => Ok(json!(txid)),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    assert_eq!(
+        c.broadcast("BitcoinSignet", raw).await.unwrap(),
+        BroadcastOutcome::Accepted
+    );
+    assert_eq!(
+        node.calls(),
+        vec![("sendrawtransaction".into(), json!([raw]))]
+    );
+
+    // Sent before: Bitcoin Core says so, and that counts as accepted (a retry is harmless).
+    for msg in ["Transaction already in block chain", "txn-already-known"] {
+        node.answer(move |_, _| Err((-27, msg.into())));
+        assert_eq!(
+            c.broadcast("BitcoinSignet", raw).await.unwrap(),
+            BroadcastOutcome::Accepted,
+            "{msg}"
+        );
+    }
+    // Refused for good: the node's reason is kept.
+    node.answer(|_, _| Err((-25, "bad-txns-inputs-missingorspent".into())));
+    match c.broadcast("BitcoinSignet", raw).await.unwrap() {
+        BroadcastOutcome::Rejected { reason, nonce_used } => {
+            assert!(reason.contains("missingorspent"));
+            assert!(!nonce_used);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Endpoint down: a 503-class error that never names the URL.
+    *node.http_error.lock().unwrap() = true;
+    match c.broadcast("BitcoinSignet", raw).await {
+        Err(DomainError::Unavailable(msg)) => assert!(!msg.contains("127.0.0.1"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    *node.http_error.lock().unwrap() = false;
+
+    // Status: unknown (-5), in the mempool, then in block 201 (height from getblockheader).
+    node.answer(|_, _| Err((-5, "No such mempool or blockchain transaction".into())));
+    assert_eq!(
+        c.transaction_status("BitcoinSignet", txid).await.unwrap(),
+        ChainTxStatus::Unknown
+    );
+    node.answer(move |m, _| match m {
+        "getrawtransaction" => Ok(json!({"txid": txid, "hex": raw})),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    assert_eq!(
+        c.transaction_status("BitcoinSignet", txid).await.unwrap(),
+        ChainTxStatus::Pending
+    );
+    assert_eq!(
+        node.calls()[0],
+        ("getrawtransaction".into(), json!([txid, true]))
+    );
+    node.answer(move |m, p| match m {
+        "getrawtransaction" => Ok(json!({
+            "txid": txid, "blockhash": "00000000000000000001", "confirmations": 3,
+            "blocktime": 1_700_000_000
+        })),
+        "getblockheader" => {
+            assert_eq!(p, &json!(["00000000000000000001"]));
+            Ok(json!({"hash": "00000000000000000001", "height": 201}))
+        }
+        _ => Err((-32601, "Method not found".into())),
+    });
+    assert_eq!(
+        c.transaction_status("BitcoinSignet", txid).await.unwrap(),
+        ChainTxStatus::Confirmed {
+            block_number: 201,
+            block_time: Some(1_700_000_000_000),
+            fee: None
+        }
+    );
+}
+
+#[tokio::test]
+async fn solana_broadcast_and_status() {
+    use base64::Engine as _;
+    let (node, url) = FakeNode::start().await;
+    let c = rpc("SolanaDevnet", &url);
+    let signed_hex = "0x01020304";
+    let sig =
+        "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW";
+
+    node.answer(move |m, _| match m {
+        "sendTransaction" => Ok(json!(sig)),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    assert_eq!(
+        c.broadcast("SolanaDevnet", signed_hex).await.unwrap(),
+        BroadcastOutcome::Accepted
+    );
+    let (method, params) = node.calls()[0].clone();
+    assert_eq!(method, "sendTransaction");
+    assert_eq!(
+        params[0],
+        json!(base64::engine::general_purpose::STANDARD.encode([1u8, 2, 3, 4]))
+    );
+    assert_eq!(params[1]["encoding"], "base64");
+
+    node.answer(|_, _| {
+        Err((
+            -32002,
+            "Transaction simulation failed: This transaction has already been processed".into(),
+        ))
+    });
+    assert_eq!(
+        c.broadcast("SolanaDevnet", signed_hex).await.unwrap(),
+        BroadcastOutcome::Accepted
+    );
+    node.answer(|_, _| {
+        Err((
+            -32002,
+            "Transaction simulation failed: Blockhash not found".into(),
+        ))
+    });
+    assert!(matches!(
+        c.broadcast("SolanaDevnet", signed_hex).await.unwrap(),
+        BroadcastOutcome::Rejected {
+            nonce_used: false,
+            ..
+        }
+    ));
+
+    // Status through getSignatureStatuses (with history), fee from getTransaction.
+    let status = |v: Value| {
+        move |m: &str, p: &Value| match m {
+            "getSignatureStatuses" => {
+                assert_eq!(p[1]["searchTransactionHistory"], true);
+                Ok(json!({"context": {"slot": 99}, "value": [v.clone()]}))
+            }
+            "getTransaction" => Ok(
+                json!({"slot": 90, "blockTime": 1_700_000_001, "meta": {"fee": 5000, "err": null}}),
+            ),
+            _ => Err((-32601, "Method not found".into())),
+        }
+    };
+    node.answer(status(Value::Null));
+    assert_eq!(
+        c.transaction_status("SolanaDevnet", sig).await.unwrap(),
+        ChainTxStatus::Unknown
+    );
+    node.answer(status(
+        json!({"slot": 90, "confirmations": 0, "err": null, "confirmationStatus": "processed"}),
+    ));
+    assert_eq!(
+        c.transaction_status("SolanaDevnet", sig).await.unwrap(),
+        ChainTxStatus::Pending
+    );
+    node.answer(status(
+        json!({"slot": 90, "confirmations": 10, "err": null, "confirmationStatus": "confirmed"}),
+    ));
+    assert_eq!(
+        c.transaction_status("SolanaDevnet", sig).await.unwrap(),
+        ChainTxStatus::Confirmed {
+            block_number: 90,
+            block_time: Some(1_700_000_001_000),
+            fee: Some("5000".into())
+        }
+    );
+    node.answer(status(json!({"slot": 90, "confirmations": null, "err": {"InstructionError": [0, "Custom"]}, "confirmationStatus": "finalized"})));
+    assert!(matches!(
+        c.transaction_status("SolanaDevnet", sig).await.unwrap(),
+        ChainTxStatus::Reverted {
+            block_number: 90,
+            ..
+        }
+    ));
+
+    // Balance in lamports.
+    node.answer(|m, _| match m {
+        "getBalance" => Ok(json!({"context": {"slot": 1}, "value": 1_500_000_000u64})),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    let assets = c
+        .balances("SolanaDevnet", "11111111111111111111111111111111", &[])
+        .await
+        .unwrap();
+    let v = serde_json::to_value(&assets).unwrap();
+    assert_eq!(v[0]["kind"], "Native");
+    assert_eq!(v[0]["balance"], "1500000000");
+    assert_eq!(v[0]["decimals"], 9);
+    assert_eq!(v[0]["symbol"], "SOL");
+}
