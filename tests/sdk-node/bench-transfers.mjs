@@ -49,7 +49,13 @@ fs.writeFileSync(
     `[transfers]\ntracker_interval_ms = ${TRACKER_MS}\n` +
     (POOL ? `[signing]\npresignatures_per_key = ${Number(POOL)}\n` : ''),
 );
-const s = await startAndLogin({ signers: true, args: ['--config', cfg] });
+// The API logs where each transfer's time went (plan = RPC reads + estimate, sign = MPC,
+// broadcast = eth_sendRawTransaction); the split below is read from those lines.
+const s = await startAndLogin({
+  signers: true,
+  args: ['--config', cfg],
+  env: { RUST_LOG: 'warn,keyfold_domain::transfers=info' },
+});
 const pc = createPublicClient({ chain: sepolia, transport: http(anvil.url) });
 
 /** One transfer, timed: { apiMs, e2eMs, reqToBcastMs, bcastToConfMs, t }. */
@@ -116,10 +122,25 @@ try {
     p95: pct(xs, 95),
     max: Math.max(...xs),
   });
+  // Split from the API's own log lines, for the measured transfers only.
+  const ids = new Set(results.map((r) => r.t?.id).filter(Boolean));
+  const split = { plan: [], sign: [], broadcast: [] };
+  for (const line of s.k.stderr().split('\n')) {
+    const id = /transfer=(xfr-[0-9a-v-]+)/.exec(line)?.[1];
+    if (!id || (ids.size && !ids.has(id))) continue;
+    for (const [k, re] of [['plan', /plan_ms=(\d+)/], ['sign', /sign_ms=(\d+)/], ['broadcast', /broadcast_ms=(\d+)/]]) {
+      const m = re.exec(line);
+      if (m) split[k].push(Number(m[1]));
+    }
+  }
+  const splitRows = Object.entries(split)
+    .filter(([, xs]) => xs.length)
+    .map(([k, xs]) => row(`  of which ${k} (API log)`, xs));
   table = {
     rows: [
       row('end to end (request → Confirmed)', results.map((r) => r.e2eMs)),
       row('API: transferAsset (sign+broadcast)', results.map((r) => r.apiMs)),
+      ...splitRows,
       row('requested → broadcasted (API dates)', results.map((r) => r.reqToBcastMs)),
       row('broadcasted → confirmed (API dates)', results.map((r) => r.bcastToConfMs)),
     ],

@@ -41,6 +41,10 @@ pub struct KeySettings {
     /// How long a key creation waits for a scheme that is still being prepared (ECDSA aux
     /// info) before answering 503.
     pub ready_wait: Duration,
+    /// How long after its broadcast a transaction the network lost, and now refuses when
+    /// sent again, is still given the benefit of the doubt (a lagging node) before it is
+    /// declared failed.
+    pub dropped_after: Duration,
 }
 
 /// The key, wallet and signature use cases.
@@ -51,7 +55,7 @@ pub struct KeyService {
     pub(crate) networks: Arc<dyn Networks>,
     pub(crate) rpc: Arc<dyn ChainRpc>,
     pub(crate) clock: Arc<dyn Clock>,
-    settings: KeySettings,
+    pub(crate) settings: KeySettings,
 }
 
 /// Tags: at most this many per wallet, each at most this long.

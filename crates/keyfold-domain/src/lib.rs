@@ -13,6 +13,7 @@ pub mod ids;
 pub mod keys;
 pub mod model;
 pub mod page;
+pub mod permissions;
 pub mod ports;
 pub mod secrets;
 pub mod time;

@@ -189,6 +189,40 @@ pub trait OutboxStore: Send + Sync {
     async fn outbox_failed(&self, id: &str, error: &str, retry_at: Timestamp) -> StoreResult<()>;
 }
 
+/// Permissions (roles) and their assignments. Writes take effect on the next request.
+#[async_trait]
+pub trait PermissionStore: Send + Sync {
+    async fn insert_permission(&self, p: &crate::model::Permission) -> StoreResult<()>;
+    async fn get_permission(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<crate::model::Permission>>;
+    /// Newest first.
+    async fn list_permissions(
+        &self,
+        org_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<crate::model::Permission>>;
+    /// Name, operations, archived flag; never an immutable (built-in) permission.
+    async fn update_permission(&self, p: &crate::model::Permission) -> StoreResult<bool>;
+    /// Conflict when the identity already has the permission.
+    async fn insert_assignment(&self, a: &crate::model::Assignment) -> StoreResult<()>;
+    async fn get_assignment(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<crate::model::Assignment>>;
+    async fn list_assignments(
+        &self,
+        org_id: &str,
+        permission_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<crate::model::Assignment>>;
+    /// Never an immutable assignment (the bootstrap root's).
+    async fn delete_assignment(&self, org_id: &str, id: &str) -> StoreResult<bool>;
+}
+
 /// Everything the API needs from persistence.
 pub trait Store:
     OrgStore
@@ -206,6 +240,7 @@ pub trait Store:
     + SignatureStore
     + PresignatureStore
     + TransferStore
+    + PermissionStore
     + std::fmt::Debug
     + Send
     + Sync
@@ -228,6 +263,7 @@ impl<T> Store for T where
         + SignatureStore
         + PresignatureStore
         + TransferStore
+        + PermissionStore
         + std::fmt::Debug
         + Send
         + Sync

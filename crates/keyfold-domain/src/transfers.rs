@@ -140,10 +140,12 @@ impl KeyService {
             .address
             .clone()
             .ok_or_else(|| DomainError::invalid("this wallet has no address to send from"))?;
+        let started = std::time::Instant::now();
         let planned = self
             .rpc
             .plan_transfer(&w.network, &from, &intent, body.priority())
             .await;
+        let plan_ms = started.elapsed().as_millis();
         let mut rec = self.new_record(
             g.principal(),
             &w,
@@ -202,10 +204,18 @@ impl KeyService {
         let unsigned = u64::try_from(nonce)
             .map_err(|_| DomainError::internal("negative nonce"))
             .and_then(|n| self.rpc.build_transfer(&w.network, &plan, n));
+        let signing = std::time::Instant::now();
         let signed = match unsigned {
             Ok(tx) => self.sign_transaction(&k, &w, &tx, &evidence, &rec.id).await,
             Err(e) => Err(e),
         };
+        // Where the time goes (docs/benchmarks.md reads these).
+        tracing::info!(
+            transfer = %rec.id,
+            plan_ms,
+            sign_ms = signing.elapsed().as_millis(),
+            "transfer built and signed"
+        );
         self.after_signing(rec, signed).await
     }
 
@@ -470,8 +480,35 @@ impl KeyService {
                     ChainTxStatus::Pending => Ok(false),
                     ChainTxStatus::Unknown => {
                         // Dropped from the pool (or a node restart): the same bytes again.
-                        self.rpc.broadcast(&rec.network, &signed).await?;
-                        Ok(false)
+                        match self.rpc.broadcast(&rec.network, &signed).await? {
+                            BroadcastOutcome::Accepted => Ok(false),
+                            BroadcastOutcome::Rejected { reason, nonce_used } => {
+                                // Lost, and refused now (an expired blockhash, spent inputs):
+                                // it can never land. One refusal soon after the broadcast
+                                // may be a lagging node, so it must persist first.
+                                let since = rec.broadcast_at.unwrap_or(rec.created_at);
+                                let waited = now.0.saturating_sub(since.0);
+                                if waited < self.settings.dropped_after.as_millis() as i64 {
+                                    return Ok(false);
+                                }
+                                rec.status = TransferStatus::Failed;
+                                rec.reason = Some(format!(
+                                    "the network dropped the transaction and refuses it now: {reason}"
+                                ));
+                                let moved = self
+                                    .store
+                                    .update_transfer(&rec, TransferStatus::Broadcasted)
+                                    .await?;
+                                if moved
+                                    && !nonce_used
+                                    && rec.resource == TransferResource::Transfer
+                                    && let Some(n) = rec.nonce
+                                {
+                                    self.store.release_nonce(&rec.wallet_id, n).await?;
+                                }
+                                Ok(moved)
+                            }
+                        }
                     }
                     ChainTxStatus::Confirmed {
                         block_number,
@@ -656,7 +693,14 @@ impl KeyService {
                 .await?
                 .ok_or_else(|| DomainError::internal("transfer vanished"));
         }
-        match self.rpc.broadcast(&rec.network, &raw).await {
+        let sending = std::time::Instant::now();
+        let sent = self.rpc.broadcast(&rec.network, &raw).await;
+        tracing::info!(
+            transfer = %rec.id,
+            broadcast_ms = sending.elapsed().as_millis(),
+            "transfer broadcast"
+        );
+        match sent {
             Ok(outcome) => self.record_broadcast(rec, outcome).await,
             Err(e @ DomainError::Unavailable(_)) => {
                 tracing::warn!(transfer = %rec.id, error = %e, "broadcast deferred");

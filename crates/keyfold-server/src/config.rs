@@ -62,6 +62,9 @@ pub struct TransfersConfig {
     pub tracker_interval_ms: u64,
     /// Requests looked at per pass.
     pub tracker_batch: i64,
+    /// A broadcast transaction the network lost and refuses when sent again is declared
+    /// failed only this long after its broadcast (a lagging node can refuse for a while).
+    pub dropped_after_secs: u64,
 }
 
 impl Default for TransfersConfig {
@@ -69,6 +72,7 @@ impl Default for TransfersConfig {
         Self {
             tracker_interval_ms: 2_000,
             tracker_batch: 200,
+            dropped_after_secs: 120,
         }
     }
 }

@@ -172,15 +172,19 @@ impl Server {
                 clock.clone(),
                 keyfold_domain::keys::KeySettings {
                     ready_wait: sg.ready_wait,
+                    dropped_after: Duration::from_secs(config.transfers.dropped_after_secs),
                 },
             )
         });
+        let permissions =
+            keyfold_domain::permissions::PermissionService::new(store.clone(), clock.clone());
         let state = AppState::new(Inner {
             config,
             store,
             clock,
             auth,
             users,
+            permissions,
             keys,
             cluster: signing.map(|sg| sg.cluster),
             outbox: tokio::sync::Notify::new(),
@@ -202,6 +206,7 @@ impl Server {
                 .merge(routes::keys::router())
                 .merge(routes::wallets::router())
                 .merge(routes::transfers::router())
+                .merge(routes::permissions::router())
                 .merge(routes::networks::router())
                 .merge(routes::system::router())
                 .split_for_parts();

@@ -22,6 +22,7 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub auth: AuthService,
     pub users: UserService,
+    pub permissions: keyfold_domain::permissions::PermissionService,
     /// Keys, wallets and signatures; absent when the server runs without a signer cluster.
     pub keys: Option<keyfold_domain::keys::KeyService>,
     /// The coordinator, when there is a cluster (for `/signers` and `/healthz`).

@@ -17,6 +17,7 @@
 mod cache;
 mod keys_sql;
 mod node_sql;
+mod permissions_sql;
 mod rows;
 mod sql;
 #[cfg(feature = "testing")]

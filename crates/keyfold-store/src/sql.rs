@@ -61,11 +61,11 @@ pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn ops_from_json(s: &str) -> StoreResult<Vec<String>> {
+pub(crate) fn ops_from_json(s: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(s).map_err(|e| StoreError::Internal(format!("stored operations: {e}")))
 }
 
-fn ops_to_json(ops: &[String]) -> StoreResult<String> {
+pub(crate) fn ops_to_json(ops: &[String]) -> StoreResult<String> {
     serde_json::to_string(ops).map_err(|e| StoreError::Internal(format!("operations: {e}")))
 }
 

@@ -54,6 +54,7 @@ conformance!(
     signatures_are_recorded_once_per_external_id,
     presignatures_are_handed_out_once,
     transfers_and_their_nonces,
+    permissions_and_assignments,
 );
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -1330,4 +1331,132 @@ async fn transfers_and_their_nonces(s: &dyn Store) {
     assert_eq!(confirmed.items[0].id, r.id);
     // Another organization sees nothing.
     assert!(s.get_transfer("or-other", &r.id).await.unwrap().is_none());
+}
+
+async fn permissions_and_assignments(s: &dyn Store) {
+    use keyfold_domain::ids::{IdKind, new_id};
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let perm = |name: &str, at: Timestamp| Permission {
+        id: new_id(IdKind::Permission),
+        org_id: b.org.id.clone(),
+        name: name.into(),
+        operations: vec!["Auth:Users:Read".into()],
+        is_immutable: false,
+        is_archived: false,
+        created_at: at,
+        updated_at: at,
+    };
+    let mut p1 = perm("readers", T0.plus_secs(1));
+    let p2 = perm("others", T0.plus_secs(2));
+    s.insert_permission(&p1).await.unwrap();
+    s.insert_permission(&p2).await.unwrap();
+    assert_eq!(
+        s.get_permission(&b.org.id, &p1.id).await.unwrap().unwrap(),
+        p1
+    );
+    assert!(
+        s.get_permission("or-other", &p1.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let page = PageRequest {
+        limit: 2,
+        after: None,
+    };
+    let first = s.list_permissions(&b.org.id, &page).await.unwrap();
+    assert_eq!(first.items[0].id, p2.id, "newest first");
+    let rest = s
+        .list_permissions(
+            &b.org.id,
+            &PageRequest {
+                limit: 2,
+                after: first.next.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first.items.len() + rest.items.len(),
+        3,
+        "two and the built-in one"
+    );
+    assert!(rest.items.iter().any(|p| p.is_immutable));
+
+    // Updates apply to mutable permissions only.
+    p1.operations.push("Auth:Users:Create".into());
+    p1.updated_at = T0.plus_secs(5);
+    assert!(s.update_permission(&p1).await.unwrap());
+    assert_eq!(
+        s.get_permission(&b.org.id, &p1.id).await.unwrap().unwrap(),
+        p1
+    );
+    let mut admin = b.admin_permission.clone();
+    admin.operations = vec!["Auth:Users:Read".into()];
+    assert!(
+        !s.update_permission(&admin).await.unwrap(),
+        "the built-in one stays"
+    );
+
+    // One assignment per (permission, identity), whoever races; it grants at once.
+    let a = |id: &str| Assignment {
+        id: new_id(IdKind::Assignment),
+        org_id: b.org.id.clone(),
+        permission_id: p1.id.clone(),
+        identity_id: id.into(),
+        is_immutable: false,
+        created_at: T0.plus_secs(6),
+        updated_at: T0.plus_secs(6),
+    };
+    let results = join_all((0..4).map(|_| {
+        let x = a(&b.root.id);
+        async move { s.insert_assignment(&x).await }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(StoreError::Conflict(_))))
+    );
+    let listed = s
+        .list_assignments(
+            &b.org.id,
+            &p1.id,
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let granted = s
+        .assignments_of(std::slice::from_ref(&b.root.id))
+        .await
+        .unwrap();
+    assert!(granted.iter().any(|g| g.permission_id == p1.id));
+    assert!(
+        s.delete_assignment(&b.org.id, &listed.items[0].id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_assignment(&b.org.id, &listed.items[0].id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_assignment(&b.org.id, &b.assignment.id)
+            .await
+            .unwrap(),
+        "the root's built-in assignment stays"
+    );
+    assert!(
+        s.get_assignment(&b.org.id, &b.assignment.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

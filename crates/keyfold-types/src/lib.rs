@@ -11,6 +11,7 @@ pub mod error;
 pub mod keys;
 pub mod networks;
 pub mod page;
+pub mod permissions;
 pub mod transfers;
 pub mod users;
 pub mod wallets;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod keys;
 pub mod networks;
+pub mod permissions;
 pub mod system;
 pub mod transfers;
 pub mod users;
