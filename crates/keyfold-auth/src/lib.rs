@@ -19,5 +19,6 @@ pub mod payload;
 pub mod registration;
 pub mod sealer;
 pub mod service;
+pub mod service_accounts;
 
 pub use service::{AuthService, AuthSettings};

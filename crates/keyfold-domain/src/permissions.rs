@@ -68,7 +68,7 @@ fn operations(ops: &[String]) -> Result<Vec<String>> {
 /// Nobody hands out more than they hold: assigning a permission, or widening one, needs
 /// every operation it grants (otherwise `Permissions:Assign` alone would be a path to
 /// administrator).
-fn within_callers_reach(caller: &crate::authz::Principal, ops: &[String]) -> Result<()> {
+pub fn within_callers_reach(caller: &crate::authz::Principal, ops: &[String]) -> Result<()> {
     let missing: Vec<&str> = ops
         .iter()
         .filter(|o| !caller.can(o))

@@ -94,6 +94,32 @@ pub trait UserStore: Send + Sync {
     async fn archive_user(&self, org_id: &str, user_id: &str, now: Timestamp) -> StoreResult<bool>;
     /// The permission assignments (with their permissions) of these identities.
     async fn assignments_of(&self, identity_ids: &[String]) -> StoreResult<Vec<AssignmentView>>;
+    /// Service accounts, newest first (`list_user_views` lists people only).
+    async fn list_service_account_views(
+        &self,
+        org_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<UserView>>;
+    /// A service account with its key credential, its token and (optionally) its first
+    /// assignment, in one transaction.
+    async fn create_service_account(
+        &self,
+        user: &crate::model::User,
+        credential: &crate::model::Credential,
+        token: &crate::model::AccessToken,
+        assignment: Option<&crate::model::Assignment>,
+    ) -> StoreResult<()>;
+    /// Renames a live identity and/or changes its externalId (Conflict when taken).
+    async fn update_user_profile(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        name: Option<&str>,
+        external_id: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// An identity's long-lived tokens (service account, PAT), oldest first.
+    async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<crate::model::AccessToken>>;
 }
 
 #[async_trait]

@@ -207,6 +207,7 @@ impl Server {
                 .merge(routes::wallets::router())
                 .merge(routes::transfers::router())
                 .merge(routes::permissions::router())
+                .merge(routes::service_accounts::router())
                 .merge(routes::networks::router())
                 .merge(routes::system::router())
                 .split_for_parts();

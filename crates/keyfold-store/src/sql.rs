@@ -452,42 +452,107 @@ impl UserStore for SqlStore {
         kind: Option<UserKind>,
         page: &PageRequest,
     ) -> StoreResult<Page<UserView>> {
-        // Keyset pagination, newest first. Without a cursor, start above every real key.
-        let (after_ts, after_id) = match &page.after {
-            Some(c) => (c.created_at.0, c.id.clone()),
-            None => (i64::MAX, "~".to_string()),
-        };
-        let kind_filter = if kind.is_some() { "AND kind = $5" } else { "" };
-        let sql = format!(
-            "WITH page AS (SELECT {USER_COLS} FROM users WHERE org_id = $1 AND NOT is_archived \
-             AND (created_at < $2 OR (created_at = $2 AND id < $3)) {kind_filter} \
-             ORDER BY created_at DESC, id DESC LIMIT $4) {VIEW_SELECT}"
-        );
-        let fetch = i64::from(page.limit) + 1;
-        let rows: Vec<UserViewRow> = on_read!(self, |p| {
-            let q = sqlx::query_as(&sql)
-                .bind(org_id)
-                .bind(after_ts)
-                .bind(&after_id)
-                .bind(fetch);
-            let q = match kind {
-                Some(k) => q.bind(k.as_str()),
-                None => q,
-            };
-            q.fetch_all(p).await
+        self.list_views(org_id, kind, false, page).await
+    }
+
+    async fn list_service_account_views(
+        &self,
+        org_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<UserView>> {
+        self.list_views(org_id, None, true, page).await
+    }
+
+    async fn create_service_account(
+        &self,
+        user: &User,
+        credential: &Credential,
+        token: &AccessToken,
+        assignment: Option<&keyfold_domain::model::Assignment>,
+    ) -> StoreResult<()> {
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            insert_user!(&mut *tx, user).await.map_err(map_err)?;
+            insert_credential!(&mut *tx, credential)
+                .await
+                .map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO access_tokens (id, org_id, user_id, kind, name, is_active, expires_at, \
+                 revoked_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&token.id)
+            .bind(&token.org_id)
+            .bind(&token.user_id)
+            .bind(token.kind.as_str())
+            .bind(&token.name)
+            .bind(token.is_active)
+            .bind(token.expires_at.map(|x| x.0))
+            .bind(token.revoked_at.map(|x| x.0))
+            .bind(token.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if let Some(a) = assignment {
+                sqlx::query(
+                    "INSERT INTO permission_assignments (id, org_id, permission_id, identity_id, \
+                     is_immutable, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&a.id)
+                .bind(&a.org_id)
+                .bind(&a.permission_id)
+                .bind(&a.identity_id)
+                .bind(a.is_immutable)
+                .bind(a.created_at.0)
+                .bind(a.updated_at.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)
+        })?;
+        self.sessions_changed();
+        Ok(())
+    }
+
+    async fn update_user_profile(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        name: Option<&str>,
+        external_id: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = on_write!(self, |p| {
+            sqlx::query(
+                "UPDATE users SET name = COALESCE($1, name), external_id = COALESCE($2, external_id), \
+                 updated_at = $3 WHERE org_id = $4 AND id = $5 AND NOT is_archived",
+            )
+            .bind(name)
+            .bind(external_id)
+            .bind(now.0)
+            .bind(org_id)
+            .bind(user_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
-        let mut items = group_views(rows)?;
-        let next = if items.len() > page.limit as usize {
-            items.truncate(page.limit as usize);
-            items.last().map(|v| Cursor {
-                created_at: v.user.created_at,
-                id: v.user.id.clone(),
+        Ok(n == 1)
+    }
+
+    async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<AccessToken>> {
+        let rows: Vec<TokenRow> =
+            on_read!(self, |p| {
+                sqlx::query_as(
+            "SELECT id, org_id, user_id, kind, name, is_active, expires_at, revoked_at, created_at \
+             FROM access_tokens WHERE user_id = $1 AND kind <> 'Token' ORDER BY created_at, id"
+        )
+        .bind(user_id)
+        .fetch_all(p)
+        .await
             })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+            .map_err(map_err)?;
+        rows.into_iter().map(AccessToken::try_from).collect()
     }
 
     async fn get_user_view(&self, org_id: &str, user_id: &str) -> StoreResult<Option<UserView>> {
@@ -1094,5 +1159,54 @@ impl OutboxStore for SqlStore {
         })
         .map_err(map_err)?;
         Ok(())
+    }
+}
+
+impl SqlStore {
+    async fn list_views(
+        &self,
+        org_id: &str,
+        kind: Option<UserKind>,
+        service_accounts: bool,
+        page: &PageRequest,
+    ) -> StoreResult<Page<UserView>> {
+        let sa = if service_accounts { "TRUE" } else { "FALSE" };
+        // Keyset pagination, newest first. Without a cursor, start above every real key.
+        let (after_ts, after_id) = match &page.after {
+            Some(c) => (c.created_at.0, c.id.clone()),
+            None => (i64::MAX, "~".to_string()),
+        };
+        let kind_filter = if kind.is_some() { "AND kind = $5" } else { "" };
+        let sql = format!(
+            "WITH page AS (SELECT {USER_COLS} FROM users WHERE org_id = $1 AND NOT is_archived \
+             AND is_service_account = {sa} \
+             AND (created_at < $2 OR (created_at = $2 AND id < $3)) {kind_filter} \
+             ORDER BY created_at DESC, id DESC LIMIT $4) {VIEW_SELECT}"
+        );
+        let fetch = i64::from(page.limit) + 1;
+        let rows: Vec<UserViewRow> = on_read!(self, |p| {
+            let q = sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(after_ts)
+                .bind(&after_id)
+                .bind(fetch);
+            let q = match kind {
+                Some(k) => q.bind(k.as_str()),
+                None => q,
+            };
+            q.fetch_all(p).await
+        })
+        .map_err(map_err)?;
+        let mut items = group_views(rows)?;
+        let next = if items.len() > page.limit as usize {
+            items.truncate(page.limit as usize);
+            items.last().map(|v| Cursor {
+                created_at: v.user.created_at,
+                id: v.user.id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 }

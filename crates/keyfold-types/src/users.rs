@@ -120,3 +120,65 @@ pub struct UserIdPath {
     #[param(max_length = 512)]
     pub user_id: String,
 }
+
+/// `POST /auth/service-accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateServiceAccountBody {
+    #[schema(max_length = 128)]
+    pub name: String,
+    /// PEM SPKI of the key the service account signs its user actions with.
+    #[schema(max_length = 4096)]
+    pub public_key: String,
+    #[schema(max_length = 512)]
+    pub permission_id: Option<String>,
+    #[schema(max_length = 128)]
+    pub external_id: Option<String>,
+    /// Lifetime of the access token in days (default 365, at most 3650).
+    #[schema(minimum = 1, maximum = 3650)]
+    pub days_valid: Option<u32>,
+}
+
+/// `PUT /auth/service-accounts/{serviceAccountId}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateServiceAccountBody {
+    #[schema(max_length = 128)]
+    pub name: Option<String>,
+    #[schema(max_length = 128)]
+    pub external_id: Option<String>,
+}
+
+/// One access token of a service account (the token itself only in the create response).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountToken {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    pub date_created: String,
+    pub cred_id: String,
+    pub is_active: bool,
+    pub kind: String,
+    pub linked_user_id: String,
+    pub linked_app_id: String,
+    pub name: String,
+    pub org_id: String,
+    pub permission_assignments: Vec<PermissionAssignmentInfo>,
+    pub public_key: String,
+    pub token_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountResponse {
+    pub user_info: UserResponse,
+    pub access_tokens: Vec<ServiceAccountToken>,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path)]
+pub struct ServiceAccountIdPath {
+    #[param(max_length = 512)]
+    pub service_account_id: String,
+}

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod keys;
 pub mod networks;
 pub mod permissions;
+pub mod service_accounts;
 pub mod system;
 pub mod transfers;
 pub mod users;
