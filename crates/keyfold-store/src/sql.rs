@@ -541,17 +541,16 @@ impl UserStore for SqlStore {
     }
 
     async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<AccessToken>> {
-        let rows: Vec<TokenRow> =
-            on_read!(self, |p| {
-                sqlx::query_as(
+        let rows: Vec<TokenRow> = on_read!(self, |p| {
+            sqlx::query_as(
             "SELECT id, org_id, user_id, kind, name, is_active, expires_at, revoked_at, created_at \
              FROM access_tokens WHERE user_id = $1 AND kind <> 'Token' ORDER BY created_at, id"
         )
         .bind(user_id)
         .fetch_all(p)
         .await
-            })
-            .map_err(map_err)?;
+        })
+        .map_err(map_err)?;
         rows.into_iter().map(AccessToken::try_from).collect()
     }
 
