@@ -701,7 +701,17 @@ describe('service accounts via the Dfns SDK', () => {
     assert.ok(!users.some((u) => u.userId === sa.id || u.username === sa.username), 'a service account is listed as a user');
     const employees = await s.client.auth.listUsers({ query: { kind: 'CustomerEmployee', limit: 100 } });
     assert.ok(!employees.items.some((u) => u.userId === sa.id));
-    t.diagnostic(`GET /auth/users/{serviceAccountId}: HTTP ${await statusOf(() => s.client.auth.getUser({ userId: sa.id }))}`);
+    // The /auth/users/{id} endpoints do not reach a service account (it is managed, and
+    // permission-checked, under /auth/service-accounts only).
+    await refused(() => s.client.auth.getUser({ userId: sa.id }), 404);
+    await refused(() => s.client.auth.deactivateUser({ userId: sa.id }), 404);
+    await refused(() => s.client.auth.archiveUser({ userId: sa.id }), 404);
+    assert.equal((await s.client.auth.getServiceAccount({ serviceAccountId: sa.id })).userInfo.isActive, true);
+    await sa.client.auth.listUsers({ query: { limit: 1 } });
+    // Logging out its token would brick it: refused, and the token keeps working.
+    const out = await fetch(`${base()}/auth/logout`, { method: 'PUT', headers: { authorization: `Bearer ${sa.token}`, 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(out.status, 400, await out.text());
+    await sa.client.auth.listUsers({ query: { limit: 1 } });
 
     // login with its username, its credId and its own key: no session
     const orgId = s.k.admin.orgId;

@@ -290,6 +290,13 @@ impl AuthService {
     /// `PUT /auth/logout`: this token, or every login session of the caller, stops working on
     /// the next request.
     pub async fn logout(&self, principal: &Principal, all_sessions: bool) -> Result<()> {
+        // A service account's (or PAT's) token is its only credential to the API: logging
+        // it out would brick the identity. Those are deactivated or deleted instead.
+        if principal.token_kind != TokenKind::Token {
+            return Err(DomainError::invalid(
+                "only login sessions log out; deactivate or delete a service account instead",
+            ));
+        }
         let now = self.clock.now();
         if all_sessions {
             self.store

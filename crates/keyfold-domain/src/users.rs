@@ -151,8 +151,10 @@ impl UserService {
         if !looks_like(IdKind::User, user_id) {
             return Err(not_found(user_id));
         }
+        // Service accounts are managed (and permission-checked) under
+        // /auth/service-accounts only.
         match self.store.get_user_view(g.org_id(), user_id).await? {
-            Some(v) if !v.user.is_archived => Ok(v),
+            Some(v) if !v.user.is_archived && !v.user.is_service_account => Ok(v),
             _ => Err(not_found(user_id)),
         }
     }
@@ -262,7 +264,7 @@ impl UserService {
             return Err(not_found(user_id));
         }
         match self.store.get_user(org_id, user_id).await? {
-            Some(u) if !u.is_archived => Ok(u),
+            Some(u) if !u.is_archived && !u.is_service_account => Ok(u),
             _ => Err(not_found(user_id)),
         }
     }
