@@ -26,14 +26,14 @@ fn tags_json(tags: &[String]) -> StoreResult<String> {
 }
 
 /// `(after_ts, after_id)` for keyset pagination, newest first.
-fn after(page: &PageRequest) -> (i64, String) {
+pub(crate) fn after(page: &PageRequest) -> (i64, String) {
     match &page.after {
         Some(c) => (c.created_at.0, c.id.clone()),
         None => (i64::MAX, "~".to_string()),
     }
 }
 
-fn paged<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> Cursor) -> Page<T> {
+pub(crate) fn paged<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> Cursor) -> Page<T> {
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(key)

@@ -7,6 +7,7 @@ use keyfold_domain::page::{Cursor, Page, PageRequest};
 use keyfold_domain::ports::{PermissionStore, StoreResult};
 use keyfold_domain::time::Timestamp;
 
+use crate::keys_sql::{after, paged};
 use crate::sql::{map_err, ops_from_json, ops_to_json};
 use crate::{SqlStore, on_read, on_write};
 
@@ -65,24 +66,6 @@ impl From<AssignRow> for Assignment {
             updated_at: Timestamp(r.updated_at),
         }
     }
-}
-
-/// `(after_ts, after_id)` for keyset pagination, newest first.
-fn after(page: &PageRequest) -> (i64, String) {
-    match &page.after {
-        Some(c) => (c.created_at.0, c.id.clone()),
-        None => (i64::MAX, "~".to_string()),
-    }
-}
-
-fn paged<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> Cursor) -> Page<T> {
-    let next = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(key)
-    } else {
-        None
-    };
-    Page { items, next }
 }
 
 #[async_trait]
