@@ -13,18 +13,39 @@ use std::time::Duration;
 use async_trait::async_trait;
 use keyfold_domain::DomainError;
 use keyfold_domain::ports::{
-    BroadcastOutcome, ChainRpc, ChainTxStatus, TransferIntent, TransferPlan,
+    BroadcastOutcome, ChainRpc, ChainTxStatus, EvmTransferFields, TransferBuild, TransferIntent,
+    TransferPlan,
 };
+use keyfold_types::keys::SignatureKind;
 use keyfold_types::networks::FeesResponse;
 use keyfold_types::transfers::{Asset, AssetMetadata, TransferPriority};
 use serde_json::{Value, json};
 
 use crate::evm::fees::{FEE_HISTORY_BLOCKS, FEE_PERCENTILES, from_fee_history};
 use crate::evm::{self, Address, U256};
-use crate::{Family, Network};
+use crate::{Family, Network, solana};
+
+fn object(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
 
 /// Per-call bound: a chain RPC that does not answer in this time counts as down.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bitcoin Core's `scantxoutset` reads the whole UTXO set: on mainnet, a minute or more.
+pub const UTXO_SCAN_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a scan waits for one another process started on the same node.
+const SCAN_BUSY_RETRIES: u32 = 40;
+/// A coinbase output is spendable this many blocks after its own (consensus rule).
+const COINBASE_MATURITY: u64 = 100;
+/// Confirmation targets (blocks) of `estimatesmartfee` per priority.
+const BITCOIN_TARGETS: [(TransferPriority, u16); 3] = [
+    (TransferPriority::Slow, 24),
+    (TransferPriority::Standard, 6),
+    (TransferPriority::Fast, 2),
+];
 /// The largest JSON-RPC answer read (the calls made here answer in kilobytes).
 pub const MAX_RPC_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
@@ -34,6 +55,8 @@ pub struct ChainRpcs {
     http: reqwest::Client,
     endpoints: HashMap<Network, String>,
     chain_ids: HashMap<Network, u64>,
+    /// Bitcoin Core runs one `scantxoutset` at a time: this process queues its own.
+    scans: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for ChainRpcs {
@@ -72,6 +95,7 @@ impl ChainRpcs {
             http,
             endpoints: map,
             chain_ids: ids,
+            scans: std::sync::Arc::default(),
         })
     }
 
@@ -99,11 +123,23 @@ impl ChainRpcs {
         method: &str,
         params: Value,
     ) -> Result<Result<Value, String>, DomainError> {
+        self.call_raw_within(n, method, params, RPC_TIMEOUT).await
+    }
+
+    /// [`Self::call_raw`] with its own time bound (a UTXO-set scan takes longer).
+    async fn call_raw_within(
+        &self,
+        n: Network,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Result<Value, String>, DomainError> {
         let url = self.endpoint(n)?;
         let down = |why: String| DomainError::Unavailable(format!("the {n} RPC endpoint {why}"));
         let resp = self
             .http
             .post(url)
+            .timeout(timeout)
             .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
             .send()
             .await
@@ -376,6 +412,389 @@ impl ChainRpcs {
         })
     }
 
+    /// EVM: gas from `eth_estimateGas`, fees from the fee history, the pending nonce.
+    async fn evm_plan(
+        &self,
+        n: Network,
+        from: &str,
+        intent: &TransferIntent,
+        priority: TransferPriority,
+    ) -> Result<TransferPlan, DomainError> {
+        let from = address_field("the wallet", n, from)?;
+        let (recipient, amount, contract) = match intent {
+            TransferIntent::Native { to, amount } => {
+                (address_field("to", n, to)?, amount_of(amount)?, None)
+            }
+            TransferIntent::Erc20 {
+                contract,
+                to,
+                amount,
+            } => (
+                address_field("to", n, to)?,
+                amount_of(amount)?,
+                Some(address_field("contract", n, contract)?),
+            ),
+        };
+        let (nonce, fees, balance) = tokio::join!(
+            self.call(
+                n,
+                "eth_getTransactionCount",
+                json!([from.to_string(), "pending"])
+            ),
+            self.fees(n.as_str()),
+            self.native_balance(n, from, "pending"),
+        );
+        let chain_nonce = small(n, &nonce?)?;
+        let FeesResponse::Eip1559 {
+            slow,
+            standard,
+            fast,
+            ..
+        } = fees?;
+        let level = match priority {
+            TransferPriority::Slow => slow,
+            TransferPriority::Standard => standard,
+            TransferPriority::Fast => fast,
+        };
+        let fee = |s: &str| s.parse::<u128>().map_err(|_| bad_answer(n, "fee level"));
+        let max_fee = fee(&level.max_fee_per_gas)?;
+        let tip = fee(&level.max_priority_fee_per_gas)?;
+        let balance = balance?;
+        let (tx_to, value, data, asset) = match contract {
+            None => {
+                if balance < amount {
+                    return Err(DomainError::invalid(format!(
+                        "insufficient funds: the wallet holds {balance} and the transfer \
+                         needs {amount} plus fees"
+                    )));
+                }
+                (recipient, amount, Vec::new(), native_of(n))
+            }
+            Some(c) => {
+                let (held, decimals, symbol) = self
+                    .erc20(n, c, from)
+                    .await?
+                    .map_err(DomainError::invalid)?;
+                if held < amount {
+                    return Err(DomainError::invalid(format!(
+                        "insufficient funds: the wallet holds {held} of token {c} and the \
+                         transfer needs {amount}"
+                    )));
+                }
+                let asset = AssetMetadata {
+                    symbol,
+                    decimals: Some(decimals),
+                    verified: None,
+                };
+                (
+                    c,
+                    U256::ZERO,
+                    evm::transfer::erc20_transfer_data(recipient, amount),
+                    asset,
+                )
+            }
+        };
+        let estimate = self
+            .call_raw(
+                n,
+                "eth_estimateGas",
+                json!([{
+                    "from": from.to_string(),
+                    "to": tx_to.to_string(),
+                    "value": format!("0x{value:x}"),
+                    "data": evm::to_hex(&data),
+                }]),
+            )
+            .await?
+            .map_err(|m| DomainError::invalid(format!("the network refuses this transfer: {m}")))?;
+        let estimate = small(n, &estimate)?;
+        // A plain payment costs exactly what it costs; a contract call gets headroom.
+        let gas_limit = if data.is_empty() && estimate == 21_000 {
+            estimate
+        } else {
+            with_headroom(estimate)
+        };
+        let worst = U256::from(gas_limit)
+            .saturating_mul(U256::from(max_fee))
+            .saturating_add(value);
+        if balance < worst {
+            return Err(DomainError::invalid(format!(
+                "insufficient funds: the wallet holds {balance} and the transfer may cost up \
+                 to {worst} (value + gas limit {gas_limit} × max fee {max_fee})"
+            )));
+        }
+        let details = json!({
+            "gasLimit": gas_limit.to_string(),
+            "maxFeePerGas": max_fee.to_string(),
+            "maxPriorityFeePerGas": tip.to_string(),
+            "chainId": self.chain_id(n)?,
+        });
+        Ok(TransferPlan {
+            chain_nonce: Some(chain_nonce),
+            recipient: recipient.to_string(),
+            contract: contract.map(|c| c.to_string()),
+            asset,
+            details: object(details),
+            spends: Vec::new(),
+            build: TransferBuild::Evm(EvmTransferFields {
+                chain_id: self.chain_id(n)?,
+                tx_to: tx_to.to_string(),
+                tx_value: value.to_string(),
+                data: evm::to_hex(&data),
+                gas_limit,
+                max_fee_per_gas: max_fee,
+                max_priority_fee_per_gas: tip,
+            }),
+        })
+    }
+
+    /// Solana: one System-program transfer, paid and signed by the wallet, valid until the
+    /// latest blockhash expires (about a minute; a transfer lost longer is failed by the
+    /// tracker). Refused here: too little money for the amount and the 5000-lamport fee, a
+    /// payment that would leave the wallet below the rent-exempt minimum (unless it empties
+    /// it), or a first payment to an account too small to create it.
+    async fn solana_plan(
+        &self,
+        n: Network,
+        from: &str,
+        intent: &TransferIntent,
+    ) -> Result<TransferPlan, DomainError> {
+        let TransferIntent::Native { to, amount } = intent else {
+            return Err(DomainError::invalid(format!(
+                "Erc20 transfers are for EVM networks; {n} transfers are Native"
+            )));
+        };
+        let bad = |e: crate::Error| DomainError::invalid(e.to_string());
+        let from_key = solana::parse_address("the wallet", from).map_err(bad)?;
+        let to_key = solana::parse_address("to", to).map_err(bad)?;
+        let lamports: u64 = amount
+            .parse()
+            .map_err(|_| DomainError::invalid("amount is more lamports than exist"))?;
+        let lamports_of = |v: Result<Value, DomainError>| -> Result<u64, DomainError> {
+            v?.get("value")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad_answer(n, "getBalance without value"))
+        };
+        let to_text = solana::address(&to_key).map_err(bad)?;
+        let (balance, to_balance, rent, latest) = tokio::join!(
+            self.call(n, "getBalance", json!([from, {"commitment": "confirmed"}])),
+            self.call(n, "getBalance", json!([to_text, {"commitment": "confirmed"}])),
+            self.call(n, "getMinimumBalanceForRentExemption", json!([0])),
+            self.call(n, "getLatestBlockhash", json!([{"commitment": "confirmed"}])),
+        );
+        let (balance, to_balance) = (lamports_of(balance)?, lamports_of(to_balance)?);
+        let rent = rent?
+            .as_u64()
+            .ok_or_else(|| bad_answer(n, "rent exemption"))?;
+        let latest = latest?;
+        let blockhash = latest
+            .pointer("/value/blockhash")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_answer(n, "getLatestBlockhash without blockhash"))?;
+        let fee = solana::LAMPORTS_PER_SIGNATURE;
+        let Some(left) = balance.checked_sub(lamports.saturating_add(fee)) else {
+            return Err(DomainError::invalid(format!(
+                "insufficient funds: the wallet holds {balance} lamports and the transfer \
+                 needs {lamports} plus a fee of {fee}"
+            )));
+        };
+        if left != 0 && left < rent && from_key != to_key {
+            return Err(DomainError::invalid(format!(
+                "the transfer would leave the wallet with {left} lamports, below the \
+                 rent-exempt minimum of {rent}: send everything but the fee, or leave at \
+                 least {rent}"
+            )));
+        }
+        if to_balance == 0 && lamports < rent {
+            return Err(DomainError::invalid(format!(
+                "the recipient account does not exist yet: a first transfer to it must be \
+                 at least the rent-exempt minimum of {rent} lamports"
+            )));
+        }
+        let unsigned =
+            solana::unsigned_transfer(from_key, to_key, lamports, blockhash).map_err(|e| {
+                DomainError::Unavailable(format!("the {n} RPC endpoint answered badly: {e}"))
+            })?;
+        let details = json!({
+            "fee": fee.to_string(),
+            "recentBlockhash": blockhash,
+            "lastValidBlockHeight": latest.pointer("/value/lastValidBlockHeight"),
+        });
+        Ok(TransferPlan {
+            chain_nonce: None,
+            recipient: to_text,
+            contract: None,
+            asset: native_of(n),
+            details: object(details),
+            spends: Vec::new(),
+            build: TransferBuild::Ready(SignatureKind::Transaction {
+                transaction: Value::String(evm::to_hex(&unsigned)),
+            }),
+        })
+    }
+
+    /// Bitcoin: the wallet's confirmed coins from `scantxoutset` (less those other transfers
+    /// hold and immature coinbase outputs), a fee rate from `estimatesmartfee` (the node's
+    /// relay minimum when it has no estimate yet), then coin selection and the PSBT.
+    async fn bitcoin_plan(
+        &self,
+        n: Network,
+        from: &str,
+        intent: &TransferIntent,
+        priority: TransferPriority,
+        reserved: &[String],
+    ) -> Result<TransferPlan, DomainError> {
+        use crate::bitcoin::transfer as btc;
+        let TransferIntent::Native { to, amount } = intent else {
+            return Err(DomainError::invalid(format!(
+                "Erc20 transfers are for EVM networks; {n} transfers are Native"
+            )));
+        };
+        let bad = |e: crate::Error| DomainError::invalid(e.to_string());
+        let from_addr = btc::parse_address(n, "the wallet", from).map_err(bad)?;
+        let to_addr = btc::parse_address(n, "to", to).map_err(bad)?;
+        let amount: u64 = amount
+            .parse()
+            .ok()
+            .filter(|a| *a <= 21_000_000 * 100_000_000)
+            .ok_or_else(|| DomainError::invalid("amount is more sats than exist"))?;
+        let (coins, rate) = tokio::join!(
+            self.bitcoin_coins(n, &from_addr, reserved),
+            self.bitcoin_fee_rate(n, priority),
+        );
+        let ((coins, held), (sat_per_kvb, source)) = (coins?, rate?);
+        let built = btc::build_native_transfer(&from_addr, &to_addr, amount, coins, sat_per_kvb)
+            .map_err(|e| match e {
+                e if e.is_bad_input() && held > 0 => DomainError::invalid(format!(
+                    "{e} ({held} sats more are in coins held by transfers in flight)"
+                )),
+                e => bad(e),
+            })?;
+        let details = json!({
+            "fee": built.fee.to_string(),
+            "feeRate": format!("{:.3}", sat_per_kvb as f64 / 1000.0),
+            "feeRateSource": source,
+            "vsize": built.vsize,
+            "inputs": built.spends,
+            "change": built.change.to_string(),
+        });
+        Ok(TransferPlan {
+            chain_nonce: None,
+            recipient: to_addr.to_string(),
+            contract: None,
+            asset: native_of(n),
+            details: object(details),
+            spends: built.spends,
+            build: TransferBuild::Ready(SignatureKind::Psbt {
+                psbt: evm::to_hex(&built.psbt),
+            }),
+        })
+    }
+
+    /// The coins of `address` a transfer may spend, and the sats in coins `reserved` holds.
+    async fn bitcoin_coins(
+        &self,
+        n: Network,
+        address: &bitcoin::Address,
+        reserved: &[String],
+    ) -> Result<(Vec<crate::bitcoin::transfer::Coin>, u64), DomainError> {
+        let scan = {
+            let _one_at_a_time = self.scans.lock().await;
+            let mut tries = 0;
+            loop {
+                let params = json!(["start", [format!("addr({address})")]]);
+                match self
+                    .call_raw_within(n, "scantxoutset", params, UTXO_SCAN_TIMEOUT)
+                    .await?
+                {
+                    Ok(v) => break v,
+                    // Another client's scan is running on the node: wait for it.
+                    Err(m) if m.contains("in progress") && tries < SCAN_BUSY_RETRIES => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(m) => {
+                        return Err(DomainError::Unavailable(format!(
+                            "the {n} RPC endpoint refused scantxoutset: {m}"
+                        )));
+                    }
+                }
+            }
+        };
+        let tip = scan.get("height").and_then(Value::as_u64).unwrap_or(0);
+        let unspents = scan
+            .get("unspents")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad_answer(n, "scantxoutset without unspents"))?;
+        let own = address.script_pubkey();
+        let (mut coins, mut held) = (Vec::new(), 0u64);
+        for u in unspents {
+            let txid = u.get("txid").and_then(Value::as_str);
+            let vout = u.get("vout").and_then(Value::as_u64);
+            let (Some(txid), Some(vout)) = (txid, vout) else {
+                return Err(bad_answer(n, "scantxoutset entry without txid/vout"));
+            };
+            let outpoint = bitcoin::OutPoint {
+                txid: txid
+                    .parse()
+                    .map_err(|_| bad_answer(n, "scantxoutset txid"))?,
+                vout: u32::try_from(vout).map_err(|_| bad_answer(n, "scantxoutset vout"))?,
+            };
+            let value = u
+                .get("amount")
+                .and_then(Value::as_f64)
+                .and_then(|btc| bitcoin::Amount::from_btc(btc).ok())
+                .ok_or_else(|| bad_answer(n, "scantxoutset amount"))?
+                .to_sat();
+            let script = u.get("scriptPubKey").and_then(Value::as_str).unwrap_or("");
+            if !script.eq_ignore_ascii_case(&own.to_hex_string()) {
+                continue;
+            }
+            let height = u.get("height").and_then(Value::as_u64).unwrap_or(0);
+            if u.get("coinbase").and_then(Value::as_bool) == Some(true)
+                && tip.saturating_sub(height) + 1 < COINBASE_MATURITY
+            {
+                continue;
+            }
+            if reserved.iter().any(|r| *r == outpoint.to_string()) {
+                held = held.saturating_add(value);
+                continue;
+            }
+            coins.push(crate::bitcoin::transfer::Coin { outpoint, value });
+        }
+        Ok((coins, held))
+    }
+
+    /// sat per 1000 vbytes for `priority`, and where it came from.
+    async fn bitcoin_fee_rate(
+        &self,
+        n: Network,
+        priority: TransferPriority,
+    ) -> Result<(u64, &'static str), DomainError> {
+        let target = BITCOIN_TARGETS
+            .iter()
+            .find(|(p, _)| *p == priority)
+            .map_or(6, |(_, t)| *t);
+        let btc_per_kvb = |v: &Value, field: &str| {
+            v.get(field)
+                .and_then(Value::as_f64)
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map(|r| (r * 100_000_000.0).round() as u64)
+        };
+        let estimate = self
+            .call(n, "estimatesmartfee", json!([target, "conservative"]))
+            .await?;
+        if let Some(rate) = btc_per_kvb(&estimate, "feerate") {
+            return Ok((rate, "estimatesmartfee"));
+        }
+        // No estimate yet (a young chain, regtest): what the node's mempool accepts.
+        let info = self.call(n, "getmempoolinfo", json!([])).await?;
+        let floor = btc_per_kvb(&info, "mempoolminfee")
+            .max(btc_per_kvb(&info, "minrelaytxfee"))
+            .ok_or_else(|| bad_answer(n, "getmempoolinfo without mempoolminfee"))?;
+        Ok((floor, "mempoolminfee"))
+    }
+
     /// Bitcoin Core's `sendrawtransaction`.
     async fn bitcoin_broadcast(
         &self,
@@ -561,148 +980,48 @@ impl ChainRpc for ChainRpcs {
         from: &str,
         intent: &TransferIntent,
         priority: TransferPriority,
+        reserved: &[String],
     ) -> Result<TransferPlan, DomainError> {
         let n = parse_network(network)?;
-        evm_only(n, "transfers")?;
-        self.endpoint(n)?;
-        let from = address_field("the wallet", n, from)?;
-        let (recipient, amount, contract) = match intent {
-            TransferIntent::Native { to, amount } => {
-                (address_field("to", n, to)?, amount_of(amount)?, None)
-            }
-            TransferIntent::Erc20 {
-                contract,
-                to,
-                amount,
-            } => (
-                address_field("to", n, to)?,
-                amount_of(amount)?,
-                Some(address_field("contract", n, contract)?),
-            ),
-        };
-        let (nonce, fees, balance) = tokio::join!(
-            self.call(
-                n,
-                "eth_getTransactionCount",
-                json!([from.to_string(), "pending"])
-            ),
-            self.fees(network),
-            self.native_balance(n, from, "pending"),
-        );
-        let chain_nonce = small(n, &nonce?)?;
-        let FeesResponse::Eip1559 {
-            slow,
-            standard,
-            fast,
-            ..
-        } = fees?;
-        let level = match priority {
-            TransferPriority::Slow => slow,
-            TransferPriority::Standard => standard,
-            TransferPriority::Fast => fast,
-        };
-        let fee = |s: &str| s.parse::<u128>().map_err(|_| bad_answer(n, "fee level"));
-        let max_fee = fee(&level.max_fee_per_gas)?;
-        let tip = fee(&level.max_priority_fee_per_gas)?;
-        let balance = balance?;
-        let (tx_to, value, data, asset) = match contract {
-            None => {
-                if balance < amount {
-                    return Err(DomainError::invalid(format!(
-                        "insufficient funds: the wallet holds {balance} and the transfer \
-                         needs {amount} plus fees"
-                    )));
-                }
-                (recipient, amount, Vec::new(), native_of(n))
-            }
-            Some(c) => {
-                let (held, decimals, symbol) = self
-                    .erc20(n, c, from)
-                    .await?
-                    .map_err(DomainError::invalid)?;
-                if held < amount {
-                    return Err(DomainError::invalid(format!(
-                        "insufficient funds: the wallet holds {held} of token {c} and the \
-                         transfer needs {amount}"
-                    )));
-                }
-                let asset = AssetMetadata {
-                    symbol,
-                    decimals: Some(decimals),
-                    verified: None,
-                };
-                (
-                    c,
-                    U256::ZERO,
-                    evm::transfer::erc20_transfer_data(recipient, amount),
-                    asset,
-                )
-            }
-        };
-        let estimate = self
-            .call_raw(
-                n,
-                "eth_estimateGas",
-                json!([{
-                    "from": from.to_string(),
-                    "to": tx_to.to_string(),
-                    "value": format!("0x{value:x}"),
-                    "data": evm::to_hex(&data),
-                }]),
-            )
-            .await?
-            .map_err(|m| DomainError::invalid(format!("the network refuses this transfer: {m}")))?;
-        let estimate = small(n, &estimate)?;
-        // A plain payment costs exactly what it costs; a contract call gets headroom.
-        let gas_limit = if data.is_empty() && estimate == 21_000 {
-            estimate
-        } else {
-            with_headroom(estimate)
-        };
-        let worst = U256::from(gas_limit)
-            .saturating_mul(U256::from(max_fee))
-            .saturating_add(value);
-        if balance < worst {
+        if n.family() == Family::Key {
             return Err(DomainError::invalid(format!(
-                "insufficient funds: the wallet holds {balance} and the transfer may cost up \
-                 to {worst} (value + gas limit {gas_limit} × max fee {max_fee})"
+                "{n} is not a blockchain: there is nothing to transfer on it"
             )));
         }
-        Ok(TransferPlan {
-            chain_id: self.chain_id(n)?,
-            chain_nonce,
-            tx_to: tx_to.to_string(),
-            tx_value: value.to_string(),
-            data: evm::to_hex(&data),
-            gas_limit,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            recipient: recipient.to_string(),
-            contract: contract.map(|c| c.to_string()),
-            asset,
-        })
+        self.endpoint(n)?;
+        match n.family() {
+            Family::Evm => self.evm_plan(n, from, intent, priority).await,
+            Family::Bitcoin => self.bitcoin_plan(n, from, intent, priority, reserved).await,
+            Family::Solana | Family::Key => self.solana_plan(n, from, intent).await,
+        }
     }
 
     fn build_transfer(
         &self,
         network: &str,
         plan: &TransferPlan,
-        nonce: u64,
-    ) -> Result<String, DomainError> {
+        nonce: Option<u64>,
+    ) -> Result<SignatureKind, DomainError> {
+        let f = match &plan.build {
+            TransferBuild::Ready(kind) => return Ok(kind.clone()),
+            TransferBuild::Evm(f) => f,
+        };
         let n = parse_network(network)?;
         evm_only(n, "transfers")?;
         let internal = |what: &str| DomainError::internal(format!("transfer plan: bad {what}"));
-        let f = evm::transfer::Eip1559Fields {
-            chain_id: plan.chain_id,
-            nonce,
-            to: evm::parse_address(&plan.tx_to).map_err(|_| internal("to"))?,
-            value: U256::from_str_radix(&plan.tx_value, 10).map_err(|_| internal("value"))?,
-            data: evm::parse_hex(&plan.data, "data").map_err(|_| internal("data"))?,
-            gas_limit: plan.gas_limit,
-            max_fee_per_gas: plan.max_fee_per_gas,
-            max_priority_fee_per_gas: plan.max_priority_fee_per_gas,
+        let fields = evm::transfer::Eip1559Fields {
+            chain_id: f.chain_id,
+            nonce: nonce.ok_or_else(|| internal("nonce"))?,
+            to: evm::parse_address(&f.tx_to).map_err(|_| internal("to"))?,
+            value: U256::from_str_radix(&f.tx_value, 10).map_err(|_| internal("value"))?,
+            data: evm::parse_hex(&f.data, "data").map_err(|_| internal("data"))?,
+            gas_limit: f.gas_limit,
+            max_fee_per_gas: f.max_fee_per_gas,
+            max_priority_fee_per_gas: f.max_priority_fee_per_gas,
         };
-        Ok(evm::to_hex(evm::transfer::unsigned_eip1559(&f)))
+        Ok(SignatureKind::Transaction {
+            transaction: Value::String(evm::to_hex(evm::transfer::unsigned_eip1559(&fields))),
+        })
     }
 
     async fn broadcast(

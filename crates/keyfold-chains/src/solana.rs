@@ -6,6 +6,8 @@
 //! Parsing and encoding are the Solana crates' (`solana-transaction` with its bincode wire
 //! format, `solana-message`); this module adds only the checks and the slot lookup.
 
+use std::str::FromStr as _;
+
 use bincode::Options as _;
 use solana_transaction::versioned::VersionedTransaction;
 
@@ -97,6 +99,38 @@ pub fn address(public: &[u8]) -> Result<String> {
     Ok(bs58::encode(key).into_string())
 }
 
+/// The base fee of one signature, in lamports (fixed by the protocol; a transfer has one).
+pub const LAMPORTS_PER_SIGNATURE: u64 = 5000;
+
+/// A base58 account address (32 bytes), or a 400 naming `field`.
+pub fn parse_address(field: &str, s: &str) -> Result<[u8; 32]> {
+    let bad = || Error::invalid(format!("{field} is not a Solana address (32 bytes, base58)"));
+    let bytes = bs58::decode(s.trim()).into_vec().map_err(|_| bad())?;
+    bytes.try_into().map_err(|_| bad())
+}
+
+/// The unsigned wire bytes of a legacy transaction paying `lamports` from `from` (also the
+/// fee payer, the one signer) to `to` with the System program, valid until `blockhash`
+/// expires. Built by `solana-message` and `solana-system-interface`; the signature slot is
+/// zeroed for [`prepare_transaction`] to fill.
+pub fn unsigned_transfer(
+    from: [u8; 32],
+    to: [u8; 32],
+    lamports: u64,
+    blockhash: &str,
+) -> Result<Vec<u8>> {
+    let hash = solana_hash::Hash::from_str(blockhash)
+        .map_err(|_| Error::Internal("the node's blockhash is not base58 of 32 bytes".into()))?;
+    let from = solana_pubkey::Pubkey::new_from_array(from);
+    let to = solana_pubkey::Pubkey::new_from_array(to);
+    let ix = solana_system_interface::instruction::transfer(&from, &to, lamports);
+    let message = solana_message::Message::new_with_blockhash(&[ix], Some(&from), &hash);
+    let tx = solana_transaction::Transaction::new_unsigned(message);
+    wire()
+        .serialize(&tx)
+        .map_err(|e| Error::Internal(format!("encoding the transaction: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -124,5 +158,26 @@ mod tests {
         for bytes in [&[][..], &[1, 2][..], &[0u8; 2000][..]] {
             assert!(prepare_transaction(bytes, &key).unwrap_err().is_bad_input());
         }
+    }
+
+    #[test]
+    fn a_built_transfer_is_one_system_transfer_the_wallet_alone_signs() {
+        let from = [7u8; 32];
+        let to = [9u8; 32];
+        let hash = bs58::encode([5u8; 32]).into_string();
+        let bytes = unsigned_transfer(from, to, 1_234_567, &hash).unwrap();
+        let signing = prepare_transaction(&bytes, &from).unwrap();
+        assert!(signing.only_the_wallet_is_missing());
+        let m = &signing.transaction.message;
+        assert_eq!(m.header().num_required_signatures, 1);
+        assert_eq!(m.static_account_keys()[0].to_bytes(), from);
+        assert_eq!(m.static_account_keys()[1].to_bytes(), to);
+        assert_eq!(m.recent_blockhash().to_bytes(), [5u8; 32]);
+        let ix = &m.instructions()[0];
+        // System program instruction 2 (Transfer), then the lamports, little-endian.
+        assert_eq!(ix.data[..4], 2u32.to_le_bytes());
+        assert_eq!(ix.data[4..], 1_234_567u64.to_le_bytes());
+        assert!(parse_address("to", "not-base58!").unwrap_err().is_bad_input());
+        assert!(parse_address("to", "1111").unwrap_err().is_bad_input());
     }
 }

@@ -724,6 +724,18 @@ pub trait TransferStore: Send + Sync {
     ) -> StoreResult<i64>;
     /// A nonce that was never broadcast goes back to the wallet, for the next transfer.
     async fn release_nonce(&self, wallet_id: &str, nonce: i64) -> StoreResult<()>;
+    /// Holds `outpoints` of `wallet_id` for `transfer_id`, all or none: false when another
+    /// transfer holds any of them already.
+    async fn reserve_outpoints(
+        &self,
+        wallet_id: &str,
+        transfer_id: &str,
+        outpoints: &[String],
+    ) -> StoreResult<bool>;
+    /// Every outpoint of `wallet_id` some transfer holds.
+    async fn reserved_outpoints(&self, wallet_id: &str) -> StoreResult<Vec<String>>;
+    /// Lets go of what `transfer_id` held: it never reached the chain.
+    async fn release_outpoints(&self, transfer_id: &str) -> StoreResult<()>;
     /// The token contracts the wallet has sent through Keyfold.
     async fn transfer_contracts(&self, wallet_id: &str) -> StoreResult<Vec<String>>;
 }
@@ -743,11 +755,38 @@ pub enum TransferIntent {
 }
 
 /// A transfer made concrete by the chain: everything but the nonce.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TransferPlan {
+    /// The sender's next nonce as the chain sees it (pending transactions included), on
+    /// chains that order an account's transactions by nonce (EVM); `None` elsewhere, and no
+    /// nonce is allocated.
+    pub chain_nonce: Option<u64>,
+    /// The recipient (checksummed on EVM) and the token contract, for the record.
+    pub recipient: String,
+    pub contract: Option<String>,
+    pub asset: AssetMetadata,
+    /// What the transfer's `details` show: fees, gas, inputs… (the nonce is added once
+    /// allocated).
+    pub details: serde_json::Map<String, serde_json::Value>,
+    /// The coins this transfer spends (Bitcoin outpoints, `txid:vout`): reserved for it
+    /// before it is signed, so concurrent transfers never pick the same ones.
+    pub spends: Vec<String>,
+    pub build: TransferBuild,
+}
+
+/// How the unsigned transaction of a plan is made.
+#[derive(Debug, Clone)]
+pub enum TransferBuild {
+    /// An EIP-1559 transaction, once its nonce is known.
+    Evm(EvmTransferFields),
+    /// Built already (Bitcoin PSBT, Solana transaction): what the wallet signs.
+    Ready(keyfold_types::keys::SignatureKind),
+}
+
+/// The fields of an EVM transfer's transaction, but its nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvmTransferFields {
     pub chain_id: u64,
-    /// The sender's next nonce as the chain sees it (pending transactions included).
-    pub chain_nonce: u64,
     /// The transaction's `to` (the token contract for ERC-20) and `value`.
     pub tx_to: String,
     pub tx_value: String,
@@ -756,10 +795,6 @@ pub struct TransferPlan {
     pub gas_limit: u64,
     pub max_fee_per_gas: u128,
     pub max_priority_fee_per_gas: u128,
-    /// The checksummed recipient and contract, for the record.
-    pub recipient: String,
-    pub contract: Option<String>,
-    pub asset: AssetMetadata,
 }
 
 /// What the chain said to a broadcast.
@@ -804,25 +839,26 @@ pub trait ChainRpc: Send + Sync + std::fmt::Debug {
         network: &str,
     ) -> Result<keyfold_types::networks::FeesResponse, crate::DomainError>;
 
-    /// Validates the intent and prices it: gas, fees for `priority`, the chain's nonce. A
-    /// sender who cannot pay (value + gas × max fee, or the token amount) is a 400 here,
-    /// before anything is signed.
+    /// Validates the intent and prices it: gas or fee rate for `priority`, the chain's nonce,
+    /// the coins to spend (never one of `reserved`, which other transfers hold). A sender
+    /// who cannot pay (value + fees, or the token amount) is a 400 here, before anything is
+    /// signed.
     async fn plan_transfer(
         &self,
         network: &str,
         from: &str,
         intent: &TransferIntent,
         priority: TransferPriority,
+        reserved: &[String],
     ) -> Result<TransferPlan, crate::DomainError>;
 
-    /// The unsigned transaction (hex) of `plan` with `nonce`, as the `Transaction` signature
-    /// kind takes it.
+    /// What the wallet signs for `plan`: with `nonce` on chains that have one.
     fn build_transfer(
         &self,
         network: &str,
         plan: &TransferPlan,
-        nonce: u64,
-    ) -> Result<String, crate::DomainError>;
+        nonce: Option<u64>,
+    ) -> Result<keyfold_types::keys::SignatureKind, crate::DomainError>;
 
     /// Sends a signed transaction. `Err(Unavailable)` when the endpoint cannot be reached
     /// (the caller keeps the bytes and tries again).

@@ -33,7 +33,7 @@ use crate::keys::{KeyService, iso, optional_text};
 use crate::model::{Key, TransferRecord, TransferResource, Wallet};
 use crate::page::{Page, PageRequest};
 use crate::ports::{
-    ActionEvidence, BroadcastForm, BroadcastOutcome, ChainTxStatus, TransferIntent,
+    ActionEvidence, BroadcastForm, BroadcastOutcome, ChainTxStatus, TransferIntent, TransferPlan,
 };
 use crate::time::Timestamp;
 
@@ -55,6 +55,9 @@ fn after(t: crate::time::Timestamp, d: Duration) -> crate::time::Timestamp {
 /// How long a retry with the same `externalId` waits for the first request to get past
 /// signing before it answers with the row as it stands.
 const SETTLE_WAIT: Duration = Duration::from_secs(60);
+
+/// How many times a transfer plans again when concurrent transfers took its coins first.
+const PLAN_ATTEMPTS: usize = 4;
 
 fn positive_amount(amount: &str) -> Result<()> {
     let ok = !amount.is_empty()
@@ -140,12 +143,6 @@ impl KeyService {
             .address
             .clone()
             .ok_or_else(|| DomainError::invalid("this wallet has no address to send from"))?;
-        let started = std::time::Instant::now();
-        let planned = self
-            .rpc
-            .plan_transfer(&w.network, &from, &intent, body.priority())
-            .await;
-        let plan_ms = started.elapsed().as_millis();
         let mut rec = self.new_record(
             g.principal(),
             &w,
@@ -155,7 +152,8 @@ impl KeyService {
             external_id,
             &evidence,
         )?;
-        let plan = match planned {
+        let started = std::time::Instant::now();
+        let plan = match self.plan_and_hold(&w, &from, &intent, &body, &rec.id).await {
             Ok(p) => p,
             Err(e @ DomainError::Unavailable(_)) => {
                 rec.status = TransferStatus::Failed;
@@ -167,46 +165,51 @@ impl KeyService {
             }
             Err(e) => return Err(e),
         };
-        if let Some(existing) = self.insert_or_replay(&rec).await? {
-            return self.transfer_response(self.settled_transfer(existing).await?);
+        let plan_ms = started.elapsed().as_millis();
+        let inserted = self.insert_or_replay(&rec).await;
+        if !matches!(inserted, Ok(None)) {
+            // A replay (or no row at all): the coins held for this attempt go back.
+            self.store.release_outpoints(&rec.id).await?;
+            if let Some(existing) = inserted? {
+                return self.transfer_response(self.settled_transfer(existing).await?);
+            }
         }
         rec.contract = plan.contract.clone();
         rec.recipient = Some(plan.recipient.clone());
-        let nonce = match self
-            .store
-            .allocate_nonce(
-                &rec.id,
-                &w.id,
-                i64::try_from(plan.chain_nonce).unwrap_or(i64::MAX),
-            )
-            .await
-        {
-            Ok(n) => n,
-            Err(e) => {
-                let e = DomainError::from(e);
-                self.fail(&mut rec, &e).await?;
-                return Err(e);
-            }
+        let nonce = match plan.chain_nonce {
+            None => None,
+            Some(chain_next) => match self
+                .store
+                .allocate_nonce(
+                    &rec.id,
+                    &w.id,
+                    i64::try_from(chain_next).unwrap_or(i64::MAX),
+                )
+                .await
+            {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    let e = DomainError::from(e);
+                    self.fail(&mut rec, &e).await?;
+                    return Err(e);
+                }
+            },
         };
-        rec.nonce = Some(nonce);
-        rec.details = Some(
-            serde_json::json!({
-                "nonce": nonce,
-                "gasLimit": plan.gas_limit.to_string(),
-                "maxFeePerGas": plan.max_fee_per_gas.to_string(),
-                "maxPriorityFeePerGas": plan.max_priority_fee_per_gas.to_string(),
-                "chainId": plan.chain_id,
-                "symbol": plan.asset.symbol,
-                "decimals": plan.asset.decimals,
-            })
-            .to_string(),
-        );
-        let unsigned = u64::try_from(nonce)
-            .map_err(|_| DomainError::internal("negative nonce"))
+        rec.nonce = nonce;
+        let mut details = plan.details.clone();
+        if let Some(n) = nonce {
+            details.insert("nonce".into(), n.into());
+        }
+        details.insert("symbol".into(), plan.asset.symbol.clone().into());
+        details.insert("decimals".into(), plan.asset.decimals.into());
+        rec.details = Some(serde_json::Value::Object(details).to_string());
+        let unsigned = nonce
+            .map(|n| u64::try_from(n).map_err(|_| DomainError::internal("negative nonce")))
+            .transpose()
             .and_then(|n| self.rpc.build_transfer(&w.network, &plan, n));
         let signing = std::time::Instant::now();
         let signed = match unsigned {
-            Ok(tx) => self.sign_transaction(&k, &w, &tx, &evidence, &rec.id).await,
+            Ok(kind) => self.sign_kind(&k, &w, &kind, &evidence, &rec.id).await,
             Err(e) => Err(e),
         };
         // Where the time goes (docs/benchmarks.md reads these).
@@ -217,6 +220,36 @@ impl KeyService {
             "transfer built and signed"
         );
         self.after_signing(rec, signed).await
+    }
+
+    /// Plans the transfer and holds the coins it spends for `transfer_id`. Coins another
+    /// transfer took between the plan and the hold make it plan again, a few times.
+    async fn plan_and_hold(
+        &self,
+        w: &Wallet,
+        from: &str,
+        intent: &TransferIntent,
+        body: &TransferBody,
+        transfer_id: &str,
+    ) -> Result<TransferPlan> {
+        for _ in 0..PLAN_ATTEMPTS {
+            let reserved = self.store.reserved_outpoints(&w.id).await?;
+            let plan = self
+                .rpc
+                .plan_transfer(&w.network, from, intent, body.priority(), &reserved)
+                .await?;
+            if plan.spends.is_empty()
+                || self
+                    .store
+                    .reserve_outpoints(&w.id, transfer_id, &plan.spends)
+                    .await?
+            {
+                return Ok(plan);
+            }
+        }
+        Err(DomainError::Conflict(
+            "the wallet's coins are being spent by concurrent transfers; try again".into(),
+        ))
     }
 
     pub async fn list_transfers(
@@ -447,8 +480,8 @@ impl KeyService {
                     .store
                     .update_transfer(&rec, TransferStatus::Executing)
                     .await?;
-                if moved && let Some(n) = rec.nonce {
-                    self.store.release_nonce(&rec.wallet_id, n).await?;
+                if moved {
+                    self.release_holds(&rec, true).await?;
                 }
                 Ok(moved)
             }
@@ -499,12 +532,8 @@ impl KeyService {
                                     .store
                                     .update_transfer(&rec, TransferStatus::Broadcasted)
                                     .await?;
-                                if moved
-                                    && !nonce_used
-                                    && rec.resource == TransferResource::Transfer
-                                    && let Some(n) = rec.nonce
-                                {
-                                    self.store.release_nonce(&rec.wallet_id, n).await?;
+                                if moved {
+                                    self.release_holds(&rec, !nonce_used).await?;
                                 }
                                 Ok(moved)
                             }
@@ -619,20 +648,6 @@ impl KeyService {
     }
 
     /// Signs an unsigned transaction through the cluster, in the form it is sent.
-    async fn sign_transaction(
-        &self,
-        k: &Key,
-        w: &Wallet,
-        transaction: &str,
-        evidence: &ActionEvidence,
-        request_id: &str,
-    ) -> Result<BroadcastForm> {
-        let kind = SignatureKind::Transaction {
-            transaction: serde_json::Value::String(transaction.to_string()),
-        };
-        self.sign_kind(k, w, &kind, evidence, request_id).await
-    }
-
     async fn sign_kind(
         &self,
         k: &Key,
@@ -738,12 +753,8 @@ impl KeyService {
                     .store
                     .update_transfer(&rec, TransferStatus::Executing)
                     .await?;
-                if moved
-                    && !nonce_used
-                    && rec.resource == TransferResource::Transfer
-                    && let Some(n) = rec.nonce
-                {
-                    self.store.release_nonce(&rec.wallet_id, n).await?;
+                if moved {
+                    self.release_holds(&rec, !nonce_used).await?;
                 }
             }
         }
@@ -759,12 +770,22 @@ impl KeyService {
             .store
             .update_transfer(rec, TransferStatus::Executing)
             .await?;
-        if moved
-            && rec.resource == TransferResource::Transfer
-            && let Some(n) = rec.nonce
-        {
+        if moved {
+            self.release_holds(rec, true).await?;
+        }
+        Ok(())
+    }
+
+    /// A transfer that never reached the chain gives back what it held: the coins it would
+    /// have spent, and its nonce unless another transaction took that nonce on chain.
+    async fn release_holds(&self, rec: &TransferRecord, nonce_unused: bool) -> Result<()> {
+        if rec.resource != TransferResource::Transfer {
+            return Ok(());
+        }
+        if nonce_unused && let Some(n) = rec.nonce {
             self.store.release_nonce(&rec.wallet_id, n).await?;
         }
+        self.store.release_outpoints(&rec.id).await?;
         Ok(())
     }
 

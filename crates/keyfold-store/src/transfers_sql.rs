@@ -1,5 +1,5 @@
 //! The transfer port in SQL both dialects accept: transfers and broadcast transactions, and
-//! the per-wallet nonce allocator.
+//! the per-wallet nonce allocator and the Bitcoin coins transfers hold.
 
 use async_trait::async_trait;
 use keyfold_domain::StoreError;
@@ -360,6 +360,60 @@ impl TransferStore for SqlStore {
             .execute(p)
             .await
             .map(|_| ())
+        })
+        .map_err(map_err)
+    }
+
+    async fn reserve_outpoints(
+        &self,
+        wallet_id: &str,
+        transfer_id: &str,
+        outpoints: &[String],
+    ) -> StoreResult<bool> {
+        // ON CONFLICT DO NOTHING, not a unique violation: a PostgreSQL transaction survives
+        // it, and a concurrent holder's row (committed or not) makes the count fall short.
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            for outpoint in outpoints {
+                let n = sqlx::query(
+                    "INSERT INTO wallet_reserved_outpoints (wallet_id, outpoint, transfer_id) \
+                     VALUES ($1, $2, $3) ON CONFLICT (wallet_id, outpoint) DO NOTHING",
+                )
+                .bind(wallet_id)
+                .bind(outpoint)
+                .bind(transfer_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                if n != 1 {
+                    tx.rollback().await.map_err(map_err)?;
+                    return Ok(false);
+                }
+            }
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn reserved_outpoints(&self, wallet_id: &str) -> StoreResult<Vec<String>> {
+        let rows: Vec<(String,)> = on_read!(self, |p| sqlx::query_as(
+            "SELECT outpoint FROM wallet_reserved_outpoints WHERE wallet_id = $1 ORDER BY outpoint"
+        )
+        .bind(wallet_id)
+        .fetch_all(p)
+        .await)
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(|(o,)| o).collect())
+    }
+
+    async fn release_outpoints(&self, transfer_id: &str) -> StoreResult<()> {
+        on_write!(self, |p| {
+            sqlx::query("DELETE FROM wallet_reserved_outpoints WHERE transfer_id = $1")
+                .bind(transfer_id)
+                .execute(p)
+                .await
+                .map(|_| ())
         })
         .map_err(map_err)
     }

@@ -1276,6 +1276,39 @@ async fn transfers_and_their_nonces(s: &dyn Store) {
             .unwrap()
     );
 
+    // Coins are held by one transfer at a time, all or none; racing holders get one each.
+    let ops = |v: &[&str]| v.iter().map(|o| o.to_string()).collect::<Vec<_>>();
+    assert!(
+        s.reserve_outpoints(&w.id, &many[3].id, &ops(&["aa:0", "bb:1"]))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.reserve_outpoints(&w.id, &many[4].id, &ops(&["cc:0", "bb:1"]))
+            .await
+            .unwrap(),
+        "bb:1 is held"
+    );
+    assert_eq!(
+        s.reserved_outpoints(&w.id).await.unwrap(),
+        ops(&["aa:0", "bb:1"]),
+        "a refused reservation holds nothing"
+    );
+    let racing = join_all(
+        many[5..13]
+            .iter()
+            .map(|t| s.reserve_outpoints(&w.id, &t.id, std::slice::from_ref(&"dd:2".to_string()))),
+    )
+    .await;
+    assert_eq!(racing.iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
+    s.release_outpoints(&many[3].id).await.unwrap();
+    assert_eq!(s.reserved_outpoints(&w.id).await.unwrap(), ops(&["dd:2"]));
+    assert!(
+        s.reserve_outpoints(&w.id, &many[4].id, &ops(&["cc:0", "bb:1"]))
+            .await
+            .unwrap()
+    );
+
     // In flight: everything but the confirmed and the failed one, oldest first.
     let unsettled = s.unsettled_transfers(100).await.unwrap();
     assert_eq!(unsettled.len(), 22 - 2);

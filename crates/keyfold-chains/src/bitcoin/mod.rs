@@ -6,6 +6,8 @@
 //! (the *internal key*); its address commits to the BIP-341 tweak of that key with no script
 //! tree (BIP-86), so a key-path spend is signed with `taprootMerkleRoot: ""`.
 
+pub mod transfer;
+
 use bitcoin::hashes::Hash as _;
 use bitcoin::key::{CompressedPublicKey, UntweakedPublicKey};
 use bitcoin::psbt::Psbt;
