@@ -13,8 +13,8 @@
 //! | module | networks | status |
 //! | --- | --- | --- |
 //! | [`evm`] | Ethereum, Base, Polygon, Arbitrum, Optimism, BSC, Avalanche C and their testnets | implemented |
-//! | [`bitcoin`] | Bitcoin, BitcoinTestnet3/4, BitcoinSignet | addresses (P2WPKH, P2TR), `Hash` (DER for ECDSA, BIP-341 tweak for Schnorr) and `Psbt` signatures; transfers to come |
-//! | [`solana`] | Solana, SolanaDevnet | addresses, `Hash`/`Message`/`Transaction` (legacy and v0) signatures; transfers to come |
+//! | [`bitcoin`] | Bitcoin, BitcoinTestnet3/4, BitcoinSignet | addresses (P2WPKH, P2TR), `Hash` (DER for ECDSA, BIP-341 tweak for Schnorr) and `Psbt` signatures; native transfers (coin selection, PSBT) |
+//! | [`solana`] | Solana, SolanaDevnet | addresses, `Hash`/`Message`/`Transaction` (legacy and v0) signatures; native transfers |
 //!
 //! Errors are one enum, [`Error`]: bad input (a 400 with a message for the caller) versus
 //! internal (a signature from the cluster that does not check out, a bug).

@@ -558,6 +558,7 @@ impl ChainRpcs {
         n: Network,
         from: &str,
         intent: &TransferIntent,
+        transfer_id: &str,
     ) -> Result<TransferPlan, DomainError> {
         let TransferIntent::Native { to, amount } = intent else {
             return Err(DomainError::invalid(format!(
@@ -578,9 +579,17 @@ impl ChainRpcs {
         let to_text = solana::address(&to_key).map_err(bad)?;
         let (balance, to_balance, rent, latest) = tokio::join!(
             self.call(n, "getBalance", json!([from, {"commitment": "confirmed"}])),
-            self.call(n, "getBalance", json!([to_text, {"commitment": "confirmed"}])),
+            self.call(
+                n,
+                "getBalance",
+                json!([to_text, {"commitment": "confirmed"}])
+            ),
             self.call(n, "getMinimumBalanceForRentExemption", json!([0])),
-            self.call(n, "getLatestBlockhash", json!([{"commitment": "confirmed"}])),
+            self.call(
+                n,
+                "getLatestBlockhash",
+                json!([{"commitment": "confirmed"}])
+            ),
         );
         let (balance, to_balance) = (lamports_of(balance)?, lamports_of(to_balance)?);
         let rent = rent?
@@ -592,13 +601,26 @@ impl ChainRpcs {
             .and_then(Value::as_str)
             .ok_or_else(|| bad_answer(n, "getLatestBlockhash without blockhash"))?;
         let fee = solana::LAMPORTS_PER_SIGNATURE;
-        let Some(left) = balance.checked_sub(lamports.saturating_add(fee)) else {
+        // The fee is taken first, and the wallet must still be rent-exempt after it; then
+        // the payment, after which it must be rent-exempt or empty.
+        let Some(after_fee) = balance.checked_sub(fee).filter(|a| *a >= rent) else {
+            return Err(DomainError::invalid(format!(
+                "insufficient funds: the wallet holds {balance} lamports; paying the fee of \
+                 {fee} must leave it at least the rent-exempt minimum of {rent}"
+            )));
+        };
+        let left = if from_key == to_key {
+            after_fee.checked_sub(lamports).map(|_| after_fee)
+        } else {
+            after_fee.checked_sub(lamports)
+        };
+        let Some(left) = left else {
             return Err(DomainError::invalid(format!(
                 "insufficient funds: the wallet holds {balance} lamports and the transfer \
                  needs {lamports} plus a fee of {fee}"
             )));
         };
-        if left != 0 && left < rent && from_key != to_key {
+        if left != 0 && left < rent {
             return Err(DomainError::invalid(format!(
                 "the transfer would leave the wallet with {left} lamports, below the \
                  rent-exempt minimum of {rent}: send everything but the fee, or leave at \
@@ -612,9 +634,9 @@ impl ChainRpcs {
             )));
         }
         let unsigned =
-            solana::unsigned_transfer(from_key, to_key, lamports, blockhash).map_err(|e| {
-                DomainError::Unavailable(format!("the {n} RPC endpoint answered badly: {e}"))
-            })?;
+            solana::unsigned_transfer(from_key, to_key, lamports, blockhash, transfer_id).map_err(
+                |e| DomainError::Unavailable(format!("the {n} RPC endpoint answered badly: {e}")),
+            )?;
         let details = json!({
             "fee": fee.to_string(),
             "recentBlockhash": blockhash,
@@ -981,6 +1003,7 @@ impl ChainRpc for ChainRpcs {
         intent: &TransferIntent,
         priority: TransferPriority,
         reserved: &[String],
+        transfer_id: &str,
     ) -> Result<TransferPlan, DomainError> {
         let n = parse_network(network)?;
         if n.family() == Family::Key {
@@ -992,7 +1015,7 @@ impl ChainRpc for ChainRpcs {
         match n.family() {
             Family::Evm => self.evm_plan(n, from, intent, priority).await,
             Family::Bitcoin => self.bitcoin_plan(n, from, intent, priority, reserved).await,
-            Family::Solana | Family::Key => self.solana_plan(n, from, intent).await,
+            Family::Solana | Family::Key => self.solana_plan(n, from, intent, transfer_id).await,
         }
     }
 
@@ -1074,6 +1097,19 @@ impl ChainRpc for ChainRpcs {
                 symbol: native.symbol,
                 decimals: native.decimals.unwrap_or(9),
                 balance: lamports.to_string(),
+                verified: Some(true),
+            }]);
+        }
+        if n.family() == Family::Bitcoin {
+            // The confirmed, spendable coins (what a transfer can spend).
+            let addr = crate::bitcoin::transfer::parse_address(n, "the wallet", address)
+                .map_err(|e| DomainError::invalid(e.to_string()))?;
+            let (coins, _) = self.bitcoin_coins(n, &addr, &[]).await?;
+            let native = native_of(n);
+            return Ok(vec![Asset::Native {
+                symbol: native.symbol,
+                decimals: native.decimals.unwrap_or(8),
+                balance: coins.iter().map(|c| c.value).sum::<u64>().to_string(),
                 verified: Some(true),
             }]);
         }

@@ -104,27 +104,44 @@ pub const LAMPORTS_PER_SIGNATURE: u64 = 5000;
 
 /// A base58 account address (32 bytes), or a 400 naming `field`.
 pub fn parse_address(field: &str, s: &str) -> Result<[u8; 32]> {
-    let bad = || Error::invalid(format!("{field} is not a Solana address (32 bytes, base58)"));
-    let bytes = bs58::decode(s.trim()).into_vec().map_err(|_| bad())?;
+    let bad = || {
+        Error::invalid(format!(
+            "{field} is not a Solana address (32 bytes, base58)"
+        ))
+    };
+    let bytes = bs58::decode(s).into_vec().map_err(|_| bad())?;
     bytes.try_into().map_err(|_| bad())
 }
 
+/// The SPL Memo program (v2), deployed on every Solana cluster.
+const MEMO_PROGRAM: solana_pubkey::Pubkey =
+    solana_pubkey::Pubkey::from_str_const("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr");
+
 /// The unsigned wire bytes of a legacy transaction paying `lamports` from `from` (also the
 /// fee payer, the one signer) to `to` with the System program, valid until `blockhash`
-/// expires. Built by `solana-message` and `solana-system-interface`; the signature slot is
-/// zeroed for [`prepare_transaction`] to fill.
+/// expires, with `memo` (the transfer's id) as a Memo-program instruction. The memo makes
+/// every transfer a distinct message: a validator runs a message once per blockhash, so two
+/// identical payments requested together would otherwise be one payment. Built by
+/// `solana-message` and `solana-system-interface` (a memo's data is its UTF-8 text, signed by
+/// no account); the signature slot is zeroed for [`prepare_transaction`] to fill.
 pub fn unsigned_transfer(
     from: [u8; 32],
     to: [u8; 32],
     lamports: u64,
     blockhash: &str,
+    memo: &str,
 ) -> Result<Vec<u8>> {
     let hash = solana_hash::Hash::from_str(blockhash)
         .map_err(|_| Error::Internal("the node's blockhash is not base58 of 32 bytes".into()))?;
     let from = solana_pubkey::Pubkey::new_from_array(from);
     let to = solana_pubkey::Pubkey::new_from_array(to);
-    let ix = solana_system_interface::instruction::transfer(&from, &to, lamports);
-    let message = solana_message::Message::new_with_blockhash(&[ix], Some(&from), &hash);
+    let pay = solana_system_interface::instruction::transfer(&from, &to, lamports);
+    let note = solana_instruction::Instruction {
+        program_id: MEMO_PROGRAM,
+        accounts: Vec::new(),
+        data: memo.as_bytes().to_vec(),
+    };
+    let message = solana_message::Message::new_with_blockhash(&[pay, note], Some(&from), &hash);
     let tx = solana_transaction::Transaction::new_unsigned(message);
     wire()
         .serialize(&tx)
@@ -165,7 +182,9 @@ mod tests {
         let from = [7u8; 32];
         let to = [9u8; 32];
         let hash = bs58::encode([5u8; 32]).into_string();
-        let bytes = unsigned_transfer(from, to, 1_234_567, &hash).unwrap();
+        let bytes = unsigned_transfer(from, to, 1_234_567, &hash, "xfr-1").unwrap();
+        let other = unsigned_transfer(from, to, 1_234_567, &hash, "xfr-2").unwrap();
+        assert_ne!(bytes, other, "two transfers are two messages");
         let signing = prepare_transaction(&bytes, &from).unwrap();
         assert!(signing.only_the_wallet_is_missing());
         let m = &signing.transaction.message;
@@ -177,7 +196,18 @@ mod tests {
         // System program instruction 2 (Transfer), then the lamports, little-endian.
         assert_eq!(ix.data[..4], 2u32.to_le_bytes());
         assert_eq!(ix.data[4..], 1_234_567u64.to_le_bytes());
-        assert!(parse_address("to", "not-base58!").unwrap_err().is_bad_input());
+        let memo = &m.instructions()[1];
+        assert_eq!(
+            m.static_account_keys()[usize::from(memo.program_id_index)].to_string(),
+            "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"
+        );
+        assert_eq!(memo.data, b"xfr-1");
+        assert!(memo.accounts.is_empty());
+        assert!(
+            parse_address("to", "not-base58!")
+                .unwrap_err()
+                .is_bad_input()
+        );
         assert!(parse_address("to", "1111").unwrap_err().is_bad_input());
     }
 }

@@ -842,7 +842,7 @@ pub trait ChainRpc: Send + Sync + std::fmt::Debug {
     /// Validates the intent and prices it: gas or fee rate for `priority`, the chain's nonce,
     /// the coins to spend (never one of `reserved`, which other transfers hold). A sender
     /// who cannot pay (value + fees, or the token amount) is a 400 here, before anything is
-    /// signed.
+    /// signed. `transfer_id` may be written on chain (a Solana memo) to tell transfers apart.
     async fn plan_transfer(
         &self,
         network: &str,
@@ -850,6 +850,7 @@ pub trait ChainRpc: Send + Sync + std::fmt::Debug {
         intent: &TransferIntent,
         priority: TransferPriority,
         reserved: &[String],
+        transfer_id: &str,
     ) -> Result<TransferPlan, crate::DomainError>;
 
     /// What the wallet signs for `plan`: with `nonce` on chains that have one.

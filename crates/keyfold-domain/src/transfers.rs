@@ -236,7 +236,14 @@ impl KeyService {
             let reserved = self.store.reserved_outpoints(&w.id).await?;
             let plan = self
                 .rpc
-                .plan_transfer(&w.network, from, intent, body.priority(), &reserved)
+                .plan_transfer(
+                    &w.network,
+                    from,
+                    intent,
+                    body.priority(),
+                    &reserved,
+                    transfer_id,
+                )
                 .await?;
             if plan.spends.is_empty()
                 || self

@@ -397,12 +397,14 @@ impl TransferStore for SqlStore {
     }
 
     async fn reserved_outpoints(&self, wallet_id: &str) -> StoreResult<Vec<String>> {
-        let rows: Vec<(String,)> = on_read!(self, |p| sqlx::query_as(
+        let rows: Vec<(String,)> = on_read!(self, |p| {
+            sqlx::query_as(
             "SELECT outpoint FROM wallet_reserved_outpoints WHERE wallet_id = $1 ORDER BY outpoint"
         )
         .bind(wallet_id)
         .fetch_all(p)
-        .await)
+        .await
+        })
         .map_err(map_err)?;
         Ok(rows.into_iter().map(|(o,)| o).collect())
     }

@@ -1294,10 +1294,11 @@ async fn transfers_and_their_nonces(s: &dyn Store) {
         ops(&["aa:0", "bb:1"]),
         "a refused reservation holds nothing"
     );
+    let dd = ops(&["dd:2"]);
     let racing = join_all(
         many[5..13]
             .iter()
-            .map(|t| s.reserve_outpoints(&w.id, &t.id, std::slice::from_ref(&"dd:2".to_string()))),
+            .map(|t| s.reserve_outpoints(&w.id, &t.id, &dd)),
     )
     .await;
     assert_eq!(racing.iter().filter(|r| *r.as_ref().unwrap()).count(), 1);

@@ -15,8 +15,8 @@ use bitcoin::psbt::Psbt;
 use bitcoin::transaction::{InputWeightPrediction, Version, predict_weight};
 use bitcoin::{Address, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
 
-use crate::error::{Error, Result};
 use crate::Network;
+use crate::error::{Error, Result};
 
 /// The most inputs one transfer spends: what a `Psbt` request signs at most.
 pub const MAX_INPUTS: usize = 64;
@@ -62,7 +62,6 @@ pub fn network_of(n: Network) -> Result<bitcoin::Network> {
 /// An address valid on `n`, or a 400 naming `field`.
 pub fn parse_address(n: Network, field: &str, s: &str) -> Result<Address> {
     let unchecked: Address<bitcoin::address::NetworkUnchecked> = s
-        .trim()
         .parse()
         .map_err(|_| Error::invalid(format!("{field} is not a Bitcoin address")))?;
     unchecked
@@ -109,11 +108,7 @@ pub fn build_native_transfer(
     let change_dust = own.minimal_non_dust().to_sat();
     coins.sort_by(|a, b| b.value.cmp(&a.value).then(a.outpoint.cmp(&b.outpoint)));
     let vsize = |inputs: usize, outputs: &[usize]| {
-        predict_weight(
-            std::iter::repeat_n(input, inputs),
-            outputs.iter().copied(),
-        )
-        .to_vbytes_ceil()
+        predict_weight(std::iter::repeat_n(input, inputs), outputs.iter().copied()).to_vbytes_ceil()
     };
     let mut total: u64 = 0;
     let mut chosen = 0;
@@ -191,4 +186,152 @@ pub fn build_native_transfer(
         change,
         vsize,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bitcoin::hashes::Hash as _;
+
+    fn signet(s: &str) -> Address {
+        parse_address(Network::BitcoinSignet, "to", s).unwrap()
+    }
+
+    fn p2wpkh(byte: u8) -> Address {
+        Address::p2wpkh(
+            &bitcoin::CompressedPublicKey::from_slice(&{
+                let sk = bitcoin::secp256k1::SecretKey::from_slice(&[byte; 32]).unwrap();
+                bitcoin::secp256k1::PublicKey::from_secret_key(
+                    &bitcoin::secp256k1::Secp256k1::new(),
+                    &sk,
+                )
+                .serialize()
+            })
+            .unwrap(),
+            bitcoin::KnownHrp::Testnets,
+        )
+    }
+
+    fn coin(n: u8, value: u64) -> Coin {
+        Coin {
+            outpoint: OutPoint {
+                txid: bitcoin::Txid::from_byte_array([n; 32]),
+                vout: u32::from(n),
+            },
+            value,
+        }
+    }
+
+    fn tx_of(t: &NativeTransfer) -> Psbt {
+        Psbt::deserialize(&t.psbt).unwrap()
+    }
+
+    #[test]
+    fn one_large_coin_pays_and_returns_change() {
+        let (from, to) = (p2wpkh(1), p2wpkh(2));
+        let t = build_native_transfer(
+            &from,
+            &to,
+            50_000,
+            vec![coin(1, 10_000), coin(2, 200_000)],
+            2_000,
+        )
+        .unwrap();
+        let psbt = tx_of(&t);
+        let tx = &psbt.unsigned_tx;
+        assert_eq!(tx.input.len(), 1, "the largest coin alone suffices");
+        assert_eq!(tx.input[0].previous_output, coin(2, 0).outpoint);
+        assert_eq!(tx.input[0].sequence, Sequence::ENABLE_RBF_NO_LOCKTIME);
+        assert_eq!(tx.output[0].value.to_sat(), 50_000);
+        assert_eq!(tx.output[0].script_pubkey, to.script_pubkey());
+        assert_eq!(tx.output[1].script_pubkey, from.script_pubkey());
+        assert_eq!(tx.output[1].value.to_sat(), t.change);
+        // 1 P2WPKH input, 2 P2WPKH outputs: 141 vB at most once signed, 2 sat/vB.
+        assert_eq!(t.vsize, 141);
+        assert_eq!(t.fee, 282);
+        assert_eq!(50_000 + t.change + t.fee, 200_000);
+        assert_eq!(
+            psbt.inputs[0].witness_utxo.as_ref().unwrap().script_pubkey,
+            from.script_pubkey()
+        );
+        assert_eq!(t.spends, vec![coin(2, 0).outpoint.to_string()]);
+    }
+
+    #[test]
+    fn a_remainder_below_dust_goes_to_the_fee() {
+        let (from, to) = (p2wpkh(1), p2wpkh(2));
+        // 1 input, 1 output: 110 vB at 1 sat/vB; 100 sats over is less than a change output.
+        let t = build_native_transfer(&from, &to, 10_000, vec![coin(1, 10_210)], 1_000).unwrap();
+        let tx = tx_of(&t).unsigned_tx;
+        assert_eq!(tx.output.len(), 1);
+        assert_eq!(t.change, 0);
+        assert_eq!(t.fee, 210);
+        assert_eq!(t.vsize, 110);
+    }
+
+    #[test]
+    fn coins_are_added_largest_first_until_the_fee_is_covered() {
+        let (from, to) = (p2wpkh(1), p2wpkh(2));
+        let coins = vec![coin(1, 30_000), coin(2, 50_000), coin(3, 40_000)];
+        let t = build_native_transfer(&from, &to, 85_000, coins, 1_000).unwrap();
+        let tx = tx_of(&t).unsigned_tx;
+        let spent: Vec<_> = tx.input.iter().map(|i| i.previous_output).collect();
+        assert_eq!(spent, vec![coin(2, 0).outpoint, coin(3, 0).outpoint]);
+        assert_eq!(85_000 + t.change + t.fee, 90_000);
+    }
+
+    #[test]
+    fn taproot_wallets_spend_with_key_path_sized_inputs() {
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[4; 32]).unwrap();
+        let (xonly, _) = sk.public_key(&secp).x_only_public_key();
+        let from = Address::p2tr(&secp, xonly, None, bitcoin::KnownHrp::Testnets);
+        let t =
+            build_native_transfer(&from, &p2wpkh(2), 1_000, vec![coin(1, 100_000)], 1_000).unwrap();
+        // 10.5 vB of frame, 1 key-path input (57.5 vB), a P2WPKH (31) and a P2TR (43) output.
+        assert_eq!(t.vsize, 142);
+        assert_eq!(
+            tx_of(&t).unsigned_tx.output[1].script_pubkey,
+            from.script_pubkey()
+        );
+    }
+
+    #[test]
+    fn too_little_money_dust_and_too_many_coins_are_bad_input() {
+        let (from, to) = (p2wpkh(1), p2wpkh(2));
+        let e =
+            build_native_transfer(&from, &to, 10_000, vec![coin(1, 10_050)], 1_000).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("insufficient funds"),
+            "{e}"
+        );
+        let e = build_native_transfer(&from, &to, 100, vec![coin(1, 10_000)], 1_000).unwrap_err();
+        assert!(e.is_bad_input() && e.to_string().contains("dust"), "{e}");
+        let many: Vec<Coin> = (0..100).map(|i| coin(i, 1_000)).collect();
+        let e = build_native_transfer(&from, &to, 80_000, many, 1_000).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("64 coins"),
+            "{e}"
+        );
+        let e = build_native_transfer(&from, &to, 10_000, vec![], 1_000).unwrap_err();
+        assert!(e.is_bad_input(), "{e}");
+    }
+
+    #[test]
+    fn addresses_must_belong_to_the_network() {
+        let a = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4";
+        assert!(parse_address(Network::Bitcoin, "to", a).is_ok());
+        let e = parse_address(Network::BitcoinSignet, "to", a).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("BitcoinSignet"),
+            "{e}"
+        );
+        assert!(
+            parse_address(Network::BitcoinSignet, "to", "nope")
+                .unwrap_err()
+                .is_bad_input()
+        );
+        let _ = signet("tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx");
+    }
 }
