@@ -25,6 +25,27 @@ use crate::evm::fees::{FEE_HISTORY_BLOCKS, FEE_PERCENTILES, from_fee_history};
 use crate::evm::{self, Address, U256};
 use crate::{Family, Network, solana};
 
+/// The `estimatesmartfee` confirmation target of `priority`.
+fn bitcoin_target(priority: TransferPriority) -> u16 {
+    BITCOIN_TARGETS
+        .iter()
+        .find(|(p, _)| *p == priority)
+        .map_or(6, |(_, t)| *t)
+}
+
+/// sat per 1000 vbytes as sat/vB, decimal, without trailing zeros.
+fn sat_per_vb(sat_per_kvb: u64) -> String {
+    let whole = sat_per_kvb / 1000;
+    let frac = sat_per_kvb % 1000;
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string()
+    }
+}
+
 fn object(v: Value) -> serde_json::Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -441,7 +462,7 @@ impl ChainRpcs {
                 "eth_getTransactionCount",
                 json!([from.to_string(), "pending"])
             ),
-            self.fees(n.as_str()),
+            self.evm_fees(n),
             self.native_balance(n, from, "pending"),
         );
         let chain_nonce = small(n, &nonce?)?;
@@ -450,7 +471,10 @@ impl ChainRpcs {
             standard,
             fast,
             ..
-        } = fees?;
+        } = fees?
+        else {
+            return Err(DomainError::internal("EVM fees of another family"));
+        };
         let level = match priority {
             TransferPriority::Slow => slow,
             TransferPriority::Standard => standard,
@@ -694,7 +718,7 @@ impl ChainRpcs {
             })?;
         let details = json!({
             "fee": built.fee.to_string(),
-            "feeRate": format!("{:.3}", sat_per_kvb as f64 / 1000.0),
+            "feeRate": sat_per_vb(sat_per_kvb),
             "feeRateSource": source,
             "vsize": built.vsize,
             "inputs": built.spends,
@@ -793,10 +817,7 @@ impl ChainRpcs {
         n: Network,
         priority: TransferPriority,
     ) -> Result<(u64, &'static str), DomainError> {
-        let target = BITCOIN_TARGETS
-            .iter()
-            .find(|(p, _)| *p == priority)
-            .map_or(6, |(_, t)| *t);
+        let target = bitcoin_target(priority);
         let btc_per_kvb = |v: &Value, field: &str| {
             v.get(field)
                 .and_then(Value::as_f64)
@@ -815,6 +836,83 @@ impl ChainRpcs {
             .max(btc_per_kvb(&info, "minrelaytxfee"))
             .ok_or_else(|| bad_answer(n, "getmempoolinfo without mempoolminfee"))?;
         Ok((floor, "mempoolminfee"))
+    }
+
+    /// EIP-1559 levels from `eth_feeHistory`.
+    async fn evm_fees(&self, n: Network) -> Result<FeesResponse, DomainError> {
+        let history = self
+            .call(
+                n,
+                "eth_feeHistory",
+                json!([
+                    format!("0x{FEE_HISTORY_BLOCKS:x}"),
+                    "latest",
+                    FEE_PERCENTILES
+                ]),
+            )
+            .await?;
+        from_fee_history(n.as_str(), &history).map_err(|e| {
+            DomainError::Unavailable(format!("the {n} RPC endpoint answered badly: {e}"))
+        })
+    }
+
+    /// The same rates a Bitcoin transfer of each priority pays.
+    async fn bitcoin_fees(&self, n: Network) -> Result<FeesResponse, DomainError> {
+        let level = |p: TransferPriority| async move {
+            let (rate, _) = self.bitcoin_fee_rate(n, p).await?;
+            Ok::<_, DomainError>(keyfold_types::networks::BitcoinFee {
+                fee_rate: sat_per_vb(rate),
+                block_horizon: u32::from(bitcoin_target(p)),
+            })
+        };
+        let (height, slow, standard, fast) = tokio::join!(
+            self.call(n, "getblockcount", json!([])),
+            level(TransferPriority::Slow),
+            level(TransferPriority::Standard),
+            level(TransferPriority::Fast),
+        );
+        Ok(FeesResponse::Bitcoin {
+            network: n.as_str().to_string(),
+            block_number: height?
+                .as_u64()
+                .ok_or_else(|| bad_answer(n, "getblockcount"))?,
+            slow: slow?,
+            standard: standard?,
+            fast: fast?,
+        })
+    }
+
+    /// Percentiles (25th, 50th, 75th) of the compute-unit prices paid in recent slots.
+    async fn solana_fees(&self, n: Network) -> Result<FeesResponse, DomainError> {
+        let (recent, slot) = tokio::join!(
+            self.call(n, "getRecentPrioritizationFees", json!([])),
+            self.call(n, "getSlot", json!([{"commitment": "confirmed"}])),
+        );
+        let mut prices = recent?
+            .as_array()
+            .ok_or_else(|| bad_answer(n, "getRecentPrioritizationFees"))?
+            .iter()
+            .map(|e| e.get("prioritizationFee").and_then(Value::as_u64))
+            .collect::<Option<Vec<u64>>>()
+            .ok_or_else(|| bad_answer(n, "getRecentPrioritizationFees entry"))?;
+        prices.sort_unstable();
+        let at = |pct: usize| {
+            let price = if prices.is_empty() {
+                0
+            } else {
+                prices[(prices.len() - 1) * pct / 100]
+            };
+            keyfold_types::networks::SolanaFee {
+                compute_unit_price: price.to_string(),
+            }
+        };
+        Ok(FeesResponse::Solana {
+            network: n.as_str().to_string(),
+            block_number: slot?.as_u64().ok_or_else(|| bad_answer(n, "getSlot"))?,
+            slow: at(25),
+            standard: at(50),
+            fast: at(75),
+        })
     }
 
     /// Bitcoin Core's `sendrawtransaction`.
@@ -975,25 +1073,14 @@ impl ChainRpcs {
 impl ChainRpc for ChainRpcs {
     async fn fees(&self, network: &str) -> Result<FeesResponse, DomainError> {
         let n = Network::from_str(network).map_err(|e| DomainError::invalid(e.to_string()))?;
-        if n.family() != Family::Evm {
-            return Err(DomainError::invalid(format!(
-                "fee estimates for {n} are not supported yet (EVM networks are)"
-            )));
+        match n.family() {
+            Family::Evm => self.evm_fees(n).await,
+            Family::Bitcoin => self.bitcoin_fees(n).await,
+            Family::Solana => self.solana_fees(n).await,
+            Family::Key => Err(DomainError::invalid(format!(
+                "{n} is not a blockchain: it has no fees"
+            ))),
         }
-        let history = self
-            .call(
-                n,
-                "eth_feeHistory",
-                json!([
-                    format!("0x{FEE_HISTORY_BLOCKS:x}"),
-                    "latest",
-                    FEE_PERCENTILES
-                ]),
-            )
-            .await?;
-        from_fee_history(n.as_str(), &history).map_err(|e| {
-            DomainError::Unavailable(format!("the {n} RPC endpoint answered badly: {e}"))
-        })
     }
 
     async fn plan_transfer(

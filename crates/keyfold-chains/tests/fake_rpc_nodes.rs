@@ -276,3 +276,105 @@ async fn solana_broadcast_and_status() {
     assert_eq!(v[0]["decimals"], 9);
     assert_eq!(v[0]["symbol"], "SOL");
 }
+
+/// `GET /networks/fees` on Bitcoin: one `estimatesmartfee` per priority (targets 24, 6, 2,
+/// conservative), BTC/kvB read as sat/vB; a node without estimates yet (a young chain) falls
+/// back to its mempool's minimum fee.
+#[tokio::test]
+async fn bitcoin_fees_come_from_estimatesmartfee() {
+    use keyfold_types::networks::FeesResponse;
+    let (node, url) = FakeNode::start().await;
+    let c = rpc("BitcoinSignet", &url);
+    node.answer(|m, p| match m {
+        "estimatesmartfee" => Ok(match p[0].as_u64().unwrap() {
+            24 => json!({"feerate": 0.00001, "blocks": 24}),
+            6 => json!({"feerate": 0.00012345, "blocks": 6}),
+            2 => json!({"feerate": 0.0005, "blocks": 2}),
+            other => panic!("target {other}"),
+        }),
+        "getblockcount" => Ok(json!(840_000)),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    let FeesResponse::Bitcoin {
+        network,
+        block_number,
+        slow,
+        standard,
+        fast,
+    } = c.fees("BitcoinSignet").await.unwrap()
+    else {
+        panic!("not Bitcoin fees");
+    };
+    assert_eq!((network.as_str(), block_number), ("BitcoinSignet", 840_000));
+    assert_eq!((slow.fee_rate.as_str(), slow.block_horizon), ("1", 24));
+    assert_eq!(
+        (standard.fee_rate.as_str(), standard.block_horizon),
+        ("12.345", 6)
+    );
+    assert_eq!((fast.fee_rate.as_str(), fast.block_horizon), ("50", 2));
+    for (m, p) in node.calls() {
+        if m == "estimatesmartfee" {
+            assert_eq!(p[1], "conservative");
+        }
+    }
+
+    node.answer(|m, _| match m {
+        "estimatesmartfee" => {
+            Ok(json!({"errors": ["Insufficient data or no feerate found"], "blocks": 0}))
+        }
+        "getmempoolinfo" => Ok(json!({"mempoolminfee": 0.00002, "minrelaytxfee": 0.00001})),
+        "getblockcount" => Ok(json!(12)),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    let FeesResponse::Bitcoin { standard, .. } = c.fees("BitcoinSignet").await.unwrap() else {
+        panic!("not Bitcoin fees");
+    };
+    assert_eq!(standard.fee_rate, "2");
+}
+
+/// `GET /networks/fees` on Solana: percentiles of `getRecentPrioritizationFees`; none at all
+/// is a price of 0.
+#[tokio::test]
+async fn solana_fees_are_recent_prioritization_percentiles() {
+    use keyfold_types::networks::FeesResponse;
+    let (node, url) = FakeNode::start().await;
+    let c = rpc("SolanaDevnet", &url);
+    node.answer(|m, _| match m {
+        "getRecentPrioritizationFees" => {
+            let paid = [0u64, 0, 10, 20, 30, 40, 50, 1000, 5];
+            Ok(json!(
+                paid.iter()
+                    .enumerate()
+                    .map(|(i, fee)| json!({"slot": 100 + i, "prioritizationFee": fee}))
+                    .collect::<Vec<_>>()
+            ))
+        }
+        "getSlot" => Ok(json!(4242)),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    let FeesResponse::Solana {
+        block_number,
+        slow,
+        standard,
+        fast,
+        ..
+    } = c.fees("SolanaDevnet").await.unwrap()
+    else {
+        panic!("not Solana fees");
+    };
+    assert_eq!(block_number, 4242);
+    // Sorted: 0 0 5 10 20 30 40 50 1000.
+    assert_eq!(slow.compute_unit_price, "5");
+    assert_eq!(standard.compute_unit_price, "20");
+    assert_eq!(fast.compute_unit_price, "40");
+
+    node.answer(|m, _| match m {
+        "getRecentPrioritizationFees" => Ok(json!([])),
+        "getSlot" => Ok(json!(1)),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    let FeesResponse::Solana { fast, .. } = c.fees("SolanaDevnet").await.unwrap() else {
+        panic!("not Solana fees");
+    };
+    assert_eq!(fast.compute_unit_price, "0");
+}

@@ -35,4 +35,40 @@ pub enum FeesResponse {
         /// The base fee of the next block, in wei.
         base_fee_per_gas: String,
     },
+    /// A Bitcoin network: Bitcoin Core's `estimatesmartfee` per confirmation target.
+    Bitcoin {
+        network: String,
+        /// The chain's height when estimated.
+        block_number: u64,
+        slow: BitcoinFee,
+        standard: BitcoinFee,
+        fast: BitcoinFee,
+    },
+    /// A Solana network: recent prioritization fees (`getRecentPrioritizationFees`).
+    Solana {
+        network: String,
+        /// The slot when estimated.
+        block_number: u64,
+        slow: SolanaFee,
+        standard: SolanaFee,
+        fast: SolanaFee,
+    },
+}
+
+/// One Bitcoin fee level.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BitcoinFee {
+    /// sat per virtual byte, decimal.
+    pub fee_rate: String,
+    /// The confirmation target (blocks) this rate aims at.
+    pub block_horizon: u32,
+}
+
+/// One Solana fee level: the price of a compute unit on top of the base fee.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SolanaFee {
+    /// micro-lamports per compute unit, decimal.
+    pub compute_unit_price: String,
 }
