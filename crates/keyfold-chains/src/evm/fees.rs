@@ -108,7 +108,10 @@ mod tests {
             fast,
             base_fee_per_gas,
             network,
-        } = from_fee_history("EthereumSepolia", &h).unwrap();
+        } = from_fee_history("EthereumSepolia", &h).unwrap()
+        else {
+            panic!("EIP-1559 fees");
+        };
         assert_eq!(network, "EthereumSepolia");
         assert_eq!(block_number, 0x12);
         assert_eq!(base_fee_per_gas, 0x47868c00u128.to_string());
@@ -127,7 +130,10 @@ mod tests {
             json!({"oldestBlock": "0x0", "baseFeePerGas": ["0x7", "0x6"], "gasUsedRatio": [0.0]});
         let FeesResponse::Eip1559 {
             fast, block_number, ..
-        } = from_fee_history("Base", &h).unwrap();
+        } = from_fee_history("Base", &h).unwrap()
+        else {
+            panic!("EIP-1559 fees");
+        };
         assert_eq!(
             (
                 fast.max_priority_fee_per_gas.as_str(),
