@@ -71,6 +71,8 @@ const { FailedTransactionMetadata, LiteSvm } = createRequire(import.meta.url)('l
 
 /** The SPL Memo program (v2): Keyfold notes each transfer's id with it. */
 const MEMO_PROGRAM_ADDRESS = 'MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr';
+/** The Compute Budget program: a priority fee is a compute-unit limit and price set with it. */
+const COMPUTE_BUDGET_PROGRAM_ADDRESS = 'ComputeBudget111111111111111111111111111111';
 
 const b58 = getBase58Decoder(); // bytes -> base58 text
 const unb58 = getBase58Encoder(); // base58 text -> bytes
@@ -89,6 +91,7 @@ const SOLANA_RPC_METHODS = new Set([
   'getBalance',
   'getLatestBlockhash',
   'getMinimumBalanceForRentExemption',
+  'getRecentPrioritizationFees',
   'getSlot',
   'getHealth',
 ]);
@@ -282,6 +285,9 @@ async function startLiteSvmRpc() {
   // blockhash) → the signature they landed under.
   const executedMessages = new Map();
   let dropsLeft = 0; // fault knob: see `drop(n)`
+  // What recent slots paid per compute unit (micro-lamports): LiteSVM has no fee market, so
+  // the tests set it (`setPrioritizationFees`); a quiet cluster answers all zeros.
+  let prioritizationFees = [];
   const slot = () => svm.getClock().slot;
   const context = () => ({ slot: Number(slot()), apiVersion: '2.2.0' });
 
@@ -455,6 +461,9 @@ async function startLiteSvmRpc() {
       }
       return Number(svm.minimumBalanceForRentExemption(BigInt(len)));
     },
+    getRecentPrioritizationFees() {
+      return prioritizationFees.map((fee, i) => ({ slot: Math.max(0, Number(slot()) - i), prioritizationFee: fee }));
+    },
     getSlot: () => Number(slot()),
     getHealth: () => 'ok',
   };
@@ -503,6 +512,10 @@ async function startLiteSvmRpc() {
     calls,
     landed,
     /** Loses the next `n` transactions that pass preflight (they never execute). */
+    /** What getRecentPrioritizationFees answers from now on (one entry per recent slot). */
+    setPrioritizationFees: (fees) => {
+      prioritizationFees = fees;
+    },
     drop: (n) => {
       dropsLeft = n;
     },
@@ -953,8 +966,21 @@ describe('Solana Native transfers (POST /wallets/{id}/transfers) against a LiteS
     assert.equal(wire.numSigners, 1, 'one signature');
     assert.equal(wire.compiled.header.numReadonlySignerAccounts, 0);
     const message = decompileTransactionMessage(wire.compiled);
-    assert.equal(message.instructions.length, 2, 'a transfer and a memo');
-    const [ix, note] = message.instructions;
+    // A priority fee comes first: SetComputeUnitLimit (2, u32) then SetComputeUnitPrice (3, u64).
+    let rest = message.instructions;
+    let budget = null;
+    if (rest[0]?.programAddress === COMPUTE_BUDGET_PROGRAM_ADDRESS) {
+      const [limit, price] = rest;
+      assert.equal(price.programAddress, COMPUTE_BUDGET_PROGRAM_ADDRESS);
+      const l = Buffer.from(limit.data);
+      const p = Buffer.from(price.data);
+      assert.equal(l[0], 2, 'SetComputeUnitLimit');
+      assert.equal(p[0], 3, 'SetComputeUnitPrice');
+      budget = { limit: l.readUInt32LE(1), price: p.readBigUInt64LE(1) };
+      rest = rest.slice(2);
+    }
+    assert.equal(rest.length, 2, 'a transfer and a memo');
+    const [ix, note] = rest;
     assert.equal(note.programAddress, MEMO_PROGRAM_ADDRESS);
     assert.equal(note.accounts?.length ?? 0, 0, 'the memo names no signer');
     assert.equal(ix.programAddress, SYSTEM_PROGRAM_ADDRESS);
@@ -968,6 +994,7 @@ describe('Solana Native transfers (POST /wallets/{id}/transfers) against a LiteS
       amount: parsed.data.amount,
       blockhash: message.lifetimeConstraint.blockhash,
       memo: Buffer.from(note.data).toString('utf8'),
+      budget,
       ix,
     };
   }
@@ -1224,6 +1251,41 @@ describe('Solana Native transfers (POST /wallets/{id}/transfers) against a LiteS
     assert.equal(landed.err, null);
     assert.equal(balance(payer), walletBefore - LAMPORTS_PER_SIGNATURE);
     assert.equal(t.fee, '5000');
+  });
+
+  test('priority fees: the price of the priority\'s percentile of recent slots, a compute-unit limit, the fee LiteSVM charges, and GET /networks/fees agrees', async () => {
+    // Recent slots paid these prices (micro-lamports per CU); sorted: 0 100 2000 5000 90000.
+    fake.setPrioritizationFees([5000, 0, 90_000, 2000, 100]);
+    try {
+      const fees = await s.client.networks.getFees({ query: { network: 'SolanaDevnet' } });
+      assert.equal(fees.kind, 'Solana');
+      assert.deepEqual(
+        [fees.slow.computeUnitPrice, fees.standard.computeUnitPrice, fees.fast.computeUnitPrice],
+        ['100', '2000', '5000'],
+        JSON.stringify(fees),
+      );
+      for (const [priority, price] of [['Fast', 5000n], ['Slow', 100n]]) {
+        const to = await freshAddress();
+        const amount = 2_000_000n;
+        const walletBefore = balance(payer);
+        const sentBefore = fake.sent.length;
+        const body = { kind: 'Native', to, amount: amount.toString(), priority };
+        const t = await confirmed((await transfer(body)).id);
+        const [sent] = fake.sent.slice(sentBefore);
+        const d = decodeTransfer(sent.bytes);
+        assert.ok(d.budget, 'compute-budget instructions');
+        assert.equal(d.budget.price, price, priority);
+        // The fee the runtime charges for it: 5000 per signature + ceil(price × limit / 10^6).
+        const expected = LAMPORTS_PER_SIGNATURE + (price * BigInt(d.budget.limit) + 999_999n) / 1_000_000n;
+        assert.equal(fake.landed.get(t.txHash)?.err, null, 'the limit was enough to run it');
+        assert.equal(fake.landed.get(t.txHash)?.fee, expected);
+        assert.equal(balance(payer), walletBefore - amount - expected, 'the wallet paid amount + fee');
+        assert.equal(balance(to), amount);
+        assert.equal(t.fee, expected.toString());
+      }
+    } finally {
+      fake.setPrioritizationFees([]);
+    }
   });
 
   test('bad input: a 4xx with error.message each, nothing sent, no transfer recorded, no lamport moved', async () => {

@@ -9,6 +9,7 @@
 use std::str::FromStr as _;
 
 use bincode::Options as _;
+use solana_compute_budget_interface::ComputeBudgetInstruction;
 use solana_transaction::versioned::VersionedTransaction;
 
 use crate::error::{Error, Result};
@@ -113,13 +114,27 @@ pub fn parse_address(field: &str, s: &str) -> Result<[u8; 32]> {
     bytes.try_into().map_err(|_| bad())
 }
 
+/// The compute units a transfer asks for when it pays a priority fee (the fee is price ×
+/// limit, so the limit is set rather than left at the 200 000 default). A System transfer
+/// takes 150, each compute-budget instruction 150, a short memo a few thousand: ample.
+pub const TRANSFER_COMPUTE_UNITS: u32 = 30_000;
+
+/// The priority fee, in lamports, of a transfer at `compute_unit_price` micro-lamports per
+/// compute unit (rounded up, as the runtime does).
+pub fn priority_fee(compute_unit_price: u64) -> u64 {
+    let micro = u128::from(compute_unit_price) * u128::from(TRANSFER_COMPUTE_UNITS);
+    u64::try_from(micro.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
 /// The SPL Memo program (v2), deployed on every Solana cluster.
 const MEMO_PROGRAM: solana_pubkey::Pubkey =
     solana_pubkey::Pubkey::from_str_const("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr");
 
 /// The unsigned wire bytes of a legacy transaction paying `lamports` from `from` (also the
 /// fee payer, the one signer) to `to` with the System program, valid until `blockhash`
-/// expires, with `memo` (the transfer's id) as a Memo-program instruction. The memo makes
+/// expires, with `memo` (the transfer's id) as a Memo-program instruction, and — when
+/// `compute_unit_price` (micro-lamports) is not 0 — the compute-budget instructions of a
+/// priority fee. The memo makes
 /// every transfer a distinct message: a validator runs a message once per blockhash, so two
 /// identical payments requested together would otherwise be one payment. Built by
 /// `solana-message` and `solana-system-interface` (a memo's data is its UTF-8 text, signed by
@@ -130,6 +145,7 @@ pub fn unsigned_transfer(
     lamports: u64,
     blockhash: &str,
     memo: &str,
+    compute_unit_price: u64,
 ) -> Result<Vec<u8>> {
     let hash = solana_hash::Hash::from_str(blockhash)
         .map_err(|_| Error::Internal("the node's blockhash is not base58 of 32 bytes".into()))?;
@@ -141,7 +157,17 @@ pub fn unsigned_transfer(
         accounts: Vec::new(),
         data: memo.as_bytes().to_vec(),
     };
-    let message = solana_message::Message::new_with_blockhash(&[pay, note], Some(&from), &hash);
+    let mut instructions = Vec::with_capacity(4);
+    if compute_unit_price > 0 {
+        instructions.push(ComputeBudgetInstruction::set_compute_unit_limit(
+            TRANSFER_COMPUTE_UNITS,
+        ));
+        instructions.push(ComputeBudgetInstruction::set_compute_unit_price(
+            compute_unit_price,
+        ));
+    }
+    instructions.extend([pay, note]);
+    let message = solana_message::Message::new_with_blockhash(&instructions, Some(&from), &hash);
     let tx = solana_transaction::Transaction::new_unsigned(message);
     wire()
         .serialize(&tx)
@@ -182,8 +208,8 @@ mod tests {
         let from = [7u8; 32];
         let to = [9u8; 32];
         let hash = bs58::encode([5u8; 32]).into_string();
-        let bytes = unsigned_transfer(from, to, 1_234_567, &hash, "xfr-1").unwrap();
-        let other = unsigned_transfer(from, to, 1_234_567, &hash, "xfr-2").unwrap();
+        let bytes = unsigned_transfer(from, to, 1_234_567, &hash, "xfr-1", 0).unwrap();
+        let other = unsigned_transfer(from, to, 1_234_567, &hash, "xfr-2", 0).unwrap();
         assert_ne!(bytes, other, "two transfers are two messages");
         let signing = prepare_transaction(&bytes, &from).unwrap();
         assert!(signing.only_the_wallet_is_missing());
@@ -209,5 +235,40 @@ mod tests {
                 .is_bad_input()
         );
         assert!(parse_address("to", "1111").unwrap_err().is_bad_input());
+    }
+
+    #[test]
+    fn a_priority_fee_sets_the_compute_budget_first() {
+        let (from, to) = ([7u8; 32], [9u8; 32]);
+        let hash = bs58::encode([5u8; 32]).into_string();
+        let bytes = unsigned_transfer(from, to, 1_000, &hash, "xfr-1", 2_500).unwrap();
+        let signing = prepare_transaction(&bytes, &from).unwrap();
+        let m = &signing.transaction.message;
+        let keys = m.static_account_keys();
+        let programs: Vec<String> = m
+            .instructions()
+            .iter()
+            .map(|ix| keys[usize::from(ix.program_id_index)].to_string())
+            .collect();
+        assert_eq!(
+            programs,
+            [
+                "ComputeBudget111111111111111111111111111111",
+                "ComputeBudget111111111111111111111111111111",
+                "11111111111111111111111111111111",
+                "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr",
+            ]
+        );
+        // SetComputeUnitLimit (2) then SetComputeUnitPrice (3), little-endian.
+        assert_eq!(m.instructions()[0].data[0], 2);
+        assert_eq!(
+            m.instructions()[0].data[1..],
+            TRANSFER_COMPUTE_UNITS.to_le_bytes()
+        );
+        assert_eq!(m.instructions()[1].data[0], 3);
+        assert_eq!(m.instructions()[1].data[1..], 2_500u64.to_le_bytes());
+        assert_eq!(priority_fee(2_500), 75);
+        assert_eq!(priority_fee(1), 1, "rounded up");
+        assert_eq!(priority_fee(0), 0);
     }
 }

@@ -15,6 +15,21 @@ use serde_json::{Value, json};
 use super::{ChainRpcs, FamilyRpc, bad_answer, native_of, object};
 use crate::{Network, evm, solana};
 
+/// The price (micro-lamports per compute unit) a `priority` pays: the 25th, 50th or 75th
+/// percentile of what recent slots paid; 0 (no priority fee) when nobody paid any.
+fn price_for(sorted: &[u64], priority: TransferPriority) -> u64 {
+    let pct = match priority {
+        TransferPriority::Slow => 25,
+        TransferPriority::Standard => 50,
+        TransferPriority::Fast => 75,
+    };
+    if sorted.is_empty() {
+        0
+    } else {
+        sorted[(sorted.len() - 1) * pct / 100]
+    }
+}
+
 /// A Solana network's RPC node, through the shared transport.
 pub(super) struct Solana<'a> {
     pub(super) rpc: &'a ChainRpcs,
@@ -23,7 +38,8 @@ pub(super) struct Solana<'a> {
 impl Solana<'_> {
     /// Solana: one System-program transfer, paid and signed by the wallet, valid until the
     /// latest blockhash expires (about a minute; a transfer lost longer is failed by the
-    /// tracker). Refused here: too little money for the amount and the 5000-lamport fee, a
+    /// tracker), with a priority fee when recent slots paid one (the priority's percentile of
+    /// their compute-unit prices). Refused here: too little money for the amount and the fee, a
     /// payment that would leave the wallet below the rent-exempt minimum (unless it empties
     /// it), or a first payment to an account too small to create it.
     async fn solana_plan(
@@ -31,6 +47,7 @@ impl Solana<'_> {
         n: Network,
         from: &str,
         intent: &TransferIntent,
+        priority: TransferPriority,
         transfer_id: &str,
     ) -> Result<TransferPlan, DomainError> {
         let TransferIntent::Native { to, amount } = intent else {
@@ -50,7 +67,7 @@ impl Solana<'_> {
                 .ok_or_else(|| bad_answer(n, "getBalance without value"))
         };
         let to_text = solana::address(&to_key).map_err(bad)?;
-        let (balance, to_balance, rent, latest) = tokio::join!(
+        let (balance, to_balance, rent, latest, prices) = tokio::join!(
             self.rpc
                 .call(n, "getBalance", json!([from, {"commitment": "confirmed"}])),
             self.rpc.call(
@@ -65,7 +82,9 @@ impl Solana<'_> {
                 "getLatestBlockhash",
                 json!([{"commitment": "confirmed"}])
             ),
+            self.recent_prices(n),
         );
+        let price = price_for(&prices?, priority);
         let (balance, to_balance) = (lamports_of(balance)?, lamports_of(to_balance)?);
         let rent = rent?
             .as_u64()
@@ -75,7 +94,7 @@ impl Solana<'_> {
             .pointer("/value/blockhash")
             .and_then(Value::as_str)
             .ok_or_else(|| bad_answer(n, "getLatestBlockhash without blockhash"))?;
-        let fee = solana::LAMPORTS_PER_SIGNATURE;
+        let fee = solana::LAMPORTS_PER_SIGNATURE.saturating_add(solana::priority_fee(price));
         // The fee is taken first, and the wallet must still be rent-exempt after it; then
         // the payment, after which it must be rent-exempt or empty.
         let Some(after_fee) = balance.checked_sub(fee).filter(|a| *a >= rent) else {
@@ -109,11 +128,14 @@ impl Solana<'_> {
             )));
         }
         let unsigned =
-            solana::unsigned_transfer(from_key, to_key, lamports, blockhash, transfer_id).map_err(
-                |e| DomainError::Unavailable(format!("the {n} RPC endpoint answered badly: {e}")),
-            )?;
+            solana::unsigned_transfer(from_key, to_key, lamports, blockhash, transfer_id, price)
+                .map_err(|e| {
+                    DomainError::Unavailable(format!("the {n} RPC endpoint answered badly: {e}"))
+                })?;
         let details = json!({
             "fee": fee.to_string(),
+            "computeUnitPrice": price.to_string(),
+            "computeUnitLimit": (price > 0).then_some(solana::TRANSFER_COMPUTE_UNITS),
             "recentBlockhash": blockhash,
             "lastValidBlockHeight": latest.pointer("/value/lastValidBlockHeight"),
         });
@@ -132,12 +154,31 @@ impl Solana<'_> {
 
     /// Percentiles (25th, 50th, 75th) of the compute-unit prices paid in recent slots.
     async fn solana_fees(&self, n: Network) -> Result<FeesResponse, DomainError> {
-        let (recent, slot) = tokio::join!(
-            self.rpc.call(n, "getRecentPrioritizationFees", json!([])),
+        let (prices, slot) = tokio::join!(
+            self.recent_prices(n),
             self.rpc
                 .call(n, "getSlot", json!([{"commitment": "confirmed"}])),
         );
-        let mut prices = recent?
+        let prices = prices?;
+        let at = |p: TransferPriority| keyfold_types::networks::SolanaFee {
+            compute_unit_price: price_for(&prices, p).to_string(),
+        };
+        Ok(FeesResponse::Solana {
+            network: n.as_str().to_string(),
+            block_number: slot?.as_u64().ok_or_else(|| bad_answer(n, "getSlot"))?,
+            slow: at(TransferPriority::Slow),
+            standard: at(TransferPriority::Standard),
+            fast: at(TransferPriority::Fast),
+        })
+    }
+
+    /// The compute-unit prices (micro-lamports) paid in recent slots, sorted.
+    async fn recent_prices(&self, n: Network) -> Result<Vec<u64>, DomainError> {
+        let recent = self
+            .rpc
+            .call(n, "getRecentPrioritizationFees", json!([]))
+            .await?;
+        let mut prices = recent
             .as_array()
             .ok_or_else(|| bad_answer(n, "getRecentPrioritizationFees"))?
             .iter()
@@ -145,23 +186,7 @@ impl Solana<'_> {
             .collect::<Option<Vec<u64>>>()
             .ok_or_else(|| bad_answer(n, "getRecentPrioritizationFees entry"))?;
         prices.sort_unstable();
-        let at = |pct: usize| {
-            let price = if prices.is_empty() {
-                0
-            } else {
-                prices[(prices.len() - 1) * pct / 100]
-            };
-            keyfold_types::networks::SolanaFee {
-                compute_unit_price: price.to_string(),
-            }
-        };
-        Ok(FeesResponse::Solana {
-            network: n.as_str().to_string(),
-            block_number: slot?.as_u64().ok_or_else(|| bad_answer(n, "getSlot"))?,
-            slow: at(25),
-            standard: at(50),
-            fast: at(75),
-        })
+        Ok(prices)
     }
 
     /// Solana's `sendTransaction` (base64 wire bytes).
@@ -272,11 +297,12 @@ impl FamilyRpc for Solana<'_> {
         n: Network,
         from: &str,
         intent: &TransferIntent,
-        _priority: TransferPriority,
+        priority: TransferPriority,
         _reserved: &[String],
         transfer_id: &str,
     ) -> Result<TransferPlan, DomainError> {
-        self.solana_plan(n, from, intent, transfer_id).await
+        self.solana_plan(n, from, intent, priority, transfer_id)
+            .await
     }
 
     async fn broadcast(
