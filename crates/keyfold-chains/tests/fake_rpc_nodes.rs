@@ -26,6 +26,9 @@ struct FakeNode {
     calls: Arc<Mutex<Vec<(String, Value)>>>,
     answer: Arc<Mutex<Answer>>,
     http_error: Arc<Mutex<bool>>,
+    /// Answers as Bitcoin Core before v28: JSON-RPC 1.0 bodies (`result` and `error` both
+    /// present), and errors with HTTP 500 (404 for an unknown method).
+    legacy: Arc<Mutex<bool>>,
 }
 
 async fn handle(State(node): State<FakeNode>, Json(req): Json<Value>) -> axum::response::Response {
@@ -39,6 +42,24 @@ async fn handle(State(node): State<FakeNode>, Json(req): Json<Value>) -> axum::r
         return (StatusCode::BAD_GATEWAY, "upstream down").into_response();
     }
     let answer = node.answer.lock().unwrap().clone();
+    if *node.legacy.lock().unwrap() {
+        return match answer(&method, &params) {
+            Ok(result) => {
+                Json(json!({"result": result, "error": null, "id": req["id"]})).into_response()
+            }
+            Err((code, message)) => (
+                if code == -32601 {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
+                Json(
+                    json!({"result": null, "error": {"code": code, "message": message}, "id": req["id"]}),
+                ),
+            )
+                .into_response(),
+        };
+    }
     let body = match answer(&method, &params) {
         Ok(result) => json!({"jsonrpc": "2.0", "id": req["id"], "result": result}),
         Err((code, message)) => {
@@ -54,6 +75,7 @@ impl FakeNode {
             calls: Arc::default(),
             answer: Arc::new(Mutex::new(Arc::new(|_: &str, _: &Value| Ok(Value::Null)))),
             http_error: Arc::default(),
+            legacy: Arc::default(),
         };
         let app = axum::Router::new()
             .route("/", axum::routing::post(handle))
@@ -377,4 +399,103 @@ async fn solana_fees_are_recent_prioritization_percentiles() {
         panic!("not Solana fees");
     };
     assert_eq!(fast.compute_unit_price, "0");
+}
+
+/// Bitcoin Core before v28 (JSON-RPC 1.0 answers, errors as HTTP 500): a refusal is still the
+/// node's verdict (the transfer fails and frees its coins) rather than an outage, a success
+/// with `"error": null` is a success, and a mined transaction on a node without `-txindex`
+/// is found by its unspent outputs. A gateway's HTTP 500 without a JSON-RPC body, or the
+/// node's internal error, is an outage.
+#[tokio::test]
+async fn bitcoin_core_before_28_and_without_txindex() {
+    let (node, url) = FakeNode::start().await;
+    *node.legacy.lock().unwrap() = true;
+    let c = rpc("BitcoinSignet", &url);
+    let txid = "3f2b1e0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f";
+    node.answer(move |m, _| match m {
+        "sendrawtransaction" => Ok(json!(txid)),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    assert_eq!(
+        c.broadcast("BitcoinSignet", "0200").await.unwrap(),
+        BroadcastOutcome::Accepted
+    );
+    node.answer(|m, _| match m {
+        "sendrawtransaction" => Err((-26, "min relay fee not met".into())),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    assert!(matches!(
+        c.broadcast("BitcoinSignet", "0200").await.unwrap(),
+        BroadcastOutcome::Rejected { reason, .. } if reason.contains("min relay fee")
+    ));
+    // Mined already, in either wording: accepted.
+    for said in [
+        "transaction already in block chain",
+        "Transaction outputs already in utxo set",
+    ] {
+        node.answer(move |m, _| match m {
+            "sendrawtransaction" => Err((-27, said.into())),
+            _ => Err((-32601, "Method not found".into())),
+        });
+        assert_eq!(
+            c.broadcast("BitcoinSignet", "0200").await.unwrap(),
+            BroadcastOutcome::Accepted,
+            "{said}"
+        );
+    }
+    // The node's internal error is an outage, not a verdict.
+    node.answer(|_, _| Err((-32603, "Internal error".into())));
+    assert!(matches!(
+        c.broadcast("BitcoinSignet", "0200").await,
+        Err(DomainError::Unavailable(_))
+    ));
+
+    // No -txindex: getrawtransaction knows mempool transactions only; a mined one is found
+    // through its first unspent output (vout 1 here: the payment was spent since).
+    node.answer(move |m, p| match m {
+        "getrawtransaction" => Err((
+            -5,
+            "No such mempool transaction. Use -txindex or provide a block hash".into(),
+        )),
+        "gettxout" => {
+            assert_eq!(p[2], false, "the UTXO set, not the mempool");
+            Ok(if p[1] == 1 {
+                json!({"bestblock": "00bb", "confirmations": 3, "value": 0.0001})
+            } else {
+                Value::Null
+            })
+        }
+        "getblockheader" if p[0] == "00bb" => Ok(json!({"height": 500})),
+        "getblockhash" => {
+            assert_eq!(p[0], 498);
+            Ok(json!("00aa"))
+        }
+        "getblockheader" if p[0] == "00aa" => Ok(json!({"height": 498, "time": 1_700_000_000})),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    assert_eq!(
+        c.transaction_status("BitcoinSignet", txid).await.unwrap(),
+        ChainTxStatus::Confirmed {
+            block_number: 498,
+            block_time: Some(1_700_000_000_000),
+            fee: None
+        }
+    );
+    // Not mined, not in the mempool: unknown (the tracker sends it again).
+    node.answer(|m, _| match m {
+        "getrawtransaction" => Err((-5, "No such mempool or blockchain transaction".into())),
+        "gettxout" => Ok(Value::Null),
+        _ => Err((-32601, "Method not found".into())),
+    });
+    assert_eq!(
+        c.transaction_status("BitcoinSignet", txid).await.unwrap(),
+        ChainTxStatus::Unknown
+    );
+
+    // A gateway's HTTP error without a JSON-RPC body is an outage.
+    *node.http_error.lock().unwrap() = true;
+    assert!(matches!(
+        c.broadcast("BitcoinSignet", "0200").await,
+        Err(DomainError::Unavailable(_))
+    ));
 }

@@ -22,6 +22,9 @@ const UTXO_SCAN_TIMEOUT: Duration = Duration::from_secs(180);
 const SCAN_BUSY_RETRIES: u32 = 40;
 /// A coinbase output is spendable this many blocks after its own (consensus rule).
 const COINBASE_MATURITY: u64 = 100;
+/// How many of a transaction's outputs are looked up to find it in a block without
+/// `-txindex` (a transfer has two: the payment and the change).
+const OUTPUTS_PROBED: u32 = 4;
 /// Confirmation targets (blocks) of `estimatesmartfee` per priority.
 const BITCOIN_TARGETS: [(TransferPriority, u16); 3] = [
     (TransferPriority::Slow, 24),
@@ -257,7 +260,10 @@ impl Bitcoin<'_> {
             Ok(_) => Ok(BroadcastOutcome::Accepted),
             Err(msg) => {
                 let lower = msg.to_ascii_lowercase();
+                // "already in block chain" before Bitcoin Core 28, "outputs already in utxo
+                // set" since: mined already.
                 if lower.contains("already in block chain")
+                    || lower.contains("already in utxo set")
                     || lower.contains("txn-already-known")
                     || lower.contains("txn-already-in-mempool")
                 {
@@ -271,7 +277,9 @@ impl Bitcoin<'_> {
         }
     }
 
-    /// Bitcoin Core's `getrawtransaction <txid> true`, then the block's height.
+    /// Bitcoin Core's `getrawtransaction <txid> true`, then the block's height. Without
+    /// `-txindex` (Core's default) a mined transaction is not found that way: it is then
+    /// looked for by its unspent outputs (`gettxout`).
     async fn bitcoin_status(&self, n: Network, txid: &str) -> Result<ChainTxStatus, DomainError> {
         let tx = match self
             .rpc
@@ -279,8 +287,18 @@ impl Bitcoin<'_> {
             .await?
         {
             Ok(tx) => tx,
-            // -5: "No such mempool or blockchain transaction".
-            Err(_) => return Ok(ChainTxStatus::Unknown),
+            // -5: "No such mempool or blockchain transaction" (or, without -txindex, "No
+            // such mempool transaction" for a mined one).
+            Err(_) => {
+                return Ok(match self.mined_by_outputs(n, txid).await? {
+                    Some((block_number, block_time)) => ChainTxStatus::Confirmed {
+                        block_number,
+                        block_time,
+                        fee: None,
+                    },
+                    None => ChainTxStatus::Unknown,
+                });
+            }
         };
         let confirmations = tx.get("confirmations").and_then(Value::as_u64).unwrap_or(0);
         let Some(block_hash) = tx.get("blockhash").and_then(Value::as_str) else {
@@ -306,6 +324,51 @@ impl Bitcoin<'_> {
             block_time,
             fee: None,
         })
+    }
+}
+
+impl Bitcoin<'_> {
+    /// The height and time of the block holding `txid`, found through one of its first
+    /// outputs still unspent in the UTXO set (`gettxout`, mempool excluded). `None` when no
+    /// probed output is there: not mined, or mined and every probed output spent since — the
+    /// tracker then sends it again, and a node that knows it answers so.
+    async fn mined_by_outputs(
+        &self,
+        n: Network,
+        txid: &str,
+    ) -> Result<Option<(u64, Option<i64>)>, DomainError> {
+        for vout in 0..OUTPUTS_PROBED {
+            // An error answer (a malformed id, a node without the call) counts as not found.
+            let out = self
+                .rpc
+                .call_raw(n, "gettxout", json!([txid, vout, false]))
+                .await?
+                .unwrap_or(Value::Null);
+            let confirmations = out.get("confirmations").and_then(Value::as_u64);
+            let best = out.get("bestblock").and_then(Value::as_str);
+            let (Some(confirmations), Some(best)) = (confirmations, best) else {
+                continue;
+            };
+            if confirmations == 0 {
+                continue;
+            }
+            let tip = self
+                .rpc
+                .call(n, "getblockheader", json!([best]))
+                .await?
+                .get("height")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad_answer(n, "block header without height"))?;
+            let height = (tip + 1).saturating_sub(confirmations);
+            let hash = self.rpc.call(n, "getblockhash", json!([height])).await?;
+            let header = self.rpc.call(n, "getblockheader", json!([hash])).await?;
+            let time = header
+                .get("time")
+                .and_then(Value::as_i64)
+                .map(|s| s.saturating_mul(1000));
+            return Ok(Some((height, time)));
+        }
+        Ok(None)
     }
 }
 

@@ -143,8 +143,13 @@ impl ChainRpcs {
                     "is unreachable".into()
                 })
             })?;
-        if !resp.status().is_success() {
-            return Err(down(format!("answered HTTP {}", resp.status().as_u16())));
+        let status = resp.status();
+        // Bitcoin Core before v28 answers every RPC error with HTTP 500 (404 for an unknown
+        // method) and the JSON-RPC error in the body: the node's verdict, not an outage.
+        // Anywhere else a non-2xx answer (a gateway, a rate limit) is the endpoint failing.
+        let legacy_error = n.family() == Family::Bitcoin && matches!(status.as_u16(), 404 | 500);
+        if !status.is_success() && !legacy_error {
+            return Err(down(format!("answered HTTP {}", status.as_u16())));
         }
         // A provider cannot make us buffer more than this, whatever it sends.
         let mut resp = resp;
@@ -159,14 +164,27 @@ impl ChainRpcs {
             }
             raw.extend_from_slice(&chunk);
         }
-        let body: Value = serde_json::from_slice(&raw)
-            .map_err(|_| down("answered something that is not JSON-RPC".into()))?;
-        if let Some(err) = body.get("error") {
+        let body: Value = serde_json::from_slice(&raw).map_err(|_| {
+            down(if status.is_success() {
+                "answered something that is not JSON-RPC".into()
+            } else {
+                format!("answered HTTP {}", status.as_u16())
+            })
+        })?;
+        // JSON-RPC 1.0 answers (Bitcoin Core before v28) carry `"error": null` on success.
+        if let Some(err) = body.get("error").filter(|e| !e.is_null()) {
+            // An internal error of the node is the endpoint failing, not a verdict.
+            if err.get("code").and_then(Value::as_i64) == Some(-32603) && !status.is_success() {
+                return Err(down(format!("answered HTTP {}", status.as_u16())));
+            }
             let msg = err
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("error");
             return Ok(Err(crate::error::clip(msg)));
+        }
+        if !status.is_success() {
+            return Err(down(format!("answered HTTP {}", status.as_u16())));
         }
         body.get("result")
             .cloned()
