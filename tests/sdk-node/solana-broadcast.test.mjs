@@ -18,7 +18,8 @@
 // second transaction with a message already executed is AlreadyProcessed even under another
 // signature (LiteSVM alone only dedupes by signature). One fault knob, `drop(n)`: the node
 // accepts a transaction and the network then loses it (its status stays null), as happens on
-// real clusters.
+// real clusters. `getRecentPrioritizationFees` answers what the test set
+// (`setPrioritizationFees`; LiteSVM has no fee market), all zeros by default.
 //
 // Every check is made against LiteSVM or with independent code (Node's ed25519, @solana/kit's
 // codecs, @solana-program/system's parsers), never with Keyfold's own code.
