@@ -399,6 +399,8 @@ async fn solana_fees_are_recent_prioritization_percentiles() {
         panic!("not Solana fees");
     };
     assert_eq!(fast.compute_unit_price, "0");
+    // A lost Solana transaction whose re-send is refused (its blockhash expired) expires.
+    assert!(c.lost_transactions_expire("SolanaDevnet"));
 }
 
 /// Bitcoin Core before v28 (JSON-RPC 1.0 answers, errors as HTTP 500): a refusal is still the
@@ -443,12 +445,34 @@ async fn bitcoin_core_before_28_and_without_txindex() {
             "{said}"
         );
     }
-    // The node's internal error is an outage, not a verdict.
-    node.answer(|_, _| Err((-32603, "Internal error".into())));
-    assert!(matches!(
-        c.broadcast("BitcoinSignet", "0200").await,
-        Err(DomainError::Unavailable(_))
-    ));
+    // The node's own trouble is an outage, not a verdict: its internal error, warming up
+    // after a restart (-28), anything that is not a refusal code (-22, -25, -26). The
+    // transfer keeps its bytes and its coins.
+    for (code, said) in [
+        (-32603, "Internal error"),
+        (-28, "Loading block index..."),
+        (-1, "something odd"),
+    ] {
+        node.answer(move |_, _| Err((code, said.into())));
+        assert!(
+            matches!(
+                c.broadcast("BitcoinSignet", "0200").await,
+                Err(DomainError::Unavailable(_))
+            ),
+            "{code}"
+        );
+        // Its status is not "unknown" (which would send it again) either.
+        assert!(
+            matches!(
+                c.transaction_status("BitcoinSignet", txid).await,
+                Err(DomainError::Unavailable(_))
+            ),
+            "{code}"
+        );
+    }
+    // A Bitcoin transaction the node lost and now refuses is never given up on (it may be in
+    // other nodes' mempools, or mined with its outputs spent); EVM and Solana ones expire.
+    assert!(!c.lost_transactions_expire("BitcoinSignet"));
 
     // No -txindex: getrawtransaction knows mempool transactions only; a mined one is found
     // through its first unspent output (vout 1 here: the payment was spent since).

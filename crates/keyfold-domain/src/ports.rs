@@ -878,6 +878,12 @@ pub trait ChainRpc: Send + Sync + std::fmt::Debug {
     /// The native coin's symbol and decimals on `network`.
     fn native_asset(&self, network: &str) -> Result<AssetMetadata, crate::DomainError>;
 
+    /// Whether a transaction `network` accepted, then lost, may be given up once its re-send
+    /// has been refused for `dropped_after_secs`: yes where a refusal is final (an EVM nonce
+    /// taken, a Solana blockhash expired); no on Bitcoin, where it proves nothing (evicted
+    /// from this node's mempool but still in peers', or mined and its outputs spent since).
+    fn lost_transactions_expire(&self, network: &str) -> bool;
+
     /// Live balances: the native coin, then each token contract.
     async fn balances(
         &self,

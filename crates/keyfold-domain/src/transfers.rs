@@ -166,6 +166,9 @@ impl KeyService {
             Err(e) => return Err(e),
         };
         let plan_ms = started.elapsed().as_millis();
+        // Requested now, as far as the tracker's abandonment clock goes: planning (a Bitcoin
+        // UTXO scan) may have taken minutes.
+        rec.created_at = self.clock.now();
         let inserted = self.insert_or_replay(&rec).await;
         if !matches!(inserted, Ok(None)) {
             // A replay (or no row at all): the coins held for this attempt go back.
@@ -245,13 +248,21 @@ impl KeyService {
                     transfer_id,
                 )
                 .await?;
-            if plan.spends.is_empty()
-                || self
-                    .store
-                    .reserve_outpoints(&w.id, transfer_id, &plan.spends)
-                    .await?
-            {
+            if plan.spends.is_empty() {
                 return Ok(plan);
+            }
+            match self
+                .store
+                .reserve_outpoints(&w.id, transfer_id, &plan.spends)
+                .await
+            {
+                Ok(true) => return Ok(plan),
+                Ok(false) => {}
+                Err(e) => {
+                    // It may have committed before the error: let go (best effort).
+                    let _ = self.store.release_outpoints(transfer_id).await;
+                    return Err(e.into());
+                }
             }
         }
         Err(DomainError::Conflict(
@@ -528,7 +539,11 @@ impl KeyService {
                                 // may be a lagging node, so it must persist first.
                                 let since = rec.broadcast_at.unwrap_or(rec.created_at);
                                 let waited = now.0.saturating_sub(since.0);
-                                if waited < self.settings.dropped_after.as_millis() as i64 {
+                                if waited < self.settings.dropped_after.as_millis() as i64
+                                    || !self.rpc.lost_transactions_expire(&rec.network)
+                                {
+                                    // (Bitcoin: never given up on, it may still be mined;
+                                    // it stays Broadcasted and keeps its coins.)
                                     return Ok(false);
                                 }
                                 rec.status = TransferStatus::Failed;

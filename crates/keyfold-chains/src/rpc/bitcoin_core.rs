@@ -148,6 +148,12 @@ impl Bitcoin<'_> {
                 }
             }
         };
+        // An aborted scan answers a partial list with success = false.
+        if scan.get("success").and_then(Value::as_bool) == Some(false) {
+            return Err(DomainError::Unavailable(format!(
+                "the {n} RPC endpoint's UTXO scan did not complete; try again"
+            )));
+        }
         let tip = scan.get("height").and_then(Value::as_u64).unwrap_or(0);
         let unspents = scan
             .get("unspents")
@@ -254,25 +260,35 @@ impl Bitcoin<'_> {
     ) -> Result<BroadcastOutcome, DomainError> {
         match self
             .rpc
-            .call_raw(n, "sendrawtransaction", json!([raw_hex]))
+            .call_coded(n, "sendrawtransaction", json!([raw_hex]))
             .await?
         {
             Ok(_) => Ok(BroadcastOutcome::Accepted),
-            Err(msg) => {
+            Err((code, msg)) => {
                 let lower = msg.to_ascii_lowercase();
-                // "already in block chain" before Bitcoin Core 28, "outputs already in utxo
-                // set" since: mined already.
-                if lower.contains("already in block chain")
+                // -27: mined already ("already in block chain" before Bitcoin Core 28,
+                // "outputs already in utxo set" since), or known to the mempool.
+                if code == -27
+                    || lower.contains("already in block chain")
                     || lower.contains("already in utxo set")
                     || lower.contains("txn-already-known")
                     || lower.contains("txn-already-in-mempool")
                 {
                     return Ok(BroadcastOutcome::Accepted);
                 }
-                Ok(BroadcastOutcome::Rejected {
-                    reason: msg,
-                    nonce_used: false,
-                })
+                match code {
+                    // The node's verdict on this transaction: undecodable (-22), inputs
+                    // missing or spent (-25), refused by policy or consensus (-26).
+                    -22 | -25 | -26 => Ok(BroadcastOutcome::Rejected {
+                        reason: msg,
+                        nonce_used: false,
+                    }),
+                    // Warming up (-28), an internal error, anything else: the node's own
+                    // trouble. The bytes are kept and sent again.
+                    _ => Err(DomainError::Unavailable(format!(
+                        "the {n} RPC endpoint could not take the transaction now: {msg}"
+                    ))),
+                }
             }
         }
     }
@@ -283,13 +299,18 @@ impl Bitcoin<'_> {
     async fn bitcoin_status(&self, n: Network, txid: &str) -> Result<ChainTxStatus, DomainError> {
         let tx = match self
             .rpc
-            .call_raw(n, "getrawtransaction", json!([txid, true]))
+            .call_coded(n, "getrawtransaction", json!([txid, true]))
             .await?
         {
             Ok(tx) => tx,
+            Err((code, msg)) if code != -5 => {
+                return Err(DomainError::Unavailable(format!(
+                    "the {n} RPC endpoint refused getrawtransaction: {msg}"
+                )));
+            }
             // -5: "No such mempool or blockchain transaction" (or, without -txindex, "No
             // such mempool transaction" for a mined one).
-            Err(_) => {
+            Err(_not_found) => {
                 return Ok(match self.mined_by_outputs(n, txid).await? {
                     Some((block_number, block_time)) => ChainTxStatus::Confirmed {
                         block_number,

@@ -127,6 +127,30 @@ impl ChainRpcs {
         params: Value,
         timeout: Duration,
     ) -> Result<Result<Value, String>, DomainError> {
+        Ok(self
+            .call_coded_within(n, method, params, timeout)
+            .await?
+            .map_err(|(_, message)| message))
+    }
+
+    /// [`Self::call_raw`] with the node's error code: Bitcoin Core's codes say whether a
+    /// refusal is a verdict on the request or the node's own trouble.
+    pub(super) async fn call_coded(
+        &self,
+        n: Network,
+        method: &str,
+        params: Value,
+    ) -> Result<Result<Value, (i64, String)>, DomainError> {
+        self.call_coded_within(n, method, params, RPC_TIMEOUT).await
+    }
+
+    async fn call_coded_within(
+        &self,
+        n: Network,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Result<Value, (i64, String)>, DomainError> {
         let url = self.endpoint(n)?;
         let down = |why: String| DomainError::Unavailable(format!("the {n} RPC endpoint {why}"));
         let resp = self
@@ -181,7 +205,8 @@ impl ChainRpcs {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("error");
-            return Ok(Err(crate::error::clip(msg)));
+            let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
+            return Ok(Err((code, crate::error::clip(msg))));
         }
         if !status.is_success() {
             return Err(down(format!("answered HTTP {}", status.as_u16())));
@@ -358,6 +383,10 @@ impl ChainRpc for ChainRpcs {
 
     fn native_asset(&self, network: &str) -> Result<AssetMetadata, DomainError> {
         Ok(native_of(parse_network(network)?))
+    }
+
+    fn lost_transactions_expire(&self, network: &str) -> bool {
+        parse_network(network).is_ok_and(|n| n.family() != Family::Bitcoin)
     }
 
     async fn balances(
