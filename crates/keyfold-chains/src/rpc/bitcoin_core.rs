@@ -160,6 +160,9 @@ impl Bitcoin<'_> {
             .and_then(Value::as_array)
             .ok_or_else(|| bad_answer(n, "scantxoutset without unspents"))?;
         let own = address.script_pubkey();
+        // Parsed once: each coin is then a set lookup, not a string compare per reservation.
+        let reserved: std::collections::HashSet<bitcoin::OutPoint> =
+            reserved.iter().filter_map(|r| r.parse().ok()).collect();
         let (mut coins, mut held) = (Vec::new(), 0u64);
         for u in unspents {
             let txid = u.get("txid").and_then(Value::as_str);
@@ -189,7 +192,7 @@ impl Bitcoin<'_> {
             {
                 continue;
             }
-            if reserved.iter().any(|r| *r == outpoint.to_string()) {
+            if reserved.contains(&outpoint) {
                 held = held.saturating_add(value);
                 continue;
             }
