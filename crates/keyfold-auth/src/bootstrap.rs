@@ -80,6 +80,8 @@ pub fn new_organization(n: &NewOrganization, now: Timestamp) -> Result<Bootstrap
         is_active: true,
         sign_count: 0,
         encrypted_private_key: None,
+        token_id: None,
+        detail: None,
         created_at: now,
     };
     let admin_permission = Permission {

@@ -14,11 +14,14 @@
 
 pub mod bootstrap;
 pub mod credential;
+pub mod credentials;
 pub mod jwt;
+pub mod pats;
 pub mod payload;
 pub mod registration;
 pub mod sealer;
 pub mod service;
 pub mod service_accounts;
+pub mod webauthn;
 
 pub use service::{AuthService, AuthSettings};

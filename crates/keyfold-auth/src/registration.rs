@@ -3,18 +3,16 @@
 
 use keyfold_domain::DomainError;
 use keyfold_domain::ids::{IdKind, looks_like, new_id};
-use keyfold_domain::model::{Challenge, ChallengeKind, CodePurpose, Credential};
+use keyfold_domain::model::{Challenge, ChallengeKind, CodePurpose};
 use keyfold_domain::secrets::{code_hash, ct_eq, random_b64};
 use keyfold_domain::validate;
 use keyfold_types::auth::{
     Attestation, AuthenticatorSelection, CreateRegistrationChallengeBody, CredentialKind,
-    NewCredential, PubKeyCredParam, RegisterBody, RegisterResponse, RegisteredCredential,
-    RegisteredUser, RegistrationChallengeResponse, RegistrationUser, RelyingParty,
-    SupportedCredentialKinds, UserVerification,
+    PubKeyCredParam, RegisterBody, RegisterResponse, RegisteredCredential, RegisteredUser,
+    RegistrationChallengeResponse, RegistrationUser, RelyingParty, SupportedCredentialKinds,
+    UserVerification,
 };
-use keyfold_types::limits;
 
-use crate::credential::verify_key_attestation;
 use crate::jwt::{self, Audience, Claims};
 use crate::service::{AuthService, Result};
 
@@ -60,6 +58,18 @@ impl AuthService {
             .filter(|o| o.is_active)
             .ok_or_else(bad_code)?;
         let challenge = random_b64(32);
+        // The WebAuthn ceremony state, in case the first credential is a passkey.
+        let webauthn_state = crate::webauthn::start_registration(
+            &self.settings.rp_name,
+            &crate::webauthn::RelyingPartyApp {
+                rp_id: self.settings.rp_id.clone(),
+                origin: format!("https://{}", self.settings.rp_id),
+            },
+            &user.id,
+            &user.username,
+            Vec::new(),
+            &challenge,
+        )?;
         let record = Challenge {
             id: new_id(IdKind::Challenge),
             org_id: org.id.clone(),
@@ -70,6 +80,7 @@ impl AuthService {
             http_method: None,
             http_path: None,
             payload_hash: None,
+            detail: Some(webauthn_state),
             expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
             used_at: None,
             created_at: now,
@@ -103,7 +114,11 @@ impl AuthService {
                 name: self.settings.rp_name.clone(),
             }),
             supported_credential_kinds: SupportedCredentialKinds {
-                first_factor: vec![CredentialKind::Key],
+                first_factor: vec![
+                    CredentialKind::Key,
+                    CredentialKind::Fido2,
+                    CredentialKind::PasswordProtectedKey,
+                ],
                 second_factor: vec![],
             },
             authenticator_selection: AuthenticatorSelection {
@@ -112,7 +127,7 @@ impl AuthService {
                 require_resident_key: true,
                 user_verification: UserVerification::Required,
             },
-            attestation: Attestation::Direct,
+            attestation: Attestation::None,
             // ES256, EdDSA, RS256 — what the key verifier accepts.
             pub_key_cred_params: [-7, -8, -257]
                 .into_iter()
@@ -146,39 +161,27 @@ impl AuthService {
                 "the registration token does not match its challenge",
             ));
         }
-        if body.second_factor_credential.is_some() || body.recovery_credential.is_some() {
+        if body.second_factor_credential.is_some() {
             return Err(DomainError::invalid(
-                "second-factor and recovery credentials are not supported yet; register a Key credential alone",
+                "second-factor credentials are not supported yet; register a first factor (and optionally a recovery key)",
             ));
         }
-        let (info, name) = match &body.first_factor_credential {
-            NewCredential::Key {
-                credential_info,
-                credential_name,
-            } => (credential_info, credential_name),
+        match body.first_factor_credential.kind() {
+            CredentialKind::Key | CredentialKind::Fido2 | CredentialKind::PasswordProtectedKey => {}
             other => {
                 return Err(DomainError::invalid(format!(
-                    "credential kind {} is not supported yet; register a Key credential",
-                    other.kind().as_str()
+                    "credential kind {} cannot be a first factor; use Key, Fido2 or PasswordProtectedKey",
+                    other.as_str()
                 )));
             }
-        };
-        let cred_id = validate::required_text("credId", &info.cred_id, limits::ID_MAX)?;
-        if !cred_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'))
-        {
-            return Err(DomainError::invalid("credId must be base64url"));
         }
-        let name = match name {
-            Some(n) => validate::text("credentialName", n, limits::NAME_MAX)?,
-            None => String::new(),
-        };
-        let attested = verify_key_attestation(
-            &info.client_data,
-            &info.attestation_data,
-            &challenge.challenge,
-        )?;
+        if let Some(r) = &body.recovery_credential
+            && r.kind() != CredentialKind::RecoveryKey
+        {
+            return Err(DomainError::invalid(
+                "recoveryCredential must be a RecoveryKey",
+            ));
+        }
         let now = self.clock.now();
         let user = self
             .store
@@ -193,29 +196,32 @@ impl AuthService {
             .ok_or_else(|| {
                 DomainError::unauthenticated("the registration code was replaced or has expired")
             })?;
-        let credential = Credential {
-            uuid: new_id(IdKind::Credential),
-            org_id: user.org_id.clone(),
-            user_id: user.id.clone(),
-            cred_id,
-            kind: CredentialKind::Key,
-            name: name.clone(),
-            public_key: attested.public_key_pem.trim().to_string(),
-            algorithm: attested.algorithm,
-            is_active: true,
-            sign_count: 0,
-            encrypted_private_key: None,
-            created_at: now,
-        };
-        let done = self
-            .store
-            .complete_registration(
-                &challenge.id,
-                &code.id,
-                &user.id,
-                std::slice::from_ref(&credential),
+        let mut credentials = vec![
+            self.attest_credential(
+                &user,
+                &challenge.challenge,
+                challenge.detail.as_deref(),
+                &body.first_factor_credential,
                 now,
             )
+            .await?,
+        ];
+        if let Some(r) = &body.recovery_credential {
+            credentials.push(
+                self.attest_credential(&user, &challenge.challenge, None, r, now)
+                    .await?,
+            );
+        }
+        if credentials.len() == 2 && credentials[0].cred_id == credentials[1].cred_id {
+            return Err(DomainError::invalid(
+                "the recovery credential must have its own credId",
+            ));
+        }
+        let credential = credentials[0].clone();
+        let name = credential.name.clone();
+        let done = self
+            .store
+            .complete_registration(&challenge.id, &code.id, &user.id, &credentials, now)
             .await
             .map_err(|e| match e {
                 keyfold_domain::StoreError::Conflict(_) => {
@@ -231,7 +237,7 @@ impl AuthService {
         Ok(RegisterResponse {
             credential: RegisteredCredential {
                 uuid: credential.uuid,
-                kind: CredentialKind::Key,
+                kind: credential.kind,
                 name,
             },
             user: RegisteredUser {

@@ -30,9 +30,10 @@ use keyfold_domain::secrets::{random_b64, sha256_hex};
 use keyfold_domain::time::{Clock, Timestamp};
 use keyfold_domain::{DomainError, validate};
 use keyfold_types::auth::{
-    AllowCredential, AllowCredentials, Assertion, Attestation, ChallengeResponse,
-    CreateLoginChallengeBody, CreateUserActionChallengeBody, CreateUserActionSignatureBody,
-    CredentialFactor, CredentialKind, LoginBody, SupportedCredentialKind, UserVerification,
+    AllowCredential, AllowCredentialWithKey, AllowCredentials, Assertion, Attestation,
+    ChallengeResponse, CreateLoginChallengeBody, CreateUserActionChallengeBody,
+    CreateUserActionSignatureBody, CredentialFactor, CredentialKind, LoginBody,
+    SupportedCredentialKind, UserVerification,
 };
 use keyfold_types::limits;
 use sha2::{Digest, Sha256};
@@ -189,9 +190,9 @@ impl AuthService {
         let user = self.login_candidate(&org_id, &username).await?;
         let challenge = random_b64(32);
         let Some(user) = user else {
-            return Ok(self.challenge_response(new_id(IdKind::Challenge), challenge, &[]));
+            return Ok(self.challenge_response(new_id(IdKind::Challenge), challenge, &[], false));
         };
-        let creds = self.store.list_credentials(&org_id, &user.id).await?;
+        let creds = usable_by(self.store.list_credentials(&org_id, &user.id).await?, None);
         let record = Challenge {
             id: new_id(IdKind::Challenge),
             org_id: org_id.clone(),
@@ -202,12 +203,14 @@ impl AuthService {
             http_method: None,
             http_path: None,
             payload_hash: None,
+            detail: None,
             expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
             used_at: None,
             created_at: now,
         };
         self.store.insert_challenge(&record).await?;
-        Ok(self.challenge_response(record.id, challenge, &creds))
+        // A PasswordProtectedKey's encrypted key is not handed to whoever knows a username.
+        Ok(self.challenge_response(record.id, challenge, &creds, false))
     }
 
     async fn login_candidate(&self, org_id: &str, username: &str) -> Result<Option<User>> {
@@ -236,6 +239,7 @@ impl AuthService {
                 &challenge.user_id,
                 &challenge.challenge,
                 &body.first_factor,
+                None,
             )
             .await?;
         if body.second_factor.is_some() {
@@ -268,6 +272,7 @@ impl AuthService {
             is_active: true,
             expires_at: Some(now.plus_secs(self.settings.token_ttl_secs)),
             revoked_at: None,
+            external_id: None,
             created_at: now,
         };
         self.store.insert_token(&token).await?;
@@ -401,10 +406,12 @@ impl AuthService {
                 "userActionPayload is larger than the largest accepted body",
             ));
         }
-        let creds = self
-            .store
-            .list_credentials(&principal.org_id, &principal.user_id)
-            .await?;
+        let creds = usable_by(
+            self.store
+                .list_credentials(&principal.org_id, &principal.user_id)
+                .await?,
+            pat_of(principal),
+        );
         let now = self.clock.now();
         let challenge = random_b64(32);
         let record = Challenge {
@@ -419,12 +426,13 @@ impl AuthService {
             payload_hash: Some(crate::payload::payload_digest(
                 body.user_action_payload.as_bytes(),
             )),
+            detail: None,
             expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
             used_at: None,
             created_at: now,
         };
         self.store.insert_challenge(&record).await?;
-        Ok(self.challenge_response(record.id, challenge, &creds))
+        Ok(self.challenge_response(record.id, challenge, &creds, true))
     }
 
     /// `POST /auth/action`: verifies the signed action challenge and returns the single-use
@@ -443,12 +451,18 @@ impl AuthService {
                 "the action challenge belongs to another identity",
             ));
         }
+        if challenge.token_id.as_deref() != Some(principal.token_id.as_str()) {
+            return Err(DomainError::unauthenticated(
+                "the action challenge was opened with another access token",
+            ));
+        }
         let cred = self
             .verify_first_factor(
                 &challenge.org_id,
                 &challenge.user_id,
                 &challenge.challenge,
                 &body.first_factor,
+                pat_of(principal),
             )
             .await?;
         if body.second_factor.is_some() {
@@ -459,7 +473,17 @@ impl AuthService {
         let (client_data, signature) = match &body.first_factor {
             Assertion::Key {
                 credential_assertion: a,
+            }
+            | Assertion::PasswordProtectedKey {
+                credential_assertion: a,
             } => (a.client_data.clone(), a.signature.clone()),
+            Assertion::Fido2 {
+                credential_assertion: a,
+            } => (
+                a.client_data.clone(),
+                // What a verifier needs besides clientData: authenticatorData.signature.
+                format!("{}.{}", a.authenticator_data, a.signature),
+            ),
             _ => (String::new(), String::new()),
         };
         let now = self.clock.now();
@@ -519,6 +543,13 @@ impl AuthService {
                 "the user action was signed by another identity",
             ));
         }
+        // Bound to the token it was signed through: a PAT's key authorizes that PAT's
+        // requests only, and the user's keys never lend a PAT more than it holds.
+        if action.token_id != principal.token_id {
+            return Err(DomainError::unauthenticated(
+                "the user action was signed through another access token",
+            ));
+        }
         if action.used_at.is_some() {
             return Err(DomainError::unauthenticated(
                 "the user action was already used",
@@ -575,30 +606,38 @@ impl AuthService {
         Ok(c)
     }
 
-    /// Verifies a first-factor assertion by one of `user_id`'s active credentials.
+    /// Verifies a first-factor assertion by one of `user_id`'s active credentials — the
+    /// user's own ones, or with `pat` that personal access token's key and nothing else.
     pub(crate) async fn verify_first_factor(
         &self,
         org_id: &str,
         user_id: &str,
         challenge: &str,
         assertion: &Assertion,
+        pat: Option<&str>,
     ) -> Result<Credential> {
-        let a = match assertion {
+        let (kind, cred_id) = match assertion {
             Assertion::Key {
-                credential_assertion,
-            } => credential_assertion,
+                credential_assertion: a,
+            } => (CredentialKind::Key, &a.cred_id),
+            Assertion::PasswordProtectedKey {
+                credential_assertion: a,
+            } => (CredentialKind::PasswordProtectedKey, &a.cred_id),
+            Assertion::Fido2 {
+                credential_assertion: a,
+            } => (CredentialKind::Fido2, &a.cred_id),
             other => {
                 return Err(DomainError::invalid(format!(
-                    "credential kind {} is not supported yet; use a Key credential",
+                    "credential kind {} cannot answer a login or action challenge; use Key, Fido2 or PasswordProtectedKey",
                     other.kind().as_str()
                 )));
             }
         };
         let cred = self
             .store
-            .find_credential(org_id, &a.cred_id)
+            .find_credential(org_id, cred_id)
             .await?
-            .filter(|c| c.user_id == user_id && c.kind == CredentialKind::Key)
+            .filter(|c| c.user_id == user_id && c.kind == kind && c.token_id.as_deref() == pat)
             .ok_or_else(|| {
                 DomainError::unauthenticated(
                     "the credential is not one of this identity's credentials",
@@ -609,15 +648,59 @@ impl AuthService {
                 "the credential is deactivated",
             ));
         }
-        let key = PublicKey::from_pem(&cred.public_key).map_err(|_| {
-            DomainError::internal(format!("stored credential {} has a bad key", cred.uuid))
-        })?;
-        KeyAssertion {
-            client_data_b64: &a.client_data,
-            signature_b64: &a.signature,
-            algorithm: a.algorithm.as_deref(),
+        match assertion {
+            Assertion::Key {
+                credential_assertion: a,
+            }
+            | Assertion::PasswordProtectedKey {
+                credential_assertion: a,
+            } => {
+                let key = PublicKey::from_pem(&cred.public_key).map_err(|_| {
+                    DomainError::internal(format!("stored credential {} has a bad key", cred.uuid))
+                })?;
+                KeyAssertion {
+                    client_data_b64: &a.client_data,
+                    signature_b64: &a.signature,
+                    algorithm: a.algorithm.as_deref(),
+                }
+                .verify(&key, challenge)?;
+            }
+            Assertion::Fido2 {
+                credential_assertion: a,
+            } => {
+                let stored = cred.detail.as_deref().ok_or_else(|| {
+                    DomainError::internal(format!("passkey {} has no stored record", cred.uuid))
+                })?;
+                let app = self
+                    .app_for_origin(org_id, &crate::webauthn::reported_origin(&a.client_data)?)
+                    .await?;
+                let counter = crate::webauthn::verify_assertion(
+                    &self.settings.rp_name,
+                    &app,
+                    stored,
+                    challenge,
+                    &crate::webauthn::Fido2Assertion {
+                        cred_id: &a.cred_id,
+                        client_data: &a.client_data,
+                        authenticator_data: &a.authenticator_data,
+                        signature: &a.signature,
+                        user_handle: a.user_handle.as_deref(),
+                    },
+                )?;
+                // The library compared with the counter we read; a racing use of a cloned
+                // authenticator is caught by the conditional update.
+                if !self
+                    .store
+                    .advance_sign_count(&cred.uuid, i64::from(counter))
+                    .await?
+                {
+                    return Err(DomainError::unauthenticated(
+                        "the passkey's signature counter went backwards: a cloned authenticator is refused",
+                    ));
+                }
+            }
+            _ => {}
         }
-        .verify(&key, challenge)?;
         Ok(cred)
     }
 
@@ -626,6 +709,7 @@ impl AuthService {
         id: String,
         challenge: String,
         creds: &[Credential],
+        reveal_encrypted_keys: bool,
     ) -> ChallengeResponse {
         let active = creds.iter().filter(|c| c.is_active);
         let key = active
@@ -634,9 +718,35 @@ impl AuthService {
             .map(|c| AllowCredential::public_key(c.cred_id.clone()))
             .collect();
         let webauthn = active
+            .clone()
             .filter(|c| c.kind == CredentialKind::Fido2)
             .map(|c| AllowCredential::public_key(c.cred_id.clone()))
             .collect();
+        let protected: Vec<AllowCredentialWithKey> = active
+            .clone()
+            .filter(|c| c.kind == CredentialKind::PasswordProtectedKey)
+            .filter_map(|c| {
+                Some(AllowCredentialWithKey {
+                    kind: "public-key".into(),
+                    id: c.cred_id.clone(),
+                    encrypted_private_key: c.encrypted_private_key.clone()?,
+                })
+            })
+            .collect();
+        let mut kinds: Vec<CredentialKind> = Vec::new();
+        for c in active {
+            let k = c.kind;
+            let first_factor = matches!(
+                k,
+                CredentialKind::Key | CredentialKind::Fido2 | CredentialKind::PasswordProtectedKey
+            );
+            if first_factor && !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        if kinds.is_empty() {
+            kinds.push(CredentialKind::Key);
+        }
         ChallengeResponse {
             challenge,
             challenge_identifier: id,
@@ -644,19 +754,37 @@ impl AuthService {
                 id: self.settings.rp_id.clone(),
                 name: self.settings.rp_name.clone(),
             }),
-            supported_credential_kinds: vec![SupportedCredentialKind {
-                kind: CredentialKind::Key,
-                factor: CredentialFactor::First,
-                requires_second_factor: false,
-            }],
+            supported_credential_kinds: kinds
+                .into_iter()
+                .map(|kind| SupportedCredentialKind {
+                    kind,
+                    factor: CredentialFactor::First,
+                    requires_second_factor: false,
+                })
+                .collect(),
             user_verification: UserVerification::Required,
             attestation: Attestation::None,
             allow_credentials: AllowCredentials {
                 key,
                 webauthn,
-                password_protected_key: None,
+                password_protected_key: (reveal_encrypted_keys && !protected.is_empty())
+                    .then_some(protected),
             },
             external_authentication_url: String::new(),
         }
     }
+}
+
+/// The token whose own key must sign for this caller: a PAT's, or none (the user's keys).
+fn pat_of(principal: &Principal) -> Option<&str> {
+    (principal.token_kind == TokenKind::Pat).then_some(principal.token_id.as_str())
+}
+
+/// The credentials that may answer a challenge for a caller acting through `pat` (or as the
+/// user itself when `None`): a PAT's key never logs in, and a PAT signs only with its key.
+fn usable_by(creds: Vec<Credential>, pat: Option<&str>) -> Vec<Credential> {
+    creds
+        .into_iter()
+        .filter(|c| c.token_id.as_deref() == pat)
+        .collect()
 }

@@ -111,6 +111,8 @@ impl AuthService {
             is_active: true,
             sign_count: 0,
             encrypted_private_key: None,
+            token_id: None,
+            detail: None,
             created_at: now,
         };
         let ttl_secs = i64::from(days) * 86_400;
@@ -123,6 +125,7 @@ impl AuthService {
             is_active: true,
             expires_at: Some(now.plus_secs(ttl_secs)),
             revoked_at: None,
+            external_id: None,
             created_at: now,
         };
         let assignment = permission.as_ref().map(|p| Assignment {

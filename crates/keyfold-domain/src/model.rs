@@ -151,6 +151,11 @@ pub struct Credential {
     pub sign_count: i64,
     /// PasswordProtectedKey / RecoveryKey: the private key encrypted by the user.
     pub encrypted_private_key: Option<String>,
+    /// Set when this is a personal access token's own key: it signs that token's user
+    /// actions only, and is never a way to log in as the user.
+    pub token_id: Option<String>,
+    /// Fido2: the WebAuthn library's record of the credential (JSON: COSE key, counter, …).
+    pub detail: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -194,6 +199,8 @@ pub struct AccessToken {
     pub is_active: bool,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// A PAT's externalId (unique in the organization).
+    pub external_id: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -216,6 +223,8 @@ pub enum ChallengeKind {
     Login,
     Action,
     Registration,
+    /// Adding a credential to a registered user (`/auth/credentials/init`).
+    Credential,
 }
 
 impl ChallengeKind {
@@ -224,6 +233,7 @@ impl ChallengeKind {
             Self::Login => "Login",
             Self::Action => "Action",
             Self::Registration => "Registration",
+            Self::Credential => "Credential",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -231,6 +241,7 @@ impl ChallengeKind {
             "Login" => Self::Login,
             "Action" => Self::Action,
             "Registration" => Self::Registration,
+            "Credential" => Self::Credential,
             _ => return None,
         })
     }
@@ -252,6 +263,9 @@ pub struct Challenge {
     pub http_path: Option<String>,
     /// Digest of the body the action will carry (`keyfold_auth::payload::payload_digest`).
     pub payload_hash: Option<String>,
+    /// For credential challenges: what the challenge was issued for (JSON, see
+    /// `keyfold_auth::credentials`).
+    pub detail: Option<String>,
     pub expires_at: Timestamp,
     pub used_at: Option<Timestamp>,
     pub created_at: Timestamp,
@@ -308,6 +322,8 @@ pub enum CodePurpose {
     Registration,
     Login,
     Recovery,
+    /// Adding a credential from another device (`/auth/credentials/code`).
+    Credential,
 }
 
 impl CodePurpose {
@@ -316,6 +332,7 @@ impl CodePurpose {
             Self::Registration => "Registration",
             Self::Login => "Login",
             Self::Recovery => "Recovery",
+            Self::Credential => "Credential",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -323,6 +340,7 @@ impl CodePurpose {
             "Registration" => Self::Registration,
             "Login" => Self::Login,
             "Recovery" => Self::Recovery,
+            "Credential" => Self::Credential,
             _ => return None,
         })
     }

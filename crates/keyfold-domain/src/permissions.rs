@@ -19,7 +19,7 @@ use keyfold_types::permissions::{
 use crate::authz::{Granted, is_known_operation, op};
 use crate::error::{DomainError, Result, StoreError};
 use crate::ids::{IdKind, looks_like, new_id};
-use crate::model::{Assignment, Permission};
+use crate::model::{Assignment, Permission, TokenKind};
 use crate::page::{Page, PageRequest};
 use crate::ports::Store;
 use crate::time::Clock;
@@ -218,12 +218,48 @@ impl PermissionService {
         // The identity must be one of this organization's: an id from another organization
         // is unknown here.
         let identity = body.identity_id.trim();
-        let found = looks_like(IdKind::User, identity)
-            && self
+        let found = if looks_like(IdKind::Token, identity) {
+            // A personal access token: never more than its user holds (it would not get the
+            // surplus anyway — a PAT's operations are its user's intersected with its own —
+            // but a grant that cannot take effect is refused rather than stored).
+            match self
                 .store
-                .get_user(g.org_id(), identity)
+                .get_token(g.org_id(), identity)
                 .await?
-                .is_some_and(|u| !u.is_archived);
+                .filter(|t| t.kind == TokenKind::Pat && t.revoked_at.is_none())
+            {
+                None => false,
+                Some(t) => {
+                    let held: std::collections::HashSet<String> = self
+                        .store
+                        .assignments_of(std::slice::from_ref(&t.user_id))
+                        .await?
+                        .into_iter()
+                        .flat_map(|a| a.operations)
+                        .collect();
+                    let beyond: Vec<&str> = p
+                        .operations
+                        .iter()
+                        .filter(|o| !held.contains(*o))
+                        .map(String::as_str)
+                        .collect();
+                    if !beyond.is_empty() {
+                        return Err(DomainError::denied(format!(
+                            "a personal access token never holds more than its user, who lacks: {}",
+                            beyond.join(", ")
+                        )));
+                    }
+                    true
+                }
+            }
+        } else {
+            looks_like(IdKind::User, identity)
+                && self
+                    .store
+                    .get_user(g.org_id(), identity)
+                    .await?
+                    .is_some_and(|u| !u.is_archived)
+        };
         if !found {
             return Err(DomainError::not_found(format!(
                 "identity {identity} not found in this organization"

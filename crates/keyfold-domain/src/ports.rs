@@ -127,6 +127,39 @@ pub trait CredentialStore: Send + Sync {
     async fn list_credentials(&self, org_id: &str, user_id: &str) -> StoreResult<Vec<Credential>>;
     async fn find_credential(&self, org_id: &str, cred_id: &str)
     -> StoreResult<Option<Credential>>;
+    /// Spends the credential challenge (and the code, from the code flow) and stores the
+    /// credential — atomically. False when either was already used or has expired; Conflict
+    /// when the credId is taken.
+    async fn add_credential(
+        &self,
+        challenge_id: &str,
+        code_id: Option<&str>,
+        credential: &Credential,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Activates or deactivates one of the user's own credentials (never a PAT's key).
+    /// Deactivating the user's last active login credential is refused, atomically with
+    /// respect to concurrent deactivations.
+    async fn set_credential_active(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        uuid: &str,
+        active: bool,
+    ) -> StoreResult<CredentialToggle>;
+    /// Moves a WebAuthn signature counter forward; false when the stored value is already at
+    /// or past it (a replayed or cloned authenticator racing this one). A counter of 0 (an
+    /// authenticator without one) always passes.
+    async fn advance_sign_count(&self, uuid: &str, counter: i64) -> StoreResult<bool>;
+}
+
+/// What [`CredentialStore::set_credential_active`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialToggle {
+    Done,
+    NotFound,
+    /// It is the user's last active login credential.
+    LastActive,
 }
 
 #[async_trait]
@@ -144,11 +177,29 @@ pub trait CodeStore: Send + Sync {
     ) -> StoreResult<Option<OneTimeCode>>;
     /// Counts a wrong guess; returns the new attempt count.
     async fn record_code_attempt(&self, code_id: &str) -> StoreResult<i64>;
+    /// Stores a code that is handed to the caller rather than mailed, burning the user's
+    /// earlier live codes of the same purpose.
+    async fn replace_code_quietly(&self, code: &OneTimeCode) -> StoreResult<()>;
+    /// The live code of this purpose with this hash, whoever it belongs to.
+    async fn find_live_code(
+        &self,
+        code_hash: &str,
+        purpose: CodePurpose,
+        now: Timestamp,
+    ) -> StoreResult<Option<OneTimeCode>>;
 }
 
 #[async_trait]
 pub trait ChallengeStore: Send + Sync {
     async fn insert_challenge(&self, c: &Challenge) -> StoreResult<()>;
+    /// Spends a one-time code and stores the challenge it buys — atomically. False when the
+    /// code was already used or has expired.
+    async fn insert_challenge_spending_code(
+        &self,
+        c: &Challenge,
+        code_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>>;
     /// Marks it used when it is unused and unexpired; true for exactly one caller.
     async fn use_challenge(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
@@ -177,6 +228,38 @@ pub trait TokenStore: Send + Sync {
     async fn revoke_token(&self, token_id: &str, now: Timestamp) -> StoreResult<()>;
     /// Revokes every login session (`Token` kind) of the user.
     async fn revoke_sessions_of(&self, user_id: &str, now: Timestamp) -> StoreResult<()>;
+    /// A personal access token with its own key and (optionally) its first assignment, in
+    /// one transaction. Conflict when its externalId is taken.
+    async fn create_pat(
+        &self,
+        token: &AccessToken,
+        credential: &Credential,
+        assignment: Option<&crate::model::Assignment>,
+    ) -> StoreResult<()>;
+    /// A token of the organization, revoked or not.
+    async fn get_token(&self, org_id: &str, token_id: &str) -> StoreResult<Option<AccessToken>>;
+    /// Renames an unrevoked token and/or changes its externalId (Conflict when taken).
+    async fn update_token(
+        &self,
+        org_id: &str,
+        token_id: &str,
+        name: Option<&str>,
+        external_id: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Activates or deactivates an unrevoked token.
+    async fn set_token_active(
+        &self,
+        org_id: &str,
+        token_id: &str,
+        active: bool,
+    ) -> StoreResult<bool>;
+    /// Revokes a token for good and deactivates the key it owns — atomically.
+    async fn archive_token(
+        &self,
+        org_id: &str,
+        token_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 #[async_trait]

@@ -208,6 +208,8 @@ impl Server {
                 .merge(routes::transfers::router())
                 .merge(routes::permissions::router())
                 .merge(routes::service_accounts::router())
+                .merge(routes::pats::router())
+                .merge(routes::credentials::router())
                 .merge(routes::networks::router())
                 .merge(routes::system::router())
                 .split_for_parts();
@@ -232,6 +234,8 @@ impl Server {
                     async move { axum::Json((*doc).clone()) }
                 }),
             )
+            .route("/app", axum::routing::get(routes::system::app_page))
+            .route("/app/", axum::routing::get(routes::system::app_page))
             .fallback(routes::system::fallback)
             .method_not_allowed_fallback(routes::system::method_not_allowed)
             .layer(DefaultBodyLimit::max(max_body))

@@ -121,6 +121,8 @@ pub(crate) struct CredentialRow {
     is_active: bool,
     sign_count: i64,
     encrypted_private_key: Option<String>,
+    token_id: Option<String>,
+    detail: Option<String>,
     created_at: i64,
 }
 
@@ -139,6 +141,8 @@ impl TryFrom<CredentialRow> for Credential {
             is_active: r.is_active,
             sign_count: r.sign_count,
             encrypted_private_key: r.encrypted_private_key,
+            token_id: r.token_id,
+            detail: r.detail,
             created_at: Timestamp(r.created_at),
         })
     }
@@ -186,6 +190,7 @@ pub(crate) struct ChallengeRow {
     http_method: Option<String>,
     http_path: Option<String>,
     payload_hash: Option<String>,
+    detail: Option<String>,
     expires_at: i64,
     used_at: Option<i64>,
     created_at: i64,
@@ -204,6 +209,7 @@ impl TryFrom<ChallengeRow> for Challenge {
             http_method: r.http_method,
             http_path: r.http_path,
             payload_hash: r.payload_hash,
+            detail: r.detail,
             expires_at: Timestamp(r.expires_at),
             used_at: ts(r.used_at),
             created_at: Timestamp(r.created_at),
@@ -215,12 +221,13 @@ impl TryFrom<ChallengeRow> for Challenge {
 pub(crate) struct TokenRow {
     id: String,
     org_id: String,
-    user_id: String,
-    kind: String,
+    pub user_id: String,
+    pub kind: String,
     name: String,
     is_active: bool,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    external_id: Option<String>,
     created_at: i64,
 }
 
@@ -236,6 +243,7 @@ impl TryFrom<TokenRow> for AccessToken {
             is_active: r.is_active,
             expires_at: ts(r.expires_at),
             revoked_at: ts(r.revoked_at),
+            external_id: r.external_id,
             created_at: Timestamp(r.created_at),
         })
     }
@@ -253,6 +261,7 @@ pub(crate) struct SessionRow {
     pub user_active: bool,
     pub user_archived: bool,
     pub org_active: bool,
+    pub assigned_to: Option<String>,
     pub operations: Option<String>,
 }
 

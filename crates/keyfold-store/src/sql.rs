@@ -3,13 +3,13 @@
 use async_trait::async_trait;
 use keyfold_domain::StoreError;
 use keyfold_domain::model::{
-    AccessToken, App, AssignmentView, Bootstrap, Challenge, CodePurpose, Credential, JwtKey,
-    OneTimeCode, Org, OutboxMessage, SessionRecord, User, UserAction, UserView,
+    AccessToken, App, Assignment, AssignmentView, Bootstrap, Challenge, CodePurpose, Credential,
+    JwtKey, OneTimeCode, Org, OutboxMessage, SessionRecord, TokenKind, User, UserAction, UserView,
 };
 use keyfold_domain::page::{Cursor, Page, PageRequest};
 use keyfold_domain::ports::{
-    ChallengeStore, CodeStore, CredentialStore, JwtKeyStore, OrgStore, OutboxStore,
-    RegistrationStore, StoreResult, TokenStore, UserActionStore, UserStore,
+    ChallengeStore, CodeStore, CredentialStore, CredentialToggle, JwtKeyStore, OrgStore,
+    OutboxStore, RegistrationStore, StoreResult, TokenStore, UserActionStore, UserStore,
 };
 use keyfold_domain::time::Timestamp;
 use keyfold_types::users::UserKind;
@@ -80,9 +80,11 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
 const USER_COLS: &str = "id, org_id, username, name, kind, is_active, is_registered, \
     is_service_account, is_sso_required, is_archived, external_id, public_key, created_at, updated_at";
 const CRED_COLS: &str = "uuid, org_id, user_id, cred_id, kind, name, public_key, algorithm, \
-    is_active, sign_count, encrypted_private_key, created_at";
+    is_active, sign_count, encrypted_private_key, token_id, detail, created_at";
+const TOKEN_COLS: &str =
+    "id, org_id, user_id, kind, name, is_active, expires_at, revoked_at, external_id, created_at";
 const CHALLENGE_COLS: &str = "id, org_id, kind, user_id, challenge, token_id, http_method, \
-    http_path, payload_hash, expires_at, used_at, created_at";
+    http_path, payload_hash, detail, expires_at, used_at, created_at";
 const CODE_COLS: &str =
     "id, org_id, user_id, purpose, code_hash, attempts, expires_at, used_at, created_at";
 const ACTION_COLS: &str = "id, org_id, user_id, token_id, token_hash, credential_uuid, \
@@ -93,7 +95,7 @@ const OUTBOX_COLS: &str =
 /// Completes a `WITH page AS (SELECT <users> …)` query: each user of the page with its first
 /// credential and (one row each) its permission assignments, in page order.
 const VIEW_SELECT: &str = "SELECT page.*, \
-     (SELECT c.uuid FROM credentials c WHERE c.user_id = page.id \
+     (SELECT c.uuid FROM credentials c WHERE c.user_id = page.id AND c.token_id IS NULL \
       ORDER BY c.created_at, c.uuid LIMIT 1) AS first_credential, \
      a.id AS assignment_id, p.id AS permission_id, p.name AS permission_name, \
      p.operations AS operations \
@@ -163,8 +165,8 @@ macro_rules! insert_credential {
     ($exec:expr, $c:expr) => {
         sqlx::query(
             "INSERT INTO credentials (uuid, org_id, user_id, cred_id, kind, name, public_key, \
-             algorithm, is_active, sign_count, encrypted_private_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             algorithm, is_active, sign_count, encrypted_private_key, token_id, detail, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&$c.uuid)
         .bind(&$c.org_id)
@@ -177,7 +179,46 @@ macro_rules! insert_credential {
         .bind($c.is_active)
         .bind($c.sign_count)
         .bind(&$c.encrypted_private_key)
+        .bind(&$c.token_id)
+        .bind(&$c.detail)
         .bind($c.created_at.0)
+        .execute($exec)
+    };
+}
+
+macro_rules! insert_token {
+    ($exec:expr, $t:expr) => {
+        sqlx::query(
+            "INSERT INTO access_tokens (id, org_id, user_id, kind, name, is_active, expires_at, \
+             revoked_at, external_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&$t.id)
+        .bind(&$t.org_id)
+        .bind(&$t.user_id)
+        .bind($t.kind.as_str())
+        .bind(&$t.name)
+        .bind($t.is_active)
+        .bind($t.expires_at.map(|x| x.0))
+        .bind($t.revoked_at.map(|x| x.0))
+        .bind(&$t.external_id)
+        .bind($t.created_at.0)
+        .execute($exec)
+    };
+}
+
+macro_rules! insert_assignment {
+    ($exec:expr, $a:expr) => {
+        sqlx::query(
+            "INSERT INTO permission_assignments (id, org_id, permission_id, identity_id, \
+             is_immutable, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&$a.id)
+        .bind(&$a.org_id)
+        .bind(&$a.permission_id)
+        .bind(&$a.identity_id)
+        .bind($a.is_immutable)
+        .bind($a.created_at.0)
+        .bind($a.updated_at.0)
         .execute($exec)
     };
 }
@@ -221,6 +262,30 @@ macro_rules! insert_outbox {
 
 /// Spends a single-use row (challenge, code, user action): marks it used if it is unused and
 /// unexpired. The row count (1 or 0) says whether this caller won.
+macro_rules! insert_challenge {
+    ($exec:expr, $c:expr) => {
+        sqlx::query(
+            "INSERT INTO challenges (id, org_id, kind, user_id, challenge, token_id, http_method, \
+             http_path, payload_hash, detail, expires_at, used_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&$c.id)
+        .bind(&$c.org_id)
+        .bind($c.kind.as_str())
+        .bind(&$c.user_id)
+        .bind(&$c.challenge)
+        .bind(&$c.token_id)
+        .bind(&$c.http_method)
+        .bind(&$c.http_path)
+        .bind(&$c.payload_hash)
+        .bind(&$c.detail)
+        .bind($c.expires_at.0)
+        .bind($c.used_at.map(|t| t.0))
+        .bind($c.created_at.0)
+        .execute($exec)
+    };
+}
+
 macro_rules! spend {
     ($exec:expr, $table:literal, $id:expr, $now:expr) => {
         sqlx::query(concat!(
@@ -476,37 +541,9 @@ impl UserStore for SqlStore {
             insert_credential!(&mut *tx, credential)
                 .await
                 .map_err(map_err)?;
-            sqlx::query(
-                "INSERT INTO access_tokens (id, org_id, user_id, kind, name, is_active, expires_at, \
-                 revoked_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&token.id)
-            .bind(&token.org_id)
-            .bind(&token.user_id)
-            .bind(token.kind.as_str())
-            .bind(&token.name)
-            .bind(token.is_active)
-            .bind(token.expires_at.map(|x| x.0))
-            .bind(token.revoked_at.map(|x| x.0))
-            .bind(token.created_at.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            insert_token!(&mut *tx, token).await.map_err(map_err)?;
             if let Some(a) = assignment {
-                sqlx::query(
-                    "INSERT INTO permission_assignments (id, org_id, permission_id, identity_id, \
-                     is_immutable, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&a.id)
-                .bind(&a.org_id)
-                .bind(&a.permission_id)
-                .bind(&a.identity_id)
-                .bind(a.is_immutable)
-                .bind(a.created_at.0)
-                .bind(a.updated_at.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                insert_assignment!(&mut *tx, a).await.map_err(map_err)?;
             }
             tx.commit().await.map_err(map_err)
         })?;
@@ -542,13 +579,13 @@ impl UserStore for SqlStore {
 
     async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<AccessToken>> {
         let rows: Vec<TokenRow> = on_read!(self, |p| {
-            sqlx::query_as(
-            "SELECT id, org_id, user_id, kind, name, is_active, expires_at, revoked_at, created_at \
-             FROM access_tokens WHERE user_id = $1 AND kind <> 'Token' ORDER BY created_at, id"
-        )
-        .bind(user_id)
-        .fetch_all(p)
-        .await
+            sqlx::query_as(&format!(
+                "SELECT {TOKEN_COLS} FROM access_tokens \
+                 WHERE user_id = $1 AND kind <> 'Token' ORDER BY created_at, id"
+            ))
+            .bind(user_id)
+            .fetch_all(p)
+            .await
         })
         .map_err(map_err)?;
         rows.into_iter().map(AccessToken::try_from).collect()
@@ -735,6 +772,103 @@ impl CredentialStore for SqlStore {
         .map_err(map_err)?;
         row.map(Credential::try_from).transpose()
     }
+
+    async fn add_credential(
+        &self,
+        challenge_id: &str,
+        code_id: Option<&str>,
+        credential: &Credential,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            if spend!(&mut *tx, "challenges", challenge_id, now)? != 1 {
+                return Ok(false);
+            }
+            if let Some(code_id) = code_id
+                && spend!(&mut *tx, "one_time_codes", code_id, now)? != 1
+            {
+                return Ok(false);
+            }
+            insert_credential!(&mut *tx, credential)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn set_credential_active(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        uuid: &str,
+        active: bool,
+    ) -> StoreResult<CredentialToggle> {
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            // Lock the user's row: concurrent deactivations of a user's credentials take
+            // turns, so two of them cannot each leave the other as the last one and both
+            // succeed (PostgreSQL; SQLite has one writer anyway).
+            sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let found: Option<(String,)> = sqlx::query_as(
+                "SELECT kind FROM credentials WHERE org_id = $1 AND user_id = $2 AND uuid = $3 \
+                 AND token_id IS NULL",
+            )
+            .bind(org_id)
+            .bind(user_id)
+            .bind(uuid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if found.is_none() {
+                return Ok(CredentialToggle::NotFound);
+            }
+            if !active {
+                let (others,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM credentials WHERE user_id = $1 AND uuid <> $2 \
+                     AND is_active AND token_id IS NULL \
+                     AND kind IN ('Key', 'Fido2', 'PasswordProtectedKey')",
+                )
+                .bind(user_id)
+                .bind(uuid)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if others == 0 {
+                    return Ok(CredentialToggle::LastActive);
+                }
+            }
+            sqlx::query("UPDATE credentials SET is_active = $1 WHERE uuid = $2")
+                .bind(active)
+                .bind(uuid)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(CredentialToggle::Done)
+        })
+    }
+
+    async fn advance_sign_count(&self, uuid: &str, counter: i64) -> StoreResult<bool> {
+        let n = on_write!(self, |p| {
+            sqlx::query(
+                "UPDATE credentials SET sign_count = $1 \
+                 WHERE uuid = $2 AND ($1 = 0 OR sign_count < $1)",
+            )
+            .bind(counter)
+            .bind(uuid)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(map_err)?;
+        Ok(n == 1)
+    }
 }
 
 #[async_trait]
@@ -783,6 +917,46 @@ impl CodeStore for SqlStore {
         row.map(OneTimeCode::try_from).transpose()
     }
 
+    async fn replace_code_quietly(&self, code: &OneTimeCode) -> StoreResult<()> {
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            sqlx::query(
+                "UPDATE one_time_codes SET used_at = $1 \
+                 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
+            )
+            .bind(code.created_at.0)
+            .bind(&code.user_id)
+            .bind(code.purpose.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            insert_code!(&mut *tx, code).await.map_err(map_err)?;
+            tx.commit().await.map_err(map_err)
+        })
+    }
+
+    async fn find_live_code(
+        &self,
+        code_hash: &str,
+        purpose: CodePurpose,
+        now: Timestamp,
+    ) -> StoreResult<Option<OneTimeCode>> {
+        let sql = format!(
+            "SELECT {CODE_COLS} FROM one_time_codes WHERE code_hash = $1 AND purpose = $2 \
+             AND used_at IS NULL AND expires_at > $3 ORDER BY created_at DESC, id DESC LIMIT 1"
+        );
+        let row: Option<CodeRow> = on_read!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(code_hash)
+                .bind(purpose.as_str())
+                .bind(now.0)
+                .fetch_optional(p)
+                .await
+        })
+        .map_err(map_err)?;
+        row.map(OneTimeCode::try_from).transpose()
+    }
+
     async fn record_code_attempt(&self, code_id: &str) -> StoreResult<i64> {
         let attempts: Option<(i64,)> = on_write!(self, |p| {
             sqlx::query_as("UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts")
@@ -798,30 +972,28 @@ impl CodeStore for SqlStore {
 #[async_trait]
 impl ChallengeStore for SqlStore {
     async fn insert_challenge(&self, c: &Challenge) -> StoreResult<()> {
-        on_write!(self, |p| {
-            sqlx::query(
-                "INSERT INTO challenges (id, org_id, kind, user_id, challenge, token_id, http_method, \
-                 http_path, payload_hash, expires_at, used_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&c.id)
-            .bind(&c.org_id)
-            .bind(c.kind.as_str())
-            .bind(&c.user_id)
-            .bind(&c.challenge)
-            .bind(&c.token_id)
-            .bind(&c.http_method)
-            .bind(&c.http_path)
-            .bind(&c.payload_hash)
-            .bind(c.expires_at.0)
-            .bind(c.used_at.map(|t| t.0))
-            .bind(c.created_at.0)
-            .execute(p)
+        on_write!(self, |p| insert_challenge!(p, c)
             .await
-            .map(|r| r.rows_affected())
-        })
+            .map(|r| r.rows_affected()))
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn insert_challenge_spending_code(
+        &self,
+        c: &Challenge,
+        code_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            if spend!(&mut *tx, "one_time_codes", code_id, now)? != 1 {
+                return Ok(false);
+            }
+            insert_challenge!(&mut *tx, c).await.map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
+        })
     }
 
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
@@ -878,28 +1050,42 @@ impl SqlStore {
     async fn load_session(&self, token_id: &str) -> StoreResult<Option<SessionRecord>> {
         // One round trip: the token, its identity, its org, and (one row per permission) the
         // operations granted to the identity.
+        // A PAT's rows also carry its own assignments (identity = the token): it gets the
+        // operations both its user and it hold.
         const SQL: &str = "SELECT t.id, t.org_id, t.user_id, t.kind, t.name, t.is_active, \
-             t.expires_at, t.revoked_at, t.created_at, u.username, u.kind AS user_kind, \
-             u.is_service_account, u.is_active AS user_active, u.is_archived AS user_archived, \
-             o.is_active AS org_active, p.operations \
+             t.expires_at, t.revoked_at, t.external_id, t.created_at, u.username, \
+             u.kind AS user_kind, u.is_service_account, u.is_active AS user_active, \
+             u.is_archived AS user_archived, o.is_active AS org_active, \
+             a.identity_id AS assigned_to, p.operations \
              FROM access_tokens t \
              JOIN users u ON u.id = t.user_id \
              JOIN orgs o ON o.id = t.org_id \
-             LEFT JOIN permission_assignments a ON a.identity_id = t.user_id \
+             LEFT JOIN permission_assignments a \
+               ON a.identity_id = t.user_id OR a.identity_id = t.id \
              LEFT JOIN permissions p ON p.id = a.permission_id AND NOT p.is_archived \
              WHERE t.id = $1";
         let rows: Vec<SessionRow> = on_read!(self, |p| {
             sqlx::query_as(SQL).bind(token_id).fetch_all(p).await
         })
         .map_err(map_err)?;
-        let mut operations = std::collections::HashSet::new();
+        let mut user_ops = std::collections::HashSet::new();
+        let mut token_ops = std::collections::HashSet::new();
         for r in &rows {
-            if let Some(ops) = &r.operations {
-                operations.extend(ops_from_json(ops)?);
+            if let (Some(ops), Some(to)) = (&r.operations, &r.assigned_to) {
+                if *to == r.token.user_id {
+                    user_ops.extend(ops_from_json(ops)?);
+                } else {
+                    token_ops.extend(ops_from_json(ops)?);
+                }
             }
         }
         let Some(first) = rows.into_iter().next() else {
             return Ok(None);
+        };
+        let operations = if first.token.kind == TokenKind::Pat.as_str() {
+            user_ops.intersection(&token_ops).cloned().collect()
+        } else {
+            user_ops
         };
         let user_kind = UserKind::parse(&first.user_kind).ok_or_else(|| {
             StoreError::Internal(format!("stored user kind {:?}", first.user_kind))
@@ -921,22 +1107,7 @@ impl SqlStore {
 impl TokenStore for SqlStore {
     async fn insert_token(&self, t: &AccessToken) -> StoreResult<()> {
         on_write!(self, |p| {
-            sqlx::query(
-                "INSERT INTO access_tokens (id, org_id, user_id, kind, name, is_active, expires_at, \
-                 revoked_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&t.id)
-            .bind(&t.org_id)
-            .bind(&t.user_id)
-            .bind(t.kind.as_str())
-            .bind(&t.name)
-            .bind(t.is_active)
-            .bind(t.expires_at.map(|x| x.0))
-            .bind(t.revoked_at.map(|x| x.0))
-            .bind(t.created_at.0)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
+            insert_token!(p, t).await.map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
         Ok(())
@@ -988,6 +1159,128 @@ impl TokenStore for SqlStore {
         .map_err(map_err)?;
         self.sessions_changed();
         Ok(())
+    }
+
+    async fn create_pat(
+        &self,
+        token: &AccessToken,
+        credential: &Credential,
+        assignment: Option<&Assignment>,
+    ) -> StoreResult<()> {
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            insert_token!(&mut *tx, token).await.map_err(map_err)?;
+            insert_credential!(&mut *tx, credential)
+                .await
+                .map_err(map_err)?;
+            if let Some(a) = assignment {
+                insert_assignment!(&mut *tx, a).await.map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)
+        })?;
+        self.sessions_changed();
+        Ok(())
+    }
+
+    async fn get_token(&self, org_id: &str, token_id: &str) -> StoreResult<Option<AccessToken>> {
+        let sql = format!("SELECT {TOKEN_COLS} FROM access_tokens WHERE org_id = $1 AND id = $2");
+        let row: Option<TokenRow> = on_read!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(token_id)
+                .fetch_optional(p)
+                .await
+        })
+        .map_err(map_err)?;
+        row.map(AccessToken::try_from).transpose()
+    }
+
+    async fn update_token(
+        &self,
+        org_id: &str,
+        token_id: &str,
+        name: Option<&str>,
+        external_id: Option<&str>,
+    ) -> StoreResult<bool> {
+        let n = on_write!(self, |p| {
+            sqlx::query(
+                "UPDATE access_tokens SET name = COALESCE($1, name), \
+                 external_id = COALESCE($2, external_id) \
+                 WHERE org_id = $3 AND id = $4 AND revoked_at IS NULL",
+            )
+            .bind(name)
+            .bind(external_id)
+            .bind(org_id)
+            .bind(token_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(map_err)?;
+        self.sessions_changed();
+        Ok(n == 1)
+    }
+
+    async fn set_token_active(
+        &self,
+        org_id: &str,
+        token_id: &str,
+        active: bool,
+    ) -> StoreResult<bool> {
+        let n = on_write!(self, |p| {
+            sqlx::query(
+                "UPDATE access_tokens SET is_active = $1 \
+                 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL",
+            )
+            .bind(active)
+            .bind(org_id)
+            .bind(token_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(map_err)?;
+        self.sessions_changed();
+        Ok(n == 1)
+    }
+
+    async fn archive_token(
+        &self,
+        org_id: &str,
+        token_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            let n = sqlx::query(
+                "UPDATE access_tokens SET revoked_at = $1, is_active = $2 \
+                 WHERE org_id = $3 AND id = $4 AND revoked_at IS NULL",
+            )
+            .bind(now.0)
+            .bind(false)
+            .bind(org_id)
+            .bind(token_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+            if n != 1 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE credentials SET is_active = $1 WHERE org_id = $2 AND token_id = $3",
+            )
+            .bind(false)
+            .bind(org_id)
+            .bind(token_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
+        });
+        self.sessions_changed();
+        done
     }
 }
 

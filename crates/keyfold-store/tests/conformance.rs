@@ -112,6 +112,7 @@ fn token(org: &str, user: &str, kind: TokenKind) -> AccessToken {
         is_active: true,
         expires_at: Some(T0.plus_secs(3600)),
         revoked_at: None,
+        external_id: None,
         created_at: T0,
     }
 }
@@ -127,6 +128,7 @@ fn challenge(org: &str, user: &str, kind: ChallengeKind, expires: Timestamp) -> 
         http_method: Some("POST".into()),
         http_path: Some("/auth/users".into()),
         payload_hash: Some("ab".into()),
+        detail: None,
         expires_at: expires,
         used_at: None,
         created_at: T0,
@@ -173,6 +175,8 @@ fn credential(org: &str, user: &str, cred_id: &str) -> Credential {
         is_active: true,
         sign_count: 0,
         encrypted_private_key: None,
+        token_id: None,
+        detail: None,
         created_at: T0,
     }
 }

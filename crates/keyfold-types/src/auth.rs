@@ -486,3 +486,91 @@ pub struct RegisterResponse {
     pub credential: RegisteredCredential,
     pub user: RegisteredUser,
 }
+
+/// `POST /auth/credentials/init`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateCredentialChallengeBody {
+    pub kind: CredentialKind,
+}
+
+/// `POST /auth/credentials/code/init`: no bearer token; the code from
+/// `POST /auth/credentials/code` names the user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateCredentialChallengeWithCodeBody {
+    pub credential_kind: CredentialKind,
+    #[schema(max_length = 64)]
+    pub code: String,
+}
+
+/// The challenge a new credential answers (`/auth/credentials/init`, `…/code/init`).
+/// For `Fido2` it is what `navigator.credentials.create()` needs: the WebAuthn challenge is
+/// the UTF-8 bytes of `challenge`, as the Dfns browser SDK sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialChallengeResponse {
+    pub kind: CredentialKind,
+    pub user: RegistrationUser,
+    pub challenge_identifier: String,
+    pub challenge: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rp: Option<RelyingParty>,
+    pub attestation: Attestation,
+    pub pub_key_cred_params: Vec<PubKeyCredParam>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticator_selection: Option<AuthenticatorSelection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude_credentials: Option<Vec<AllowCredential>>,
+    /// Deprecated by Dfns; always empty here.
+    pub temporary_authentication_token: String,
+}
+
+/// `POST /auth/credentials` and `POST /auth/credentials/code/verify`: the new credential
+/// (as in registration) and the challenge it answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateCredentialBody {
+    #[serde(flatten)]
+    pub credential: NewCredential,
+    #[schema(max_length = 512)]
+    pub challenge_identifier: String,
+}
+
+/// A credential as `/auth/credentials` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialResponse {
+    pub kind: CredentialKind,
+    pub credential_id: String,
+    pub credential_uuid: String,
+    pub date_created: String,
+    pub is_active: bool,
+    pub name: String,
+    pub public_key: String,
+    pub relying_party_id: String,
+    pub origin: String,
+}
+
+/// `PUT /auth/credentials/activate` and `…/deactivate`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialUuidBody {
+    #[schema(max_length = 512)]
+    pub credential_uuid: String,
+}
+
+/// `POST /auth/credentials/code`: until when the code may be used (ISO 8601 or unix seconds).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateCredentialCodeBody {
+    #[schema(value_type = String)]
+    pub expiration: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialCodeResponse {
+    pub code: String,
+    pub expiration: String,
+}

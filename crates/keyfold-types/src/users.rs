@@ -182,3 +182,48 @@ pub struct ServiceAccountIdPath {
     #[param(max_length = 512)]
     pub service_account_id: String,
 }
+
+/// `POST /auth/pats`: a personal access token acting for the caller's user, with its own key
+/// (it signs the token's user actions) and at most the user's operations.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreatePatBody {
+    #[schema(max_length = 128)]
+    pub name: String,
+    /// PEM SPKI of the key the token signs its user actions with.
+    #[schema(max_length = 4096)]
+    pub public_key: String,
+    /// The permission the token holds (never more than its user's). Without one the token
+    /// holds no operations until a permission is assigned to it.
+    #[schema(max_length = 512)]
+    pub permission_id: Option<String>,
+    #[schema(max_length = 128)]
+    pub external_id: Option<String>,
+    /// Lifetime in days (default 365, at most 3650); `secondsValid` wins when both are given.
+    #[schema(minimum = 1, maximum = 3650)]
+    pub days_valid: Option<u32>,
+    #[schema(minimum = 60)]
+    pub seconds_valid: Option<u64>,
+}
+
+/// `PUT /auth/pats/{tokenId}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdatePatBody {
+    #[schema(max_length = 128)]
+    pub name: Option<String>,
+    #[schema(max_length = 128)]
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path)]
+pub struct TokenIdPath {
+    #[param(max_length = 512)]
+    pub token_id: String,
+}
+
+/// A personal access token (the token itself only in the create response): the same shape
+/// as a service account's tokens, `kind: "Pat"`.
+pub type PatResponse = ServiceAccountToken;

@@ -2,8 +2,10 @@
 //! user action), call a use case, shape the response.
 
 pub mod auth;
+pub mod credentials;
 pub mod keys;
 pub mod networks;
+pub mod pats;
 pub mod permissions;
 pub mod service_accounts;
 pub mod system;

@@ -163,3 +163,20 @@ pub async fn fallback(uri: Uri) -> ApiResult<()> {
 pub async fn method_not_allowed() -> ApiResult<()> {
     Err(ApiError::MethodNotAllowed)
 }
+
+/// `GET /app/`: a minimal page that registers a passkey, logs in with it and signs a user
+/// action, using only the public API and `navigator.credentials` (served from the API's
+/// origin, which is the default application's expected WebAuthn origin).
+pub async fn app_page() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        include_str!("../../assets/app.html"),
+    )
+}
