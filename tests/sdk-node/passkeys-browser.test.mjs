@@ -295,6 +295,44 @@ describe('passkeys in headless Chromium', { skip: missing && `no ${CHROMIUM}` },
     assert.equal(refused.status, 401, JSON.stringify(refused));
   });
 
+  test('a client-side application scopes passkeys to its origin and relying party', async () => {
+    const port = new URL(origin).port;
+    const appOrigin = `http://app2.localhost:${port}`;
+    const created = await signedRaw(s.baseUrl, s.token, s.signer, {
+      method: 'POST',
+      path: '/auth/apps',
+      body: { name: 'second front end', kind: 'ClientSideApplication', expectedOrigin: appOrigin, expectedRpId: 'app2.localhost' },
+    });
+    assert.equal(created.status, 200, created.text);
+    assert.equal(created.json.expectedRpId, 'app2.localhost');
+
+    // Register and log in on the application's own origin, for its own RP.
+    const { email, code } = await invite();
+    const app2 = await openPage(`${appOrigin}/app/`);
+    await app2.page.evaluate(() => {
+      window.keyfold.rpId = 'app2.localhost';
+    });
+    const reg = await inPage(app2.page, (a) => window.keyfold.register(a.orgId, a.email, a.code), { orgId, email, code });
+    assert.ok(reg.ok, JSON.stringify(reg));
+    const login = await inPage(app2.page, (a) => window.keyfold.login(a.orgId, a.email), { orgId, email });
+    assert.ok(login.ok, JSON.stringify(login));
+    const list = await raw(s.baseUrl, { path: '/auth/credentials', token: login.ok });
+    assert.equal(list.json.items[0].relyingPartyId, 'app2.localhost');
+    assert.equal(list.json.items[0].origin, appOrigin);
+
+    // The same key asserting for the default application's RP (from its origin) is refused:
+    // the passkey belongs to app2's relying party.
+    const { credentials } = await app2.cdp.send('WebAuthn.getCredentials', { authenticatorId: app2.authenticatorId });
+    const home = await openPage(`${origin}/app/`);
+    await home.cdp.send('WebAuthn.addCredential', {
+      authenticatorId: home.authenticatorId,
+      credential: { ...credentials[0], rpId: 'localhost', signCount: credentials[0].signCount + 100 },
+    });
+    const wrongRp = await inPage(home.page, (a) => window.keyfold.login(a.orgId, a.email), { orgId, email });
+    assert.equal(wrongRp.status, 401, JSON.stringify(wrongRp));
+    assert.match(wrongRp.error, /relying party/);
+  });
+
   test('the page is served with a strict content security policy', async () => {
     const res = await fetch(`${s.baseUrl}/app/`);
     assert.equal(res.status, 200);

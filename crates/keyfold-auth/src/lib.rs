@@ -12,9 +12,11 @@
 //! Errors are [`keyfold_domain::DomainError`]s: authentication failures are
 //! `Unauthenticated`, bad input `InvalidInput`, and the server maps them in one place.
 
+pub mod apps;
 pub mod bootstrap;
 pub mod credential;
 pub mod credentials;
+pub mod delegated;
 pub mod jwt;
 pub mod pats;
 pub mod payload;

@@ -121,6 +121,7 @@ impl AuthService {
             expires_at: Some(now.plus_secs(ttl_secs)),
             revoked_at: None,
             external_id,
+            app_id: None,
             created_at: now,
         };
         let credential = Credential {

@@ -57,6 +57,17 @@ impl AuthService {
             .await?
             .filter(|o| o.is_active)
             .ok_or_else(bad_code)?;
+        self.open_registration(&org.id, &user).await
+    }
+
+    /// The registration challenge (with the WebAuthn state for a passkey) and the temporary
+    /// token that authorizes `POST /auth/registration` / `…/enduser` for it.
+    pub(crate) async fn open_registration(
+        &self,
+        org_id: &str,
+        user: &keyfold_domain::model::User,
+    ) -> Result<RegistrationChallengeResponse> {
+        let now = self.clock.now();
         let challenge = random_b64(32);
         // The WebAuthn ceremony state, in case the first credential is a passkey.
         let webauthn_state = crate::webauthn::start_registration(
@@ -72,7 +83,7 @@ impl AuthService {
         )?;
         let record = Challenge {
             id: new_id(IdKind::Challenge),
-            org_id: org.id.clone(),
+            org_id: org_id.to_string(),
             kind: ChallengeKind::Registration,
             user_id: user.id.clone(),
             challenge: challenge.clone(),
@@ -95,12 +106,12 @@ impl AuthService {
             exp: record.expires_at.millis() / 1000,
             username: user.username.clone(),
             app_metadata: jwt::AppMetadata {
-                org_id: org.id.clone(),
+                org_id: org_id.to_string(),
                 user_id: user.id.clone(),
                 token_kind: "Temp".into(),
             },
         })?;
-        let existing = self.store.list_credentials(&org.id, &user.id).await?;
+        let existing = self.store.list_credentials(org_id, &user.id).await?;
         Ok(RegistrationChallengeResponse {
             user: RegistrationUser {
                 id: user.id.clone(),

@@ -229,7 +229,22 @@ impl AuthService {
     }
 
     /// `POST /auth/login`: the signed login challenge buys an access token.
-    pub async fn login(&self, body: LoginBody) -> Result<String> {
+    pub async fn login(
+        &self,
+        body: LoginBody,
+        app: Option<&crate::apps::AppContext>,
+    ) -> Result<String> {
+        if let Some(app) = app {
+            let challenge_org = self
+                .live_challenge(&body.challenge_identifier, ChallengeKind::Login)
+                .await?
+                .org_id;
+            if app.org_id != challenge_org {
+                return Err(DomainError::unauthenticated(
+                    "the application belongs to another organization",
+                ));
+            }
+        }
         let challenge = self
             .live_challenge(&body.challenge_identifier, ChallengeKind::Login)
             .await?;
@@ -259,10 +274,16 @@ impl AuthService {
             .await?
             .filter(|u| u.is_active && !u.is_archived)
             .ok_or_else(|| DomainError::unauthenticated("the user is not active"))?;
-        self.issue_session(&user, now).await
+        self.issue_session(&user, now, app.map(|a| a.app_id.clone()))
+            .await
     }
 
-    pub(crate) async fn issue_session(&self, user: &User, now: Timestamp) -> Result<String> {
+    pub(crate) async fn issue_session(
+        &self,
+        user: &User,
+        now: Timestamp,
+        app_id: Option<String>,
+    ) -> Result<String> {
         let token = AccessToken {
             id: new_id(IdKind::Token),
             org_id: user.org_id.clone(),
@@ -273,6 +294,7 @@ impl AuthService {
             expires_at: Some(now.plus_secs(self.settings.token_ttl_secs)),
             revoked_at: None,
             external_id: None,
+            app_id,
             created_at: now,
         };
         self.store.insert_token(&token).await?;
@@ -349,6 +371,17 @@ impl AuthService {
                 "the organization is deactivated",
             ));
         }
+        // A token obtained under a server-side application only works on requests that
+        // application signed (checked where the request's application is known).
+        let bound = match &t.app_id {
+            None => None,
+            Some(app_id) => self
+                .store
+                .get_app(app_id)
+                .await?
+                .filter(|a| a.kind == keyfold_domain::model::AppKind::ServerSide)
+                .map(|a| a.id),
+        };
         Ok(Principal::new(
             t.org_id.clone(),
             t.user_id.clone(),
@@ -358,7 +391,8 @@ impl AuthService {
             t.id.clone(),
             t.kind,
             session.operations,
-        ))
+        )
+        .bound_to(bound))
     }
 
     /// [`Self::verify_jwt`] for API tokens, remembering tokens that verified.

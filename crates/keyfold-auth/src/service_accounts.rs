@@ -126,6 +126,7 @@ impl AuthService {
             expires_at: Some(now.plus_secs(ttl_secs)),
             revoked_at: None,
             external_id: None,
+            app_id: None,
             created_at: now,
         };
         let assignment = permission.as_ref().map(|p| Assignment {

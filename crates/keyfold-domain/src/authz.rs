@@ -123,6 +123,9 @@ pub struct Principal {
     /// The access token presented (its `jti`).
     pub token_id: String,
     pub token_kind: TokenKind,
+    /// The server-side application this token is bound to: its requests must carry that
+    /// application's signature.
+    pub bound_app: Option<String>,
     operations: Arc<HashSet<String>>,
 }
 
@@ -158,8 +161,15 @@ impl Principal {
             is_service_account,
             token_id,
             token_kind,
+            bound_app: None,
             operations,
         }
+    }
+
+    /// Binds the principal to a server-side application.
+    pub fn bound_to(mut self, app_id: Option<String>) -> Self {
+        self.bound_app = app_id;
+        self
     }
 
     pub fn can(&self, operation: &str) -> bool {

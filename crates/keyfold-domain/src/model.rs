@@ -201,6 +201,9 @@ pub struct AccessToken {
     pub revoked_at: Option<Timestamp>,
     /// A PAT's externalId (unique in the organization).
     pub external_id: Option<String>,
+    /// The application the token was obtained through (`X-DFNS-APPID` at login): a
+    /// server-side application's tokens only work on requests that application signed.
+    pub app_id: Option<String>,
     pub created_at: Timestamp,
 }
 

@@ -32,6 +32,18 @@ pub trait OrgStore: Send + Sync {
     async fn get_org(&self, org_id: &str) -> StoreResult<Option<Org>>;
     async fn list_orgs(&self) -> StoreResult<Vec<Org>>;
     async fn list_apps(&self, org_id: &str) -> StoreResult<Vec<App>>;
+    async fn insert_app(&self, app: &App) -> StoreResult<()>;
+    /// An application by id, whatever its organization (requests name it in a header).
+    async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>>;
+    /// Records a server-side application's signature nonce; false when it was seen before
+    /// (a replay). Forgets nonces whose freshness window has passed.
+    async fn use_app_nonce(
+        &self,
+        app_id: &str,
+        nonce: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Sets the operations of every immutable (built-in) permission, so a new release's new
     /// operations reach the root without a migration.
     async fn sync_builtin_permissions(

@@ -155,6 +155,23 @@ impl FromRequestParts<AppState> for Auth {
             return Ok(Auth(p.clone()));
         }
         let principal = state.auth.authenticate(bearer(&parts.headers)?).await?;
+        let app = parts.extensions.get::<keyfold_auth::apps::AppContext>();
+        if let Some(app) = app
+            && app.org_id != principal.org_id
+        {
+            return Err(DomainError::unauthenticated(
+                "the application belongs to another organization",
+            )
+            .into());
+        }
+        if let Some(bound) = &principal.bound_app
+            && app.is_none_or(|a| &a.app_id != bound)
+        {
+            return Err(DomainError::unauthenticated(format!(
+                "this token was issued through server-side application {bound}: its requests must carry that application's signature"
+            ))
+            .into());
+        }
         parts.extensions.insert(principal.clone());
         Ok(Auth(principal))
     }

@@ -5,6 +5,7 @@
 //! it with the background workers until shutdown. The OpenAPI document is generated from the
 //! same handler annotations that route requests, so it cannot drift from the code.
 
+pub mod app_signature;
 pub mod cluster;
 pub mod config;
 pub mod error;
@@ -210,6 +211,7 @@ impl Server {
                 .merge(routes::service_accounts::router())
                 .merge(routes::pats::router())
                 .merge(routes::credentials::router())
+                .merge(routes::apps::router())
                 .merge(routes::networks::router())
                 .merge(routes::system::router())
                 .split_for_parts();
@@ -238,6 +240,10 @@ impl Server {
             .route("/app/", axum::routing::get(routes::system::app_page))
             .fallback(routes::system::fallback)
             .method_not_allowed_fallback(routes::system::method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                app_signature::check,
+            ))
             .layer(DefaultBodyLimit::max(max_body))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -228,6 +228,7 @@ pub(crate) struct TokenRow {
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
     external_id: Option<String>,
+    app_id: Option<String>,
     created_at: i64,
 }
 
@@ -244,6 +245,7 @@ impl TryFrom<TokenRow> for AccessToken {
             expires_at: ts(r.expires_at),
             revoked_at: ts(r.revoked_at),
             external_id: r.external_id,
+            app_id: r.app_id,
             created_at: Timestamp(r.created_at),
         })
     }

@@ -81,8 +81,7 @@ const USER_COLS: &str = "id, org_id, username, name, kind, is_active, is_registe
     is_service_account, is_sso_required, is_archived, external_id, public_key, created_at, updated_at";
 const CRED_COLS: &str = "uuid, org_id, user_id, cred_id, kind, name, public_key, algorithm, \
     is_active, sign_count, encrypted_private_key, token_id, detail, created_at";
-const TOKEN_COLS: &str =
-    "id, org_id, user_id, kind, name, is_active, expires_at, revoked_at, external_id, created_at";
+const TOKEN_COLS: &str = "id, org_id, user_id, kind, name, is_active, expires_at, revoked_at, external_id, app_id, created_at";
 const CHALLENGE_COLS: &str = "id, org_id, kind, user_id, challenge, token_id, http_method, \
     http_path, payload_hash, detail, expires_at, used_at, created_at";
 const CODE_COLS: &str =
@@ -190,7 +189,8 @@ macro_rules! insert_token {
     ($exec:expr, $t:expr) => {
         sqlx::query(
             "INSERT INTO access_tokens (id, org_id, user_id, kind, name, is_active, expires_at, \
-             revoked_at, external_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             revoked_at, external_id, app_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&$t.id)
         .bind(&$t.org_id)
@@ -201,6 +201,7 @@ macro_rules! insert_token {
         .bind($t.expires_at.map(|x| x.0))
         .bind($t.revoked_at.map(|x| x.0))
         .bind(&$t.external_id)
+        .bind(&$t.app_id)
         .bind($t.created_at.0)
         .execute($exec)
     };
@@ -286,6 +287,25 @@ macro_rules! insert_challenge {
     };
 }
 
+macro_rules! insert_app {
+    ($exec:expr, $a:expr) => {
+        sqlx::query(
+            "INSERT INTO apps (id, org_id, name, kind, expected_origin, expected_rp_id, \
+             public_key, is_active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&$a.id)
+        .bind(&$a.org_id)
+        .bind(&$a.name)
+        .bind($a.kind.as_str())
+        .bind(&$a.expected_origin)
+        .bind(&$a.expected_rp_id)
+        .bind(&$a.public_key)
+        .bind($a.is_active)
+        .bind($a.created_at.0)
+        .execute($exec)
+    };
+}
+
 macro_rules! spend {
     ($exec:expr, $table:literal, $id:expr, $now:expr) => {
         sqlx::query(concat!(
@@ -326,22 +346,7 @@ impl OrgStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-            sqlx::query(
-                "INSERT INTO apps (id, org_id, name, kind, expected_origin, expected_rp_id, \
-                 public_key, is_active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&b.app.id)
-            .bind(&b.app.org_id)
-            .bind(&b.app.name)
-            .bind(b.app.kind.as_str())
-            .bind(&b.app.expected_origin)
-            .bind(&b.app.expected_rp_id)
-            .bind(&b.app.public_key)
-            .bind(b.app.is_active)
-            .bind(b.app.created_at.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            insert_app!(&mut *tx, b.app).await.map_err(map_err)?;
             insert_user!(&mut *tx, b.root).await.map_err(map_err)?;
             insert_credential!(&mut *tx, b.credential)
                 .await
@@ -402,6 +407,58 @@ impl OrgStore for SqlStore {
         })
         .map_err(map_err)?;
         Ok(rows.into_iter().map(Org::from).collect())
+    }
+
+    async fn insert_app(&self, app: &App) -> StoreResult<()> {
+        on_write!(self, |p| insert_app!(p, app)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>> {
+        let row: Option<AppRow> = on_read!(self, |p| {
+            sqlx::query_as(
+                "SELECT id, org_id, name, kind, expected_origin, expected_rp_id, public_key, \
+                 is_active, created_at FROM apps WHERE id = $1",
+            )
+            .bind(app_id)
+            .fetch_optional(p)
+            .await
+        })
+        .map_err(map_err)?;
+        row.map(App::try_from).transpose()
+    }
+
+    async fn use_app_nonce(
+        &self,
+        app_id: &str,
+        nonce: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            sqlx::query("DELETE FROM app_nonces WHERE expires_at < $1")
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let n = sqlx::query(
+                "INSERT INTO app_nonces (app_id, nonce, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(app_id)
+            .bind(nonce)
+            .bind(expires_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+            tx.commit().await.map_err(map_err)?;
+            Ok(n == 1)
+        })
     }
 
     async fn list_apps(&self, org_id: &str) -> StoreResult<Vec<App>> {
@@ -1053,7 +1110,7 @@ impl SqlStore {
         // A PAT's rows also carry its own assignments (identity = the token): it gets the
         // operations both its user and it hold.
         const SQL: &str = "SELECT t.id, t.org_id, t.user_id, t.kind, t.name, t.is_active, \
-             t.expires_at, t.revoked_at, t.external_id, t.created_at, u.username, \
+             t.expires_at, t.revoked_at, t.external_id, t.app_id, t.created_at, u.username, \
              u.kind AS user_kind, u.is_service_account, u.is_active AS user_active, \
              u.is_archived AS user_archived, o.is_active AS org_active, \
              a.identity_id AS assigned_to, p.operations \

@@ -113,6 +113,7 @@ fn token(org: &str, user: &str, kind: TokenKind) -> AccessToken {
         expires_at: Some(T0.plus_secs(3600)),
         revoked_at: None,
         external_id: None,
+        app_id: None,
         created_at: T0,
     }
 }

@@ -1,7 +1,7 @@
 //! Login, user action signing and registration (Dfns `generated/auth`).
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// Credential kinds Dfns names. Keyfold verifies `Key` today; the others are refused with a
 /// clear 400 until their issue lands.
@@ -573,4 +573,117 @@ pub struct CreateCredentialCodeBody {
 pub struct CredentialCodeResponse {
     pub code: String,
     pub expiration: String,
+}
+
+/// The kinds of application `POST /auth/apps` creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum AppKindName {
+    /// A browser or mobile front end: WebAuthn ceremonies from `expectedOrigin` for
+    /// relying party `expectedRpId`.
+    ClientSideApplication,
+    /// A back end: every request under it carries its signature (`X-DFNS-APPID`,
+    /// `X-DFNS-NONCE`, `X-DFNS-APISIGNATURE`), made with the key whose public half is
+    /// `publicKey`.
+    ServerSideApplication,
+}
+
+/// `POST /auth/apps`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateAppBody {
+    #[schema(max_length = 128)]
+    pub name: String,
+    pub kind: AppKindName,
+    /// Client-side: the exact origin (`https://wallet.example.com`) WebAuthn runs at.
+    #[schema(max_length = 512)]
+    pub expected_origin: Option<String>,
+    /// Client-side: the relying party id (the origin's host or a registrable suffix of it).
+    #[schema(max_length = 253)]
+    pub expected_rp_id: Option<String>,
+    /// Server-side: PEM SPKI of the key the app signs its requests with.
+    #[schema(max_length = 4096)]
+    pub public_key: Option<String>,
+}
+
+/// An application as `/auth/apps` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppResponse {
+    pub app_id: String,
+    pub kind: AppKindName,
+    pub org_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_rp_id: Option<String>,
+    pub name: String,
+    pub is_active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_origin: Option<String>,
+    /// Server-side: the key its requests are verified with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    pub permission_assignments: Vec<serde_json::Value>,
+    pub access_tokens: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path)]
+pub struct AppIdPath {
+    #[param(max_length = 512)]
+    pub app_id: String,
+}
+
+/// `POST /auth/registration/delegated`: a service account (or any identity holding
+/// `Auth:Register:Delegated`) creates an end user and gets its registration challenge.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DelegatedRegistrationBody {
+    #[schema(max_length = 320)]
+    pub email: String,
+    /// Always `EndUser`.
+    #[schema(max_length = 32)]
+    pub kind: String,
+    #[schema(max_length = 128)]
+    pub external_id: Option<String>,
+}
+
+/// `POST /auth/login/delegated`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DelegatedLoginBody {
+    #[schema(max_length = 320)]
+    pub username: String,
+}
+
+/// One wallet to create at `POST /auth/registration/enduser`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndUserWalletSpec {
+    #[schema(max_length = 64)]
+    pub network: String,
+    #[schema(max_length = 128)]
+    pub name: Option<String>,
+}
+
+/// `POST /auth/registration/enduser`: registration plus the end user's wallets.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterEndUserBody {
+    #[serde(flatten)]
+    pub registration: RegisterBody,
+    pub wallets: Vec<EndUserWalletSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Authentication {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterEndUserResponse {
+    pub credential: RegisteredCredential,
+    pub user: RegisteredUser,
+    pub authentication: Authentication,
+    pub wallets: Vec<serde_json::Value>,
 }

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::Errors;
 use crate::error::ApiResult;
-use crate::extract::{Auth, JsonBody, OptionalJsonBody, bearer};
+use crate::extract::{Auth, JsonBody, OptionalJsonBody, Perm, Signed, bearer};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -28,6 +28,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(registration_init))
         .routes(routes!(register))
         .routes(routes!(resend_registration_code))
+        .routes(routes!(delegated_registration))
+        .routes(routes!(register_end_user))
+        .routes(routes!(delegated_login))
 }
 
 /// Start a login: returns a challenge for the user's credentials to sign.
@@ -47,10 +50,11 @@ async fn login_init(
     responses((status = 200, body = LoginResponse), Errors))]
 async fn login(
     State(s): State<AppState>,
+    app: Option<axum::Extension<keyfold_auth::apps::AppContext>>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Json<LoginResponse>> {
     Ok(Json(LoginResponse {
-        token: s.auth.login(body).await?,
+        token: s.auth.login(body, app.as_ref().map(|a| &a.0)).await?,
     }))
 }
 
@@ -141,5 +145,51 @@ async fn resend_registration_code(
     s.outbox.notify_one();
     Ok(Json(MessageResponse {
         message: "if the user is awaiting registration, a new code is on its way".into(),
+    }))
+}
+
+/// Create an end user (no email is sent) and return its registration challenge and
+/// temporary token, for the service to hand to the user's device.
+#[utoipa::path(post, path = "/auth/registration/delegated", tag = "auth",
+    request_body = keyfold_types::auth::DelegatedRegistrationBody,
+    params(("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    security(("bearer" = [])),
+    responses((status = 200, body = RegistrationChallengeResponse), Errors))]
+async fn delegated_registration(
+    State(s): State<AppState>,
+    Perm(g): Perm<keyfold_domain::authz::op::RegisterDelegated>,
+    signed: Signed<keyfold_types::auth::DelegatedRegistrationBody>,
+) -> ApiResult<Json<RegistrationChallengeResponse>> {
+    Ok(Json(s.auth.delegated_registration(&g, signed.body).await?))
+}
+
+/// Register an end user's credential (Bearer: the temporary token of its registration
+/// challenge); returns a login token for it.
+#[utoipa::path(post, path = "/auth/registration/enduser", tag = "auth",
+    request_body = keyfold_types::auth::RegisterEndUserBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = keyfold_types::auth::RegisterEndUserResponse), Errors))]
+async fn register_end_user(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<keyfold_types::auth::RegisterEndUserBody>,
+) -> ApiResult<Json<keyfold_types::auth::RegisterEndUserResponse>> {
+    let token = bearer(&headers)?;
+    Ok(Json(s.auth.register_end_user(token, body).await?))
+}
+
+/// A login token for one of the organization's end users.
+#[utoipa::path(post, path = "/auth/login/delegated", tag = "auth",
+    request_body = keyfold_types::auth::DelegatedLoginBody,
+    params(("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    security(("bearer" = [])),
+    responses((status = 200, body = LoginResponse), Errors))]
+async fn delegated_login(
+    State(s): State<AppState>,
+    Perm(g): Perm<keyfold_domain::authz::op::LoginDelegated>,
+    signed: Signed<keyfold_types::auth::DelegatedLoginBody>,
+) -> ApiResult<Json<LoginResponse>> {
+    Ok(Json(LoginResponse {
+        token: s.auth.delegated_login(&g, signed.body).await?,
     }))
 }

@@ -1,6 +1,7 @@
 //! One router per resource. Handlers are thin: extract (authenticate, authorize, verify the
 //! user action), call a use case, shape the response.
 
+pub mod apps;
 pub mod auth;
 pub mod credentials;
 pub mod keys;

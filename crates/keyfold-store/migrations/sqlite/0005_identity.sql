@@ -14,3 +14,16 @@ ALTER TABLE challenges ADD COLUMN detail TEXT;
 ALTER TABLE credentials ADD COLUMN detail TEXT;
 -- One-time codes found by their hash alone (the credential code flow has no other handle).
 CREATE INDEX one_time_codes_hash ON one_time_codes (code_hash);
+
+-- Applications. A token obtained through a server-side application (`X-DFNS-APPID` at
+-- login) is bound to it: every request with that token must carry the app's signature.
+ALTER TABLE access_tokens ADD COLUMN app_id TEXT;
+-- Nonces of server-side application signatures, each accepted once (kept until their
+-- signature's freshness window has passed).
+CREATE TABLE app_nonces (
+    app_id      TEXT NOT NULL,
+    nonce       TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    PRIMARY KEY (app_id, nonce)
+);
+CREATE INDEX app_nonces_expiry ON app_nonces (expires_at);
