@@ -8,6 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
@@ -206,6 +208,27 @@ describe('credentials via the Dfns SDK', () => {
 
   /** POST /auth/credentials/code/verify without a token. */
   const codeVerify = (body) => raw(base(), { method: 'POST', path: '/auth/credentials/code/verify', body });
+
+  /** Polls the dev outbox for the newest mail to `email` matching `re`; returns group 1. */
+  async function waitMailCode(email, re, timeoutMs = 10_000) {
+    const dir = path.join(s.k.dataDir, 'outbox');
+    const start = Date.now();
+    while (Date.now() - start < timeoutMs) {
+      const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.eml')) : [];
+      const hits = [];
+      for (const f of files) {
+        const full = path.join(dir, f);
+        const text = fs.readFileSync(full, 'utf8');
+        const qp = text.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16)));
+        if (!qp.toLowerCase().includes(email.toLowerCase())) continue;
+        const m = re.exec(qp);
+        if (m) hits.push({ code: m[1], mtime: fs.statSync(full).mtimeMs });
+      }
+      if (hits.length) return hits.sort((a, b) => b.mtime - a.mtime)[0].code;
+      await sleep(50);
+    }
+    throw new Error(`no mail matching ${re} for ${email}`);
+  }
 
   before(async () => {
     s = await startAndLogin({ signers: false });
@@ -775,6 +798,47 @@ describe('credentials via the Dfns SDK', () => {
   });
 
   // -------------------------------------------------------------------------------------
+  test('PasswordProtectedKey login: the mailed login code unlocks the encrypted key; a wrong code is 401', async () => {
+    const u = await newUser('ppk-login');
+    const encryptedPrivateKey = `enc-${crypto.randomBytes(12).toString('hex')}`;
+    const { credId, privateKey } = await addCredential(u, 'PasswordProtectedKey', { encryptedPrivateKey });
+    const init = (loginCode) =>
+      raw(base(), { method: 'POST', path: '/auth/login/init', body: { orgId: orgId(), username: u.email, ...(loginCode ? { loginCode } : {}) } });
+
+    // without a code: no encrypted key
+    const plain = await init();
+    assert.equal(plain.status, 200);
+    assert.ok(!plain.text.includes(encryptedPrivateKey));
+
+    const sent = await raw(base(), { method: 'POST', path: '/auth/login/code', body: { orgId: orgId(), username: u.email } });
+    assert.equal(sent.status, 200, sent.text);
+    const code = await waitMailCode(u.email, /Your login code is: ([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})/);
+
+    // a wrong code is refused (and counted), the right one reveals the key
+    rawRefused(await init('AAAA-BBBB-CCCC'), 401, 'a wrong login code');
+    const unlocked = await init(code);
+    assert.equal(unlocked.status, 200, unlocked.text);
+    assert.deepEqual(unlocked.json.allowCredentials.passwordProtectedKey, [{ type: 'public-key', id: credId, encryptedPrivateKey }]);
+    const firstFactor = { ...keyAssertion(unlocked.json, { credId, privateKey }), kind: 'PasswordProtectedKey' };
+    const login = await raw(base(), {
+      method: 'POST',
+      path: '/auth/login',
+      body: { challengeIdentifier: unlocked.json.challengeIdentifier, firstFactor },
+    });
+    assert.equal(login.status, 200, login.text);
+    assert.equal((await raw(base(), { path: '/auth/credentials', token: login.json.token })).status, 200);
+
+    // the same answer for an unknown user; a code for an unknown user is just wrong
+    const ghost = await raw(base(), { method: 'POST', path: '/auth/login/code', body: { orgId: orgId(), username: uniqueEmail('ghost') } });
+    assert.equal(ghost.status, 200);
+    assert.equal(ghost.json.message, sent.json.message);
+    rawRefused(
+      await raw(base(), { method: 'POST', path: '/auth/login/init', body: { orgId: orgId(), username: uniqueEmail('ghost'), loginCode: code } }),
+      401,
+      'a login code for an unknown user',
+    );
+  });
+
   test('an expired code is refused at code/init (401) (the last test: it waits for the expiry)', async () => {
     const wait = expiring.at + 64_000 - Date.now();
     if (wait > 0) await sleep(wait);

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use keyfold_domain::authz::Principal;
 use keyfold_domain::ids::{IdKind, looks_like, new_id};
 use keyfold_domain::model::{
-    AccessToken, Challenge, ChallengeKind, Credential, TokenKind, User, UserAction,
+    AccessToken, Challenge, ChallengeKind, CodePurpose, Credential, TokenKind, User, UserAction,
 };
 use keyfold_domain::ports::Store;
 use keyfold_domain::secrets::{random_b64, sha256_hex};
@@ -190,9 +190,35 @@ impl AuthService {
         let user = self.login_candidate(&org_id, &username).await?;
         let challenge = random_b64(32);
         let Some(user) = user else {
+            // Same answers as for a real user: a code can only be wrong here.
+            if body.login_code.is_some() {
+                return Err(bad_login_code());
+            }
             return Ok(self.challenge_response(new_id(IdKind::Challenge), challenge, &[], false));
         };
         let creds = usable_by(self.store.list_credentials(&org_id, &user.id).await?, None);
+        // A PasswordProtectedKey's encrypted key is handed out only to whoever proves the
+        // login code mailed to the user (`POST /auth/login/code`); a wrong code is refused
+        // and counted, like a registration code.
+        let reveal = match body.login_code.as_deref() {
+            None => false,
+            Some(code) => {
+                let live = self
+                    .store
+                    .live_code(&org_id, &user.id, CodePurpose::Login, now)
+                    .await?
+                    .filter(|c| c.attempts < crate::registration::MAX_CODE_ATTEMPTS)
+                    .ok_or_else(bad_login_code)?;
+                if !keyfold_domain::secrets::ct_eq(
+                    &live.code_hash,
+                    &keyfold_domain::secrets::code_hash(code),
+                ) {
+                    self.store.record_code_attempt(&live.id).await?;
+                    return Err(bad_login_code());
+                }
+                true
+            }
+        };
         let record = Challenge {
             id: new_id(IdKind::Challenge),
             org_id: org_id.clone(),
@@ -210,7 +236,66 @@ impl AuthService {
         };
         self.store.insert_challenge(&record).await?;
         // A PasswordProtectedKey's encrypted key is not handed to whoever knows a username.
-        Ok(self.challenge_response(record.id, challenge, &creds, false))
+        Ok(self.challenge_response(record.id, challenge, &creds, reveal))
+    }
+
+    /// `POST /auth/login/code`: mails a login code to a user with a PasswordProtectedKey
+    /// (it unlocks the encrypted key in `POST /auth/login/init`). The answer never tells
+    /// whether the user exists.
+    pub async fn send_login_code(&self, org_id: &str, username: &str) -> Result<()> {
+        let username = validate::required_text("username", username, limits::EMAIL_MAX)?;
+        let org_id = validate::required_text("orgId", org_id, limits::ID_MAX)?;
+        let Some(user) = self.login_candidate(&org_id, &username).await? else {
+            return Ok(());
+        };
+        let has_protected_key = self
+            .store
+            .list_credentials(&org_id, &user.id)
+            .await?
+            .iter()
+            .any(|c| c.is_active && c.kind == CredentialKind::PasswordProtectedKey);
+        if !has_protected_key {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let code = keyfold_domain::secrets::new_code();
+        let record = keyfold_domain::model::OneTimeCode {
+            id: new_id(IdKind::Code),
+            org_id: org_id.clone(),
+            user_id: user.id.clone(),
+            purpose: CodePurpose::Login,
+            code_hash: keyfold_domain::secrets::code_hash(&code),
+            attempts: 0,
+            expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
+            used_at: None,
+            created_at: now,
+        };
+        let email = keyfold_domain::model::Email {
+            to: user.username.clone(),
+            subject: "Your Keyfold login code".into(),
+            body: format!(
+                "Your login code is: {code}\n\n\
+                 Organization: {org_id}\nUsername: {username}\n\n\
+                 It unlocks your password-protected key and expires at {expires}.\n\
+                 If you did not ask for it, ignore this message.\n",
+                code = &*code,
+                username = user.username,
+                expires = record.expires_at.to_iso(),
+            ),
+        };
+        let mail = keyfold_domain::model::OutboxMessage {
+            id: new_id(IdKind::Outbox),
+            kind: "email".into(),
+            payload: serde_json::to_string(&email)
+                .map_err(|e| DomainError::internal(format!("encoding email: {e}")))?,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            sent_at: None,
+            created_at: now,
+        };
+        self.store.replace_code(&record, &mail).await?;
+        Ok(())
     }
 
     async fn login_candidate(&self, org_id: &str, username: &str) -> Result<Option<User>> {
@@ -821,4 +906,8 @@ fn usable_by(creds: Vec<Credential>, pat: Option<&str>) -> Vec<Credential> {
         .into_iter()
         .filter(|c| c.token_id.as_deref() == pat)
         .collect()
+}
+
+fn bad_login_code() -> DomainError {
+    DomainError::unauthenticated("the login code is not valid")
 }

@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delegated_registration))
         .routes(routes!(register_end_user))
         .routes(routes!(delegated_login))
+        .routes(routes!(send_login_code))
 }
 
 /// Start a login: returns a challenge for the user's credentials to sign.
@@ -191,5 +192,21 @@ async fn delegated_login(
 ) -> ApiResult<Json<LoginResponse>> {
     Ok(Json(LoginResponse {
         token: s.auth.delegated_login(&g, signed.body).await?,
+    }))
+}
+
+/// Email a login code to a user with a PasswordProtectedKey; with it, `POST /auth/login/init`
+/// returns the encrypted key. The answer is the same whether or not the user exists.
+#[utoipa::path(post, path = "/auth/login/code", tag = "auth",
+    request_body = ResendRegistrationCodeBody,
+    responses((status = 200, body = MessageResponse), Errors))]
+async fn send_login_code(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<ResendRegistrationCodeBody>,
+) -> ApiResult<Json<MessageResponse>> {
+    s.auth.send_login_code(&body.org_id, &body.username).await?;
+    s.outbox.notify_one();
+    Ok(Json(MessageResponse {
+        message: "if the user has a password-protected key, a login code is on its way".into(),
     }))
 }
