@@ -38,6 +38,33 @@ const CR_RE = ID_RE('cr');
 const CH_RE = /^ch-/;
 
 /** A syntactically valid id of the same kind that (almost surely) does not exist. */
+/** RFC 4648 base32 (no padding needed). */
+function base32Decode(s) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const ch of s.replace(/=+$/, '').toUpperCase()) {
+    value = (value << 5) | alphabet.indexOf(ch);
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s) at unix time `t` — an authenticator app's code. */
+function totpCode(secret, t) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
+  const mac = crypto.createHmac('sha1', secret).update(counter).digest();
+  const off = mac[mac.length - 1] & 0xf;
+  const n = (mac.readUInt32BE(off) & 0x7fffffff) % 1_000_000;
+  return String(n).padStart(6, '0');
+}
+
 function unknownLike(id) {
   const tail = id.endsWith('000000') ? '000001' : '000000';
   return `${id.slice(0, -6)}${tail}`;
@@ -837,6 +864,56 @@ describe('credentials via the Dfns SDK', () => {
       401,
       'a login code for an unknown user',
     );
+  });
+
+  test('Totp second factor: enrolled with a first code, then required at login, each code once', async () => {
+    const u = await newUser('totp');
+    const ch = await u.client.auth.createCredentialChallenge({ body: { kind: 'Totp' } });
+    assert.equal(ch.kind, 'Totp');
+    assert.match(ch.otpUrl, /^otpauth:\/\/totp\//);
+    const secret = base32Decode(new URL(ch.otpUrl).searchParams.get('secret'));
+    const now = () => Math.floor(Date.now() / 1000);
+    const body = (otpCode) => ({ credentialKind: 'Totp', credentialName: 'phone', challengeIdentifier: ch.challengeIdentifier, credentialInfo: { otpCode } });
+
+    // a wrong code does not enroll (and does not use the challenge up)
+    const wrongCode = totpCode(secret, now() + 3600);
+    await refused(() => u.client.auth.createCredential({ body: body(wrongCode) }), 401);
+    const cred = await u.client.auth.createCredential({ body: body(totpCode(secret, now())) });
+    assert.equal(cred.kind, 'Totp');
+    assert.ok(!JSON.stringify(await u.client.auth.listCredentials()).includes(new URL(ch.otpUrl).searchParams.get('secret')), 'the secret is never shown again');
+    // one Totp at a time
+    await refused(() => u.client.auth.createCredentialChallenge({ body: { kind: 'Totp' } }), 409);
+
+    // the login challenge asks for the second factor; the key alone is refused
+    const init = await raw(base(), { method: 'POST', path: '/auth/login/init', body: { orgId: orgId(), username: u.email } });
+    assert.ok(init.json.supportedCredentialKinds.some((k) => k.kind === 'Totp' && k.factor === 'second'), JSON.stringify(init.json.supportedCredentialKinds));
+    assert.ok(init.json.supportedCredentialKinds.some((k) => k.kind === 'Key' && k.requiresSecondFactor === true));
+    const keyOnly = await loginAs(u, { credId: u.reg.credId, privateKey: u.reg.privateKey });
+    rawRefused(keyOnly, 401, 'a login without the second factor');
+
+    const loginWith = async (otpCode) => {
+      const i = await raw(base(), { method: 'POST', path: '/auth/login/init', body: { orgId: orgId(), username: u.email } });
+      const firstFactor = { ...keyAssertion(i.json, { credId: u.reg.credId, privateKey: u.reg.privateKey }), kind: 'Key' };
+      return raw(base(), {
+        method: 'POST',
+        path: '/auth/login',
+        body: { challengeIdentifier: i.json.challengeIdentifier, firstFactor, secondFactor: { kind: 'Totp', otpCode } },
+      });
+    };
+    rawRefused(await loginWith('000000' === totpCode(secret, now() + 30) ? '111111' : '000000'), 401, 'a wrong one-time password');
+    // the enrollment used the current step; the next step's code (within the skew) logs in once
+    const next = totpCode(secret, now() + 30);
+    const ok = await loginWith(next);
+    assert.equal(ok.status, 200, ok.text);
+    rawRefused(await loginWith(next), 401, 'a one-time password used twice');
+    // the session works; SDK user actions (one factor) still work in it
+    const session = new DfnsApiClient({ baseUrl: base(), orgId: orgId(), authToken: ok.json.token, signer: u.signer });
+    await session.auth.createCredentialCode({ body: { expiration: isoIn(600) } });
+
+    // deactivated, the Totp is no longer required
+    await session.auth.deactivateCredential({ body: { credentialUuid: cred.credentialUuid } });
+    const plain = await loginAs(u, { credId: u.reg.credId, privateKey: u.reg.privateKey });
+    assert.equal(plain.status, 200, plain.text);
   });
 
   test('an expired code is refused at code/init (401) (the last test: it waits for the expiry)', async () => {

@@ -61,6 +61,9 @@ struct ChallengeDetail {
     /// The code flow: the code this challenge was opened with (spent when it was opened).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     code_id: Option<String>,
+    /// Totp: the sealed secret being enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    totp: Option<String>,
 }
 
 fn not_found(uuid: &str) -> DomainError {
@@ -255,14 +258,31 @@ impl AuthService {
             CredentialKind::Key
             | CredentialKind::Fido2
             | CredentialKind::PasswordProtectedKey
-            | CredentialKind::RecoveryKey => {}
+            | CredentialKind::RecoveryKey
+            | CredentialKind::Totp => {}
             other => {
                 return Err(DomainError::invalid(format!(
-                    "credential kind {} cannot be added here; use Key, Fido2, PasswordProtectedKey or RecoveryKey",
+                    "credential kind {} cannot be added here; use Key, Fido2, PasswordProtectedKey, RecoveryKey or Totp",
                     other.as_str()
                 )));
             }
         }
+        let (totp, otp_url) = if kind == CredentialKind::Totp {
+            if existing_totp(&self.store.list_credentials(&user.org_id, &user.id).await?) {
+                return Err(DomainError::conflict(
+                    "the user already has an active Totp credential; deactivate it first",
+                ));
+            }
+            let (sealed, url) = crate::totp::enroll(
+                &self.sealer,
+                &user.id,
+                &self.settings.rp_name,
+                &user.username,
+            )?;
+            (Some(sealed), Some(url))
+        } else {
+            (None, None)
+        };
         let now = self.clock.now();
         let challenge = random_b64(32);
         let existing = self.store.list_credentials(&user.org_id, &user.id).await?;
@@ -294,6 +314,7 @@ impl AuthService {
             kind,
             webauthn,
             code_id: code_id.clone(),
+            totp,
         })
         .map_err(|e| DomainError::internal(format!("challenge detail: {e}")))?;
         let record = Challenge {
@@ -363,6 +384,7 @@ impl AuthService {
                     .collect()
             }),
             temporary_authentication_token: String::new(),
+            otp_url,
         })
     }
 
@@ -395,6 +417,20 @@ impl AuthService {
             .live_person(&challenge.org_id, &challenge.user_id)
             .await?;
         let now = self.clock.now();
+        if let NewCredential::Totp {
+            credential_info,
+            credential_name,
+        } = &new
+        {
+            let credential = self.enrolled_totp(
+                &user,
+                detail.totp.as_deref(),
+                credential_info,
+                credential_name.as_deref(),
+                now,
+            )?;
+            return self.store_credential(&challenge, credential, now).await;
+        }
         let credential = self
             .attest_credential(
                 &user,
@@ -404,6 +440,15 @@ impl AuthService {
                 now,
             )
             .await?;
+        self.store_credential(&challenge, credential, now).await
+    }
+
+    async fn store_credential(
+        &self,
+        challenge: &Challenge,
+        credential: Credential,
+        now: Timestamp,
+    ) -> Result<CredentialResponse> {
         let added = self
             .store
             .add_credential(&challenge.id, None, &credential, now)
@@ -420,6 +465,47 @@ impl AuthService {
             ));
         }
         Ok(self.credential_response(&credential))
+    }
+
+    /// A Totp credential: the first code from the authenticator app proves the enrollment.
+    fn enrolled_totp(
+        &self,
+        user: &User,
+        sealed: Option<&str>,
+        info: &serde_json::Value,
+        name: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Credential> {
+        let sealed =
+            sealed.ok_or_else(|| DomainError::internal("Totp challenge without its secret"))?;
+        let code = info
+            .get("otpCode")
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| DomainError::invalid("credentialInfo.otpCode is required"))?;
+        let now_secs = u64::try_from(now.millis() / 1000).unwrap_or_default();
+        let step = crate::totp::check(&self.sealer, &user.id, sealed, code, now_secs)?
+            .ok_or_else(|| DomainError::unauthenticated("the one-time password is not valid"))?;
+        let name = match name {
+            Some(n) => validate::text("credentialName", n, limits::NAME_MAX)?,
+            None => String::new(),
+        };
+        Ok(Credential {
+            uuid: new_id(IdKind::Credential),
+            org_id: user.org_id.clone(),
+            user_id: user.id.clone(),
+            cred_id: random_b64(16),
+            kind: CredentialKind::Totp,
+            name,
+            public_key: String::new(),
+            algorithm: None,
+            is_active: true,
+            // The enrolling code's step: it cannot be used again for a login.
+            sign_count: i64::try_from(step).unwrap_or(i64::MAX),
+            encrypted_private_key: None,
+            token_id: None,
+            detail: Some(sealed.to_string()),
+            created_at: now,
+        })
     }
 
     /// Verifies a new credential's proof of possession for `challenge` and builds its row:
@@ -602,4 +688,11 @@ fn parse_expiration(v: &serde_json::Value) -> Result<Timestamp> {
         }
         _ => Err(bad()),
     }
+}
+
+/// Whether the user already has an active Totp credential (one at a time).
+pub(crate) fn existing_totp(creds: &[Credential]) -> bool {
+    creds
+        .iter()
+        .any(|c| c.is_active && c.kind == CredentialKind::Totp)
 }

@@ -24,6 +24,7 @@ pub mod registration;
 pub mod sealer;
 pub mod service;
 pub mod service_accounts;
+pub mod totp;
 pub mod webauthn;
 
 pub use service::{AuthService, AuthSettings};

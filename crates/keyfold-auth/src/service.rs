@@ -68,7 +68,7 @@ pub struct AuthService {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: AuthSettings,
-    sealer: Sealer,
+    pub(crate) sealer: Sealer,
     keys: RwLock<Arc<KeySet>>,
     last_reload: Mutex<Option<Instant>>,
     /// Access tokens whose signature already verified, by SHA-256 of the token. A JWT's
@@ -342,11 +342,14 @@ impl AuthService {
                 None,
             )
             .await?;
-        if body.second_factor.is_some() {
-            return Err(DomainError::invalid(
-                "second factors are not enabled for this user",
-            ));
-        }
+        // A user with a Totp credential logs in with both factors.
+        self.verify_second_factor(
+            &challenge.org_id,
+            &challenge.user_id,
+            body.second_factor.as_ref(),
+            true,
+        )
+        .await?;
         let now = self.clock.now();
         if !self.store.use_challenge(&challenge.id, now).await? {
             return Err(DomainError::unauthenticated(
@@ -584,11 +587,15 @@ impl AuthService {
                 pat_of(principal),
             )
             .await?;
-        if body.second_factor.is_some() {
-            return Err(DomainError::invalid(
-                "second factors are not enabled for this user",
-            ));
-        }
+        // Actions verify a second factor when one is sent; they do not demand it: the session
+        // was opened with both factors, and the official SDKs sign actions with one.
+        self.verify_second_factor(
+            &challenge.org_id,
+            &challenge.user_id,
+            body.second_factor.as_ref(),
+            false,
+        )
+        .await?;
         let (client_data, signature) = match &body.first_factor {
             Assertion::Key {
                 credential_assertion: a,
@@ -823,6 +830,53 @@ impl AuthService {
         Ok(cred)
     }
 
+    /// Checks a second factor: a Totp code of the user's active Totp credential, accepted once
+    /// (its time step must be past the last one used). `required`: a user with a Totp
+    /// credential must send one.
+    async fn verify_second_factor(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        second: Option<&Assertion>,
+        required: bool,
+    ) -> Result<()> {
+        let creds = self.store.list_credentials(org_id, user_id).await?;
+        let totp = creds
+            .iter()
+            .find(|c| c.is_active && c.kind == CredentialKind::Totp && c.token_id.is_none());
+        let code = match second {
+            None if required && totp.is_some() => {
+                return Err(DomainError::unauthenticated(
+                    "this user logs in with a second factor: send secondFactor {kind: Totp, otpCode}",
+                ));
+            }
+            None => return Ok(()),
+            Some(Assertion::Totp { otp_code }) => otp_code,
+            Some(other) => {
+                return Err(DomainError::invalid(format!(
+                    "second factor kind {} is not supported; use Totp",
+                    other.kind().as_str()
+                )));
+            }
+        };
+        let cred = totp.ok_or_else(|| {
+            DomainError::invalid("this user has no active Totp credential for a second factor")
+        })?;
+        let sealed = cred.detail.as_deref().ok_or_else(|| {
+            DomainError::internal(format!("Totp credential {} has no secret", cred.uuid))
+        })?;
+        let now_secs = u64::try_from(self.clock.now().millis() / 1000).unwrap_or_default();
+        let step = crate::totp::check(&self.sealer, user_id, sealed, code, now_secs)?
+            .ok_or_else(|| DomainError::unauthenticated("the one-time password is not valid"))?;
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        if step <= cred.sign_count || !self.store.advance_sign_count(&cred.uuid, step).await? {
+            return Err(DomainError::unauthenticated(
+                "this one-time password was already used; wait for the next one",
+            ));
+        }
+        Ok(())
+    }
+
     fn challenge_response(
         &self,
         id: String,
@@ -866,6 +920,9 @@ impl AuthService {
         if kinds.is_empty() {
             kinds.push(CredentialKind::Key);
         }
+        let has_totp = creds
+            .iter()
+            .any(|c| c.is_active && c.kind == CredentialKind::Totp);
         ChallengeResponse {
             challenge,
             challenge_identifier: id,
@@ -878,8 +935,13 @@ impl AuthService {
                 .map(|kind| SupportedCredentialKind {
                     kind,
                     factor: CredentialFactor::First,
-                    requires_second_factor: false,
+                    requires_second_factor: has_totp,
                 })
+                .chain(has_totp.then_some(SupportedCredentialKind {
+                    kind: CredentialKind::Totp,
+                    factor: CredentialFactor::Second,
+                    requires_second_factor: false,
+                }))
                 .collect(),
             user_verification: UserVerification::Required,
             attestation: Attestation::None,

@@ -524,6 +524,9 @@ pub struct CredentialChallengeResponse {
     pub exclude_credentials: Option<Vec<AllowCredential>>,
     /// Deprecated by Dfns; always empty here.
     pub temporary_authentication_token: String,
+    /// Totp: the `otpauth://` URL to load into an authenticator app (shown once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otp_url: Option<String>,
 }
 
 /// `POST /auth/credentials` and `POST /auth/credentials/code/verify`: the new credential
