@@ -98,7 +98,7 @@ function nonceOf({ date = new Date(), uuid = crypto.randomUUID() } = {}) {
 function appHeaders(appId, privateKey, method, pathWithQuery, bodyString = '', opts = {}) {
   const nonce = opts.nonce ?? nonceOf({ date: opts.date });
   const hash = crypto.createHash('sha256').update(bodyString ?? '').digest('hex');
-  const text = `${nonce}\n${method.toUpperCase()}\n${pathWithQuery}\n${hash}`;
+  const text = `${appId}\n${nonce}\n${method.toUpperCase()}\n${pathWithQuery}\n${hash}`;
   const signature = crypto.sign(undefined, Buffer.from(text), privateKey).toString('base64url');
   return { 'X-DFNS-APPID': appId, 'X-DFNS-NONCE': nonce, 'X-DFNS-APISIGNATURE': signature };
 }

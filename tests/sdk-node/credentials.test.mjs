@@ -273,7 +273,7 @@ describe('credentials via the Dfns SDK', () => {
   });
 
   // -------------------------------------------------------------------------------------
-  test('init: the challenge shape per kind (Key, PasswordProtectedKey, RecoveryKey, Fido2); Password / Totp / unknown → 400', async () => {
+  test('init: the challenge shape per kind (Key, PasswordProtectedKey, RecoveryKey, Fido2); Password / unknown → 400', async () => {
     const u = await newUser('cred-init');
     const seen = new Set();
     for (const kind of ['Key', 'PasswordProtectedKey', 'RecoveryKey', 'Fido2']) {
@@ -292,7 +292,7 @@ describe('credentials via the Dfns SDK', () => {
     assertChallengeShape(r.json, 'Key', u);
 
     const before = await snapshotCreds(u);
-    for (const kind of ['Password', 'Totp']) {
+    for (const kind of ['Password']) {
       await refused(() => u.client.auth.createCredentialChallenge({ body: { kind } }), 400);
     }
     await refused(() => u.client.auth.createCredentialChallenge({ body: { kind: 'Nope' } }), 400);
@@ -720,10 +720,8 @@ describe('credentials via the Dfns SDK', () => {
       if (wrong !== '' && wrong.length <= 64) rawRefused(r, 401, `code/init with a wrong code ${JSON.stringify(wrong)}`);
     }
     rawRefused(await codeInit(code.code, 'Password'), 400, 'code/init for a Password');
-    rawRefused(await codeInit(code.code, 'Totp'), 400, 'code/init for a Totp');
     rawRefused(await codeInit(code.code, 'Nope'), 400, 'code/init for an unknown kind');
     rawRefused(await raw(base(), { method: 'POST', path: '/auth/credentials/code/init', body: { kind: 'Key', code: code.code } }), 400, 'code/init with `kind` instead of `credentialKind`');
-
 
     // the flows do not cross: an init challenge at code/verify, a code challenge at POST /auth/credentials
     const snap1 = await snapshotCreds(u);

@@ -124,18 +124,26 @@ describe('delegated end users', () => {
     await refused(() => svc.auth.delegatedLogin({ body: { username: uniqueEmail('ghost') } }), 404);
     await refused(() => none.auth.delegatedLogin({ body: { username: employee } }), 403);
 
-    // asking again for an unregistered end user gives a fresh challenge for the same user
+    // a session as an end user never exceeds the caller: an end user holding an operation
+    // the service account lacks cannot be logged into by it
+    const rich = uniqueEmail('rich');
+    const rc = await svc.auth.createDelegatedRegistrationChallenge({ body: { email: rich, kind: 'EndUser' } });
+    await registerOnDevice(rc);
+    const perm = await s.client.permissions.createPermission({ body: { name: `rich-${Date.now()}`, operations: ['Auth:Users:Create'] } });
+    await s.client.permissions.createAssignment({ permissionId: perm.id, body: { identityId: rc.user.id } });
+    await refused(() => svc.auth.delegatedLogin({ body: { username: rich } }), 403, 'Auth:Users:Create');
+
+    // one challenge per new end user: asking again for an existing (even unregistered) user
+    // is a conflict — the service must not get a second way into someone's registration
     const c1 = await svc.auth.createDelegatedRegistrationChallenge({ body: { email, kind: 'EndUser' } });
     await refused(() => svc.auth.delegatedLogin({ body: { username: email } }), 404);
-    const c2 = await svc.auth.createDelegatedRegistrationChallenge({ body: { email, kind: 'EndUser' } });
-    assert.equal(c2.user.id, c1.user.id);
+    await refused(() => svc.auth.createDelegatedRegistrationChallenge({ body: { email, kind: 'EndUser' } }), 409);
 
     // wallets at registration are refused before anything changes; registration then works
-    await refused(() => registerOnDevice(c2, { wallets: [{ network: 'KeyEdDSA' }] }), 400, 'wallets');
-    assert.equal((await s.client.auth.getUser({ userId: c2.user.id })).isRegistered, false);
-    const { res } = await registerOnDevice(c2);
-    assert.equal(res.user.id, c2.user.id);
-    // one registration per user: the other outstanding challenge is refused
+    await refused(() => registerOnDevice(c1, { wallets: [{ network: 'KeyEdDSA' }] }), 400, 'wallets');
+    assert.equal((await s.client.auth.getUser({ userId: c1.user.id })).isRegistered, false);
+    const { res } = await registerOnDevice(c1);
+    assert.equal(res.user.id, c1.user.id);
     await refused(() => registerOnDevice(c1), 401);
     // now registered: a new delegated registration for it is a conflict
     await refused(() => svc.auth.createDelegatedRegistrationChallenge({ body: { email, kind: 'EndUser' } }), 409);

@@ -10,7 +10,7 @@
 //!
 //!   ```text
 //!   X-DFNS-NONCE:        base64url(JSON {"uuid": "<≥16 random chars>", "date": "<ISO 8601>"})
-//!   X-DFNS-APISIGNATURE: base64url(sign(app key, "<nonce>\n<METHOD>\n<path?query>\n<hex sha256(body)>"))
+//!   X-DFNS-APISIGNATURE: base64url(sign(app key, "<appId>\n<nonce>\n<METHOD>\n<path?query>\n<hex sha256(body)>"))
 //!   ```
 //!
 //!   signed as Node's `crypto.sign(undefined, …)` does for the key type (ECDSA P-256 /
@@ -84,10 +84,17 @@ pub fn app_response(a: &App) -> AppResponse {
     }
 }
 
-/// The canonical text a server-side application signs.
-pub fn signed_text(nonce: &str, method: &str, path_and_query: &str, body: &[u8]) -> String {
+/// The canonical text a server-side application signs (its own id first: a signature for
+/// one application never verifies for another, even one sharing its key).
+pub fn signed_text(
+    app_id: &str,
+    nonce: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
     format!(
-        "{nonce}\n{}\n{path_and_query}\n{}",
+        "{app_id}\n{nonce}\n{}\n{path_and_query}\n{}",
         method.to_ascii_uppercase(),
         hex::encode(Sha256::digest(body))
     )
@@ -259,7 +266,7 @@ impl AuthService {
                 DomainError::unauthenticated("X-DFNS-APISIGNATURE is not base64url")
             })?;
             key.verify(
-                signed_text(nonce, r.method, r.path_and_query, r.body).as_bytes(),
+                signed_text(&app.id, nonce, r.method, r.path_and_query, r.body).as_bytes(),
                 &sig,
                 None,
             )

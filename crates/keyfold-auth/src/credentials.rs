@@ -211,7 +211,10 @@ impl AuthService {
         as_person(caller)?;
         let now = self.clock.now();
         let expires = parse_expiration(&body.expiration)?;
-        let secs = (expires.millis() - now.millis()) / 1000;
+        let secs = expires
+            .millis()
+            .checked_sub(now.millis())
+            .map_or(i64::MIN, |d| d / 1000);
         if !(MIN_CODE_SECS..=MAX_CODE_SECS).contains(&secs) {
             return Err(DomainError::invalid(format!(
                 "expiration must be between {MIN_CODE_SECS} seconds and {} hours from now",

@@ -18,6 +18,7 @@ use keyfold_domain::DomainError;
 use keyfold_domain::authz::{Granted, op};
 use keyfold_domain::ids::{IdKind, new_id};
 use keyfold_domain::model::{CodePurpose, OneTimeCode, User};
+use keyfold_domain::permissions::within_callers_reach;
 use keyfold_domain::secrets::{code_hash, new_code};
 use keyfold_domain::validate;
 use keyfold_types::auth::{
@@ -53,70 +54,56 @@ impl AuthService {
         // registration, so the one registration path (challenge + code spent together)
         // serves invited and delegated users alike.
         let code = new_code();
-        let existing = self.store.find_user_by_username(&org_id, &email).await?;
-        let user = match existing {
-            Some(u) if u.kind == UserKind::EndUser && !u.is_registered && u.is_active => {
-                self.store
-                    .replace_code_quietly(&OneTimeCode {
-                        id: new_id(IdKind::Code),
-                        org_id: org_id.clone(),
-                        user_id: u.id.clone(),
-                        purpose: CodePurpose::Registration,
-                        code_hash: code_hash(&code),
-                        attempts: 0,
-                        expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
-                        used_at: None,
-                        created_at: now,
-                    })
-                    .await?;
-                u
-            }
-            Some(_) => {
-                return Err(DomainError::conflict(
-                    "a user with this email already exists in the organization",
-                ));
-            }
-            None => {
-                let id = new_id(IdKind::User);
-                let user = User {
-                    id: id.clone(),
-                    org_id: org_id.clone(),
-                    username: email.clone(),
-                    name: email.clone(),
-                    kind: UserKind::EndUser,
-                    is_active: true,
-                    is_registered: false,
-                    is_service_account: false,
-                    is_sso_required: false,
-                    is_archived: false,
-                    external_id,
-                    public_key: None,
-                    created_at: now,
-                    updated_at: now,
-                };
-                let record = OneTimeCode {
-                    id: new_id(IdKind::Code),
-                    org_id: org_id.clone(),
-                    user_id: id,
-                    purpose: CodePurpose::Registration,
-                    code_hash: code_hash(&code),
-                    attempts: 0,
-                    expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
-                    used_at: None,
-                    created_at: now,
-                };
-                self.store
-                    .create_user(&user, Some(&record), None)
-                    .await
-                    .map_err(|e| match e {
-                        keyfold_domain::StoreError::Conflict(_) => DomainError::conflict(
-                            "a user with this email or externalId already exists",
-                        ),
-                        other => other.into(),
-                    })?;
-                user
-            }
+        if self
+            .store
+            .find_user_by_username(&org_id, &email)
+            .await?
+            .is_some()
+        {
+            // Never a second registration challenge for an existing user: that would let the
+            // service register its own credential for someone invited by email. An end user
+            // whose registration never completed is deleted and created again.
+            return Err(DomainError::conflict(
+                "a user with this email already exists in the organization",
+            ));
+        }
+        let id = new_id(IdKind::User);
+        let user = User {
+            id: id.clone(),
+            org_id: org_id.clone(),
+            username: email.clone(),
+            name: email.clone(),
+            kind: UserKind::EndUser,
+            is_active: true,
+            is_registered: false,
+            is_service_account: false,
+            is_sso_required: false,
+            is_archived: false,
+            external_id,
+            public_key: None,
+            created_at: now,
+            updated_at: now,
         };
+        let record = OneTimeCode {
+            id: new_id(IdKind::Code),
+            org_id: org_id.clone(),
+            user_id: id,
+            purpose: CodePurpose::Registration,
+            code_hash: code_hash(&code),
+            attempts: 0,
+            expires_at: now.plus_secs(self.settings.challenge_ttl_secs),
+            used_at: None,
+            created_at: now,
+        };
+        self.store
+            .create_user(&user, Some(&record), None)
+            .await
+            .map_err(|e| match e {
+                keyfold_domain::StoreError::Conflict(_) => {
+                    DomainError::conflict("a user with this email or externalId already exists")
+                }
+                other => other.into(),
+            })?;
         self.open_registration(&org_id, &user).await
     }
 
@@ -167,6 +154,16 @@ impl AuthService {
                     "no active, registered end user {username} in this organization"
                 ))
             })?;
-        self.issue_session(&user, self.clock.now(), None).await
+        // A session as the end user must not be a way around the caller's own permissions.
+        let ops: Vec<String> = self
+            .store
+            .assignments_of(std::slice::from_ref(&user.id))
+            .await?
+            .into_iter()
+            .flat_map(|a| a.operations)
+            .collect();
+        within_callers_reach(g.principal(), &ops)?;
+        self.issue_session(&user, self.clock.now(), g.principal().bound_app.clone())
+            .await
     }
 }

@@ -51,6 +51,13 @@ impl AuthService {
         body: CreatePatBody,
     ) -> Result<PatResponse> {
         let caller = g.principal();
+        if caller.token_kind == TokenKind::Pat {
+            // A child would outlive its parent: a leaked, short-lived PAT must not be able
+            // to mint a long-lived one with a key of the attacker's choosing.
+            return Err(DomainError::denied(
+                "a personal access token cannot create personal access tokens; use the user's own session",
+            ));
+        }
         if caller.is_service_account {
             return Err(DomainError::denied(
                 "service accounts have their own token; personal access tokens are for users",
@@ -121,7 +128,8 @@ impl AuthService {
             expires_at: Some(now.plus_secs(ttl_secs)),
             revoked_at: None,
             external_id,
-            app_id: None,
+            // Minted from a session bound to a server-side app: bound to it as well.
+            app_id: caller.bound_app.clone(),
             created_at: now,
         };
         let credential = Credential {

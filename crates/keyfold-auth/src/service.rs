@@ -342,14 +342,22 @@ impl AuthService {
                 None,
             )
             .await?;
-        // A user with a Totp credential logs in with both factors.
-        self.verify_second_factor(
-            &challenge.org_id,
-            &challenge.user_id,
-            body.second_factor.as_ref(),
-            true,
-        )
-        .await?;
+        // A user with a Totp credential logs in with both factors. A wrong second factor
+        // burns the challenge, so one signed first factor buys one guess, not a million.
+        if let Err(e) = self
+            .verify_second_factor(
+                &challenge.org_id,
+                &challenge.user_id,
+                body.second_factor.as_ref(),
+                true,
+            )
+            .await
+        {
+            self.store
+                .use_challenge(&challenge.id, self.clock.now())
+                .await?;
+            return Err(e);
+        }
         let now = self.clock.now();
         if !self.store.use_challenge(&challenge.id, now).await? {
             return Err(DomainError::unauthenticated(
@@ -463,12 +471,16 @@ impl AuthService {
         // application signed (checked where the request's application is known).
         let bound = match &t.app_id {
             None => None,
-            Some(app_id) => self
-                .store
-                .get_app(app_id)
-                .await?
-                .filter(|a| a.kind == keyfold_domain::model::AppKind::ServerSide)
-                .map(|a| a.id),
+            Some(app_id) => match self.store.get_app(app_id).await? {
+                // Fail closed: a token bound to an application that is gone works nowhere.
+                None => {
+                    return Err(DomainError::unauthenticated(
+                        "the token's application no longer exists",
+                    ));
+                }
+                Some(a) if a.kind == keyfold_domain::model::AppKind::ServerSide => Some(a.id),
+                Some(_) => None,
+            },
         };
         Ok(Principal::new(
             t.org_id.clone(),
@@ -589,13 +601,20 @@ impl AuthService {
             .await?;
         // Actions verify a second factor when one is sent; they do not demand it: the session
         // was opened with both factors, and the official SDKs sign actions with one.
-        self.verify_second_factor(
-            &challenge.org_id,
-            &challenge.user_id,
-            body.second_factor.as_ref(),
-            false,
-        )
-        .await?;
+        if let Err(e) = self
+            .verify_second_factor(
+                &challenge.org_id,
+                &challenge.user_id,
+                body.second_factor.as_ref(),
+                false,
+            )
+            .await
+        {
+            self.store
+                .use_challenge(&challenge.id, self.clock.now())
+                .await?;
+            return Err(e);
+        }
         let (client_data, signature) = match &body.first_factor {
             Assertion::Key {
                 credential_assertion: a,

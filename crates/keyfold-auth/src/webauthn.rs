@@ -119,12 +119,11 @@ pub fn start_registration(
         .new_challenge_register_builder(user_id.as_bytes(), username, username)
         .map_err(|e| DomainError::internal(format!("webauthn: {e}")))?
         .attestation(AttestationConveyancePreference::None)
-        .user_verification_policy(UserVerificationPolicy::Preferred)
-        .credential_algorithms(vec![
-            COSEAlgorithm::ES256,
-            COSEAlgorithm::EDDSA,
-            COSEAlgorithm::RS256,
-        ])
+        // Keyfold asks for user verification (PIN, biometrics): a passkey approves
+        // signatures, so presence alone is not enough.
+        .user_verification_policy(UserVerificationPolicy::Required)
+        // RS256 passkeys are rare and their keys are not shown as PEM here.
+        .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA])
         .exclude_credentials(Some(exclude));
     let (_, state) = c
         .generate_challenge_register(builder)
@@ -156,9 +155,15 @@ pub fn finish_registration(
         type_: "public-key".into(),
         extensions: Default::default(),
     };
+    let raw_id = reg.raw_id.clone();
     let cred = core(rp_name, app)?
         .register_credential(&reg, &state, None)
         .map_err(refusal)?;
+    if cred.cred_id.as_slice() != raw_id.as_slice() {
+        return Err(DomainError::invalid(
+            "credId is not the id of the attested credential",
+        ));
+    }
     let public_key = public_key_pem(&cred);
     let counter = cred.counter;
     let detail = serde_json::to_string(&StoredPasskey {
@@ -201,7 +206,10 @@ pub fn verify_assertion(
     }
     let c = core(rp_name, app)?;
     let builder = c
-        .new_challenge_authenticate_builder(vec![stored.credential.clone()], None)
+        .new_challenge_authenticate_builder(
+            vec![stored.credential.clone()],
+            Some(UserVerificationPolicy::Required),
+        )
         .map_err(|e| DomainError::internal(format!("webauthn: {e}")))?;
     let (_, state) = c
         .generate_challenge_authenticate(builder)

@@ -161,7 +161,7 @@ pub trait CredentialStore: Send + Sync {
     ) -> StoreResult<CredentialToggle>;
     /// Moves a WebAuthn signature counter forward; false when the stored value is already at
     /// or past it (a replayed or cloned authenticator racing this one). A counter of 0 (an
-    /// authenticator without one) always passes.
+    /// authenticator without one) passes only while the stored counter is 0 too.
     async fn advance_sign_count(&self, uuid: &str, counter: i64) -> StoreResult<bool>;
 }
 

@@ -40,6 +40,10 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             || detail.contains("signatures.external_id")
         {
             "signatures.external_id"
+        } else if detail.contains("access_tokens_external")
+            || detail.contains("access_tokens.external_id")
+        {
+            "access_tokens.external_id"
         } else if detail.contains("permission_assignments") {
             "permission_assignments.identity"
         } else {
@@ -914,8 +918,10 @@ impl CredentialStore for SqlStore {
     async fn advance_sign_count(&self, uuid: &str, counter: i64) -> StoreResult<bool> {
         let n = on_write!(self, |p| {
             sqlx::query(
+                // WebAuthn §7.2 step 21: a zero counter passes only while the stored one is
+                // zero too (an authenticator without a counter); otherwise it must grow.
                 "UPDATE credentials SET sign_count = $1 \
-                 WHERE uuid = $2 AND ($1 = 0 OR sign_count < $1)",
+                 WHERE uuid = $2 AND (sign_count < $1 OR ($1 = 0 AND sign_count = 0))",
             )
             .bind(counter)
             .bind(uuid)

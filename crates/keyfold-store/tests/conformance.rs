@@ -55,6 +55,15 @@ conformance!(
     presignatures_are_handed_out_once,
     transfers_and_their_nonces,
     permissions_and_assignments,
+    pats_are_created_whole_and_managed,
+    pat_sessions_intersect_operations,
+    credentials_are_added_by_spending_their_challenge,
+    credential_toggles_guard_the_last_login_credential,
+    concurrent_deactivations_leave_one_credential,
+    sign_counts_only_move_forward,
+    quiet_codes_replace_and_are_found_by_hash,
+    challenges_bought_with_a_code,
+    apps_and_their_nonces,
 );
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -1498,4 +1507,1090 @@ async fn permissions_and_assignments(s: &dyn Store) {
             .unwrap()
             .is_some()
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Identity: personal access tokens, credentials added later, quiet codes, applications.
+// ------------------------------------------------------------------------------------------
+
+fn permission(org: &str, name: &str, ops: &[&str], at: Timestamp) -> Permission {
+    Permission {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Permission),
+        org_id: org.into(),
+        name: name.into(),
+        operations: ops.iter().map(|o| o.to_string()).collect(),
+        is_immutable: false,
+        is_archived: false,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn assignment(org: &str, permission_id: &str, identity_id: &str) -> Assignment {
+    Assignment {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::Assignment),
+        org_id: org.into(),
+        permission_id: permission_id.into(),
+        identity_id: identity_id.into(),
+        is_immutable: false,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// A PAT of `user` with its own key (`cred_id`), as `create_pat` takes them.
+fn pat(org: &str, user: &str, cred_id: &str, ext: Option<&str>) -> (AccessToken, Credential) {
+    let mut t = token(org, user, TokenKind::Pat);
+    t.external_id = ext.map(str::to_string);
+    let mut k = credential(org, user, cred_id);
+    k.token_id = Some(t.id.clone());
+    (t, k)
+}
+
+fn credential_code(org: &str, user: &str, hash: &str, at: Timestamp) -> OneTimeCode {
+    OneTimeCode {
+        purpose: CodePurpose::Credential,
+        code_hash: hash.into(),
+        expires_at: at.plus_secs(600),
+        ..code(org, user, at)
+    }
+}
+
+fn credential_challenge(org: &str, user: &str, expires: Timestamp) -> Challenge {
+    Challenge {
+        detail: Some(r#"{"kind":"Key","rp":{"id":"localhost"}}"#.into()),
+        ..challenge(org, user, ChallengeKind::Credential, expires)
+    }
+}
+
+fn cred_of(org: &str, user: &str, cred_id: &str, kind: CredentialKind) -> Credential {
+    Credential {
+        kind,
+        ..credential(org, user, cred_id)
+    }
+}
+
+/// Adds a credential to a registered user the way `/auth/credentials` does: a fresh
+/// credential challenge spent by `add_credential`.
+async fn add_cred(s: &dyn Store, c: &Credential) {
+    let ch = credential_challenge(&c.org_id, &c.user_id, T0.plus_secs(60));
+    s.insert_challenge(&ch).await.unwrap();
+    assert!(s.add_credential(&ch.id, None, c, T0).await.unwrap());
+}
+
+async fn ops_of(s: &dyn Store, token_id: &str) -> Vec<String> {
+    let mut ops: Vec<String> = s
+        .session(token_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .operations
+        .iter()
+        .cloned()
+        .collect();
+    ops.sort();
+    ops
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+async fn is_active_cred(s: &dyn Store, org: &str, cred_id: &str) -> bool {
+    s.find_credential(org, cred_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .is_active
+}
+
+async fn pats_are_created_whole_and_managed(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    let u = user(org, "pat@acme.test", T0);
+    s.create_user(&u, None, None).await.unwrap();
+    let own = cred_of(org, &u.id, "u-own", CredentialKind::Key);
+    add_cred(s, &own).await;
+    let p = permission(org, "readers", &["Auth:Users:Read"], T0);
+    s.insert_permission(&p).await.unwrap();
+
+    let (mut t, mut k) = pat(org, &u.id, "pat-key-1", Some("pat-ext-1"));
+    t.name = "ci".into();
+    k.detail = Some(r#"{"note":"pat key"}"#.into());
+    let grant = assignment(org, &p.id, &t.id);
+    s.create_pat(&t, &k, Some(&grant)).await.unwrap();
+    assert_eq!(s.get_token(org, &t.id).await.unwrap(), Some(t.clone()));
+    assert_eq!(s.get_token("or-other", &t.id).await.unwrap(), None);
+    assert_eq!(s.get_token(org, "to-missing").await.unwrap(), None);
+    assert_eq!(
+        s.find_credential(org, "pat-key-1").await.unwrap(),
+        Some(k.clone())
+    );
+    assert_eq!(
+        s.get_assignment(org, &grant.id).await.unwrap(),
+        Some(grant.clone())
+    );
+    assert_eq!(s.tokens_of(&u.id).await.unwrap(), vec![t.clone()]);
+
+    // A taken externalId: Conflict, and nothing of the second PAT is left behind.
+    let (dup, dup_key) = pat(org, &u.id, "pat-key-2", Some("pat-ext-1"));
+    let dup_grant = assignment(org, &p.id, &dup.id);
+    let r = s.create_pat(&dup, &dup_key, Some(&dup_grant)).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "got {r:?}");
+    assert_eq!(s.get_token(org, &dup.id).await.unwrap(), None);
+    assert_eq!(s.find_credential(org, "pat-key-2").await.unwrap(), None);
+    assert_eq!(s.get_assignment(org, &dup_grant.id).await.unwrap(), None);
+    // A taken credential id: Conflict as well, and the token is not stored.
+    let (dup2, dup2_key) = pat(org, &u.id, "pat-key-1", Some("pat-ext-2"));
+    assert_eq!(
+        s.create_pat(&dup2, &dup2_key, None).await,
+        Err(StoreError::Conflict("credentials.cred_id".into()))
+    );
+    assert_eq!(s.get_token(org, &dup2.id).await.unwrap(), None);
+    assert_eq!(s.tokens_of(&u.id).await.unwrap(), vec![t.clone()]);
+    // PATs without an externalId never clash.
+    let (plain1, plain1_key) = pat(org, &u.id, "plain-1", None);
+    let (plain2, plain2_key) = pat(org, &u.id, "plain-2", None);
+    s.create_pat(&plain1, &plain1_key, None).await.unwrap();
+    s.create_pat(&plain2, &plain2_key, None).await.unwrap();
+    // The externalId is unique per organization only.
+    let b2 = org_fixture();
+    s.bootstrap(&b2).await.unwrap();
+    let (other, other_key) = pat(&b2.org.id, &b2.root.id, "pat-key-1", Some("pat-ext-1"));
+    s.create_pat(&other, &other_key, None).await.unwrap();
+
+    // Renames and externalId changes.
+    assert!(
+        s.update_token(org, &t.id, Some("renamed"), None)
+            .await
+            .unwrap()
+    );
+    let got = s.get_token(org, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.external_id.as_deref()),
+        ("renamed", Some("pat-ext-1"))
+    );
+    // Setting a token's own externalId again is no conflict.
+    assert!(
+        s.update_token(org, &t.id, None, Some("pat-ext-1"))
+            .await
+            .unwrap()
+    );
+    let r = s
+        .update_token(org, &plain1.id, Some("x"), Some("pat-ext-1"))
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "got {r:?}");
+    assert_eq!(
+        s.get_token(org, &plain1.id).await.unwrap(),
+        Some(plain1.clone()),
+        "a refused update changes nothing"
+    );
+    assert!(
+        s.update_token(org, &t.id, None, Some("pat-ext-9"))
+            .await
+            .unwrap()
+    );
+    // The old externalId is free again.
+    assert!(
+        s.update_token(org, &plain1.id, None, Some("pat-ext-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.update_token("or-other", &t.id, Some("x"), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.update_token(org, "to-missing", Some("x"), None)
+            .await
+            .unwrap()
+    );
+    // The very next session read shows the new name, even through a cache.
+    assert_eq!(
+        s.session(&t.id).await.unwrap().unwrap().token.name,
+        "renamed"
+    );
+    assert!(
+        s.update_token(org, &t.id, Some("again"), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.session(&t.id).await.unwrap().unwrap().token.name, "again");
+
+    // Deactivation and reactivation, seen on the very next session read.
+    assert!(s.session(&t.id).await.unwrap().unwrap().token.is_active);
+    assert!(s.set_token_active(org, &t.id, false).await.unwrap());
+    assert!(!s.session(&t.id).await.unwrap().unwrap().token.is_active);
+    assert!(!s.get_token(org, &t.id).await.unwrap().unwrap().is_active);
+    assert!(!s.set_token_active("or-other", &t.id, true).await.unwrap());
+    assert!(!s.session(&t.id).await.unwrap().unwrap().token.is_active);
+    assert!(!s.set_token_active(org, "to-missing", true).await.unwrap());
+    assert!(s.set_token_active(org, &t.id, true).await.unwrap());
+    assert!(s.session(&t.id).await.unwrap().unwrap().token.is_active);
+
+    // Archival: revoked, inactive, its own key deactivated — nothing else's.
+    let at = T0.plus_secs(10);
+    assert!(
+        s.session(&t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .revoked_at
+            .is_none()
+    );
+    assert!(!s.archive_token("or-other", &t.id, at).await.unwrap());
+    assert!(is_active_cred(s, org, "pat-key-1").await);
+    assert!(s.archive_token(org, &t.id, at).await.unwrap());
+    let got = s.get_token(org, &t.id).await.unwrap().unwrap();
+    assert_eq!((got.revoked_at, got.is_active), (Some(at), false));
+    let sess = s.session(&t.id).await.unwrap().unwrap();
+    assert_eq!(sess.token.revoked_at, Some(at));
+    assert!(!sess.token.is_active);
+    assert!(!is_active_cred(s, org, "pat-key-1").await);
+    assert!(is_active_cred(s, org, "plain-1").await, "another PAT's key");
+    assert!(is_active_cred(s, org, "u-own").await, "the user's own key");
+    assert!(
+        is_active_cred(s, &b2.org.id, "pat-key-1").await,
+        "another org's key"
+    );
+    assert!(
+        !s.archive_token(org, &t.id, T0.plus_secs(20)).await.unwrap(),
+        "only once"
+    );
+    assert_eq!(
+        s.get_token(org, &t.id).await.unwrap().unwrap().revoked_at,
+        Some(at)
+    );
+    // A revoked token is neither renamed nor reactivated.
+    assert!(
+        !s.update_token(org, &t.id, Some("zombie"), None)
+            .await
+            .unwrap()
+    );
+    assert!(!s.set_token_active(org, &t.id, true).await.unwrap());
+    let got = s.get_token(org, &t.id).await.unwrap().unwrap();
+    assert_eq!((got.name.as_str(), got.is_active), ("again", false));
+    let revoked_at = T0.plus_secs(11);
+    s.revoke_token(&plain2.id, revoked_at).await.unwrap();
+    assert_eq!(
+        s.session(&plain2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .revoked_at,
+        Some(revoked_at)
+    );
+    assert!(
+        !s.update_token(org, &plain2.id, Some("x"), None)
+            .await
+            .unwrap()
+    );
+    assert!(!s.set_token_active(org, &plain2.id, false).await.unwrap());
+    assert_eq!(
+        s.get_token(org, &plain2.id).await.unwrap().unwrap().name,
+        plain2.name
+    );
+}
+
+async fn pat_sessions_intersect_operations(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    let (a, bb, c, d) = ("Op:A", "Op:B", "Op:C", "Op:D");
+    let u = user(org, "ops@acme.test", T0);
+    s.create_user(&u, None, None).await.unwrap();
+    let p_ab = permission(org, "ab", &[a, bb], T0);
+    let p_bc = permission(org, "bc", &[bb, c], T0);
+    let p_c = permission(org, "c", &[c], T0);
+    let p_d = permission(org, "d", &[d], T0);
+    for p in [&p_ab, &p_bc, &p_c, &p_d] {
+        s.insert_permission(p).await.unwrap();
+    }
+    let user_ab = assignment(org, &p_ab.id, &u.id);
+    s.insert_assignment(&user_ab).await.unwrap();
+
+    let (t, k) = pat(org, &u.id, "pat-ops", None);
+    s.create_pat(&t, &k, Some(&assignment(org, &p_bc.id, &t.id)))
+        .await
+        .unwrap();
+    let (bare, bare_key) = pat(org, &u.id, "pat-bare", None);
+    s.create_pat(&bare, &bare_key, None).await.unwrap();
+    let login = token(org, &u.id, TokenKind::Token);
+    s.insert_token(&login).await.unwrap();
+
+    // The PAT: its user's operations it also holds itself; without its own, none.
+    assert_eq!(ops_of(s, &t.id).await, strs(&[bb]));
+    assert_eq!(ops_of(s, &bare.id).await, Vec::<String>::new());
+    assert_eq!(ops_of(s, &login.id).await, strs(&[a, bb]));
+    let sess = s.session(&t.id).await.unwrap().unwrap();
+    assert_eq!(sess.token, t);
+    assert_eq!(sess.username, u.username);
+    assert!(sess.user_active && !sess.user_archived && sess.org_active);
+
+    // Granting the user more shows at once in the PAT's session (within its own grant).
+    let user_c = assignment(org, &p_c.id, &u.id);
+    s.insert_assignment(&user_c).await.unwrap();
+    assert_eq!(ops_of(s, &t.id).await, strs(&[bb, c]));
+    assert_eq!(ops_of(s, &login.id).await, strs(&[a, bb, c]));
+    assert_eq!(ops_of(s, &bare.id).await, Vec::<String>::new());
+    // Revoking the user's permission takes it from the PAT at once.
+    assert!(s.delete_assignment(org, &user_ab.id).await.unwrap());
+    assert_eq!(ops_of(s, &t.id).await, strs(&[c]));
+    assert_eq!(ops_of(s, &login.id).await, strs(&[c]));
+    // The PAT's own grants never exceed its user's.
+    s.insert_assignment(&assignment(org, &p_ab.id, &t.id))
+        .await
+        .unwrap();
+    s.insert_assignment(&assignment(org, &p_d.id, &t.id))
+        .await
+        .unwrap();
+    assert_eq!(ops_of(s, &t.id).await, strs(&[c]));
+    let user_ab2 = assignment(org, &p_ab.id, &u.id);
+    s.insert_assignment(&user_ab2).await.unwrap();
+    assert_eq!(ops_of(s, &t.id).await, strs(&[a, bb, c]));
+    // The bare PAT gains what it is granted itself.
+    s.insert_assignment(&assignment(org, &p_c.id, &bare.id))
+        .await
+        .unwrap();
+    assert_eq!(ops_of(s, &bare.id).await, strs(&[c]));
+    // An archived permission grants nothing, to the user nor the PAT.
+    let mut archived = p_c.clone();
+    archived.is_archived = true;
+    archived.updated_at = T0.plus_secs(1);
+    assert!(s.update_permission(&archived).await.unwrap());
+    assert_eq!(ops_of(s, &bare.id).await, Vec::<String>::new());
+    assert_eq!(
+        ops_of(s, &t.id).await,
+        strs(&[a, bb]),
+        "B still from bc ∩ ab"
+    );
+    assert_eq!(ops_of(s, &login.id).await, strs(&[a, bb]));
+
+    // A login token gets its user's operations only, whatever names the token itself.
+    s.insert_assignment(&assignment(org, &p_d.id, &login.id))
+        .await
+        .unwrap();
+    assert_eq!(ops_of(s, &login.id).await, strs(&[a, bb]));
+    // So does a service account's token.
+    let mut sa = user(org, "robot", T0);
+    sa.is_service_account = true;
+    sa.is_registered = true;
+    let sa_key = credential(org, &sa.id, "sa-key");
+    let sa_token = token(org, &sa.id, TokenKind::ServiceAccount);
+    s.create_service_account(
+        &sa,
+        &sa_key,
+        &sa_token,
+        Some(&assignment(org, &p_ab.id, &sa.id)),
+    )
+    .await
+    .unwrap();
+    s.insert_assignment(&assignment(org, &p_d.id, &sa_token.id))
+        .await
+        .unwrap();
+    assert_eq!(ops_of(s, &sa_token.id).await, strs(&[a, bb]));
+    assert!(
+        s.session(&sa_token.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_service_account
+    );
+
+    // Revoked and archived PATs still have sessions, marked revoked.
+    let at = T0.plus_secs(30);
+    assert!(s.archive_token(org, &t.id, at).await.unwrap());
+    assert_eq!(
+        s.session(&t.id).await.unwrap().unwrap().token.revoked_at,
+        Some(at)
+    );
+    assert!(
+        s.session(&bare.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .revoked_at
+            .is_none()
+    );
+    let (t3, k3) = pat(org, &u.id, "pat-3", None);
+    s.create_pat(&t3, &k3, None).await.unwrap();
+    assert!(
+        s.session(&t3.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .revoked_at
+            .is_none()
+    );
+    s.revoke_token(&t3.id, at).await.unwrap();
+    assert_eq!(
+        s.session(&t3.id).await.unwrap().unwrap().token.revoked_at,
+        Some(at)
+    );
+    // Archiving the user revokes its PATs, seen on the very next read.
+    let gone = T0.plus_secs(40);
+    assert!(s.archive_user(org, &u.id, gone).await.unwrap());
+    let sess = s.session(&bare.id).await.unwrap().unwrap();
+    assert_eq!(sess.token.revoked_at, Some(gone));
+    assert!(sess.user_archived && !sess.user_active);
+}
+
+async fn credentials_are_added_by_spending_their_challenge(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    let u = user(org, "add@acme.test", T0);
+    s.create_user(&u, None, None).await.unwrap();
+
+    let c1 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    s.insert_challenge(&c1).await.unwrap();
+    assert_eq!(s.get_challenge(&c1.id).await.unwrap(), Some(c1.clone()));
+    let mut k1 = cred_of(org, &u.id, "added-1", CredentialKind::Fido2);
+    k1.detail = Some(r#"{"cred":"webauthn","counter":0}"#.into());
+    k1.algorithm = Some("ES256".into());
+    assert!(s.add_credential(&c1.id, None, &k1, T0).await.unwrap());
+    assert_eq!(
+        s.find_credential(org, "added-1").await.unwrap(),
+        Some(k1.clone())
+    );
+    assert_eq!(
+        s.get_challenge(&c1.id).await.unwrap().unwrap().used_at,
+        Some(T0)
+    );
+
+    // A spent, expired or unknown challenge: false, and nothing is stored.
+    let k2 = cred_of(org, &u.id, "added-2", CredentialKind::Key);
+    assert!(!s.add_credential(&c1.id, None, &k2, T0).await.unwrap());
+    let c2 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    s.insert_challenge(&c2).await.unwrap();
+    assert!(
+        !s.add_credential(&c2.id, None, &k2, T0.plus_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(!s.add_credential("ch-missing", None, &k2, T0).await.unwrap());
+    assert_eq!(s.find_credential(org, "added-2").await.unwrap(), None);
+    assert_eq!(
+        s.list_credentials(org, &u.id).await.unwrap(),
+        vec![k1.clone()]
+    );
+
+    // From the code flow: the challenge and the code are both spent.
+    let code1 = credential_code(org, &u.id, "h-add-1", T0);
+    s.replace_code_quietly(&code1).await.unwrap();
+    let c3 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    s.insert_challenge(&c3).await.unwrap();
+    assert!(
+        s.add_credential(&c3.id, Some(&code1.id), &k2, T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.find_credential(org, "added-2").await.unwrap(),
+        Some(k2.clone())
+    );
+    assert!(
+        s.find_live_code("h-add-1", CodePurpose::Credential, T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_challenge(&c3.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at
+            .is_some()
+    );
+    // A spent code: false, nothing stored.
+    let k3 = cred_of(org, &u.id, "added-3", CredentialKind::Key);
+    let c4 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    s.insert_challenge(&c4).await.unwrap();
+    assert!(
+        !s.add_credential(&c4.id, Some(&code1.id), &k3, T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.find_credential(org, "added-3").await.unwrap(), None);
+    // An expired code: false, nothing stored.
+    let code2 = credential_code(org, &u.id, "h-add-2", T0);
+    s.replace_code_quietly(&code2).await.unwrap();
+    let c5 = credential_challenge(org, &u.id, T0.plus_secs(7200));
+    s.insert_challenge(&c5).await.unwrap();
+    assert!(
+        !s.add_credential(&c5.id, Some(&code2.id), &k3, code2.expires_at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.add_credential(&c5.id, Some("co-missing"), &k3, T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.find_credential(org, "added-3").await.unwrap(), None);
+
+    // A taken credId: Conflict, and neither the challenge nor the code is spent.
+    let code3 = credential_code(org, &u.id, "h-add-3", T0);
+    s.replace_code_quietly(&code3).await.unwrap();
+    let c6 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    s.insert_challenge(&c6).await.unwrap();
+    let clash = cred_of(org, &u.id, &b.credential.cred_id, CredentialKind::Key);
+    assert_eq!(
+        s.add_credential(&c6.id, Some(&code3.id), &clash, T0).await,
+        Err(StoreError::Conflict("credentials.cred_id".into()))
+    );
+    assert_eq!(
+        s.get_challenge(&c6.id).await.unwrap().unwrap().used_at,
+        None
+    );
+    assert_eq!(
+        s.find_live_code("h-add-3", CodePurpose::Credential, T0)
+            .await
+            .unwrap(),
+        Some(code3.clone())
+    );
+    let c7 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    s.insert_challenge(&c7).await.unwrap();
+    let clash2 = cred_of(org, &u.id, "added-1", CredentialKind::Key);
+    assert_eq!(
+        s.add_credential(&c7.id, None, &clash2, T0).await,
+        Err(StoreError::Conflict("credentials.cred_id".into()))
+    );
+    assert_eq!(
+        s.get_challenge(&c7.id).await.unwrap().unwrap().used_at,
+        None
+    );
+    assert_eq!(
+        s.find_credential(org, "added-1").await.unwrap(),
+        Some(k1.clone())
+    );
+    // The same challenge and code then serve a fresh credId.
+    assert!(
+        s.add_credential(&c6.id, Some(&code3.id), &k3, T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.find_credential(org, "added-3").await.unwrap(),
+        Some(k3.clone())
+    );
+    // The same credId in another organization is another credential.
+    let b2 = org_fixture();
+    s.bootstrap(&b2).await.unwrap();
+    let c8 = credential_challenge(&b2.org.id, &b2.root.id, T0.plus_secs(60));
+    s.insert_challenge(&c8).await.unwrap();
+    let elsewhere = cred_of(&b2.org.id, &b2.root.id, "added-1", CredentialKind::Key);
+    assert!(
+        s.add_credential(&c8.id, None, &elsewhere, T0)
+            .await
+            .unwrap()
+    );
+
+    // Racing uses of one challenge: one credential.
+    let c9 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    s.insert_challenge(&c9).await.unwrap();
+    let racers: Vec<Credential> = (0..8)
+        .map(|i| cred_of(org, &u.id, &format!("race-{i}"), CredentialKind::Key))
+        .collect();
+    let wins = join_all(racers.iter().map(|k| s.add_credential(&c9.id, None, k, T0))).await;
+    assert_eq!(wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+    let stored = s
+        .list_credentials(org, &u.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.cred_id.starts_with("race-"))
+        .count();
+    assert_eq!(stored, 1);
+}
+
+async fn credential_toggles_guard_the_last_login_credential(s: &dyn Store) {
+    use keyfold_domain::ports::CredentialToggle::{Done, LastActive, NotFound};
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    let u = user(org, "toggle@acme.test", T0);
+    s.create_user(&u, None, None).await.unwrap();
+    let k1 = cred_of(org, &u.id, "t-key", CredentialKind::Key);
+    let rk = cred_of(org, &u.id, "t-recovery", CredentialKind::RecoveryKey);
+    add_cred(s, &k1).await;
+    add_cred(s, &rk).await;
+    let set = |uuid: &str, active: bool| {
+        let (org, uid, uuid) = (org.to_string(), u.id.clone(), uuid.to_string());
+        async move {
+            s.set_credential_active(&org, &uid, &uuid, active)
+                .await
+                .unwrap()
+        }
+    };
+
+    // The only login credential stays: a recovery key doesn't count…
+    assert_eq!(set(&k1.uuid, false).await, LastActive);
+    assert!(is_active_cred(s, org, "t-key").await);
+    // …nor does a PAT's key, which is not the user's to toggle either.
+    let (t, pk) = pat(org, &u.id, "t-pat-key", None);
+    s.create_pat(&t, &pk, None).await.unwrap();
+    assert_eq!(set(&k1.uuid, false).await, LastActive);
+    assert_eq!(set(&pk.uuid, false).await, NotFound);
+    assert_eq!(set(&pk.uuid, true).await, NotFound);
+    assert!(is_active_cred(s, org, "t-pat-key").await);
+    // Someone else's, another organization's, or unknown: not found, nothing changes.
+    assert_eq!(set(&b.credential.uuid, false).await, NotFound);
+    assert!(is_active_cred(s, org, &b.credential.cred_id).await);
+    assert_eq!(
+        s.set_credential_active("or-other", &u.id, &k1.uuid, false)
+            .await
+            .unwrap(),
+        NotFound
+    );
+    assert_eq!(
+        s.set_credential_active(org, &b.root.id, &k1.uuid, false)
+            .await
+            .unwrap(),
+        NotFound
+    );
+    assert_eq!(set("cr-missing", true).await, NotFound);
+    assert!(is_active_cred(s, org, "t-key").await);
+
+    // A recovery key can always go.
+    assert_eq!(set(&rk.uuid, false).await, Done);
+    assert!(!is_active_cred(s, org, "t-recovery").await);
+    assert_eq!(set(&rk.uuid, true).await, Done);
+    assert!(is_active_cred(s, org, "t-recovery").await);
+
+    // With a second login credential, either one can go, but not both.
+    let k2 = cred_of(org, &u.id, "t-fido", CredentialKind::Fido2);
+    add_cred(s, &k2).await;
+    assert_eq!(set(&k1.uuid, false).await, Done);
+    assert!(!is_active_cred(s, org, "t-key").await);
+    assert_eq!(set(&k2.uuid, false).await, LastActive);
+    assert!(is_active_cred(s, org, "t-fido").await);
+    // An inactive one may be "deactivated" again while another is active.
+    assert_eq!(set(&k1.uuid, false).await, Done);
+    // Activation is never refused, and is idempotent.
+    assert_eq!(set(&k1.uuid, true).await, Done);
+    assert_eq!(set(&k1.uuid, true).await, Done);
+    assert!(is_active_cred(s, org, "t-key").await);
+    assert_eq!(set(&k2.uuid, false).await, Done);
+    assert!(!is_active_cred(s, org, "t-fido").await);
+    // A password-protected key counts as a login credential.
+    let k3 = cred_of(org, &u.id, "t-ppk", CredentialKind::PasswordProtectedKey);
+    add_cred(s, &k3).await;
+    assert_eq!(set(&k1.uuid, false).await, Done);
+    assert_eq!(set(&k3.uuid, false).await, LastActive);
+    assert!(is_active_cred(s, org, "t-ppk").await);
+    // The user's own credentials are unaffected by the PAT's.
+    assert!(is_active_cred(s, org, "t-pat-key").await);
+}
+
+async fn concurrent_deactivations_leave_one_credential(s: &dyn Store) {
+    use keyfold_domain::ports::CredentialToggle::{Done, LastActive};
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    for round in 0..20 {
+        let u = user(org, &format!("race{round}@acme.test"), T0);
+        s.create_user(&u, None, None).await.unwrap();
+        let k1 = cred_of(org, &u.id, &format!("r{round}-a"), CredentialKind::Key);
+        let k2 = cred_of(org, &u.id, &format!("r{round}-b"), CredentialKind::Fido2);
+        add_cred(s, &k1).await;
+        add_cred(s, &k2).await;
+        let (x, y) = tokio::join!(
+            s.set_credential_active(org, &u.id, &k1.uuid, false),
+            s.set_credential_active(org, &u.id, &k2.uuid, false),
+        );
+        let mut got = vec![x.unwrap(), y.unwrap()];
+        got.sort_by_key(|t| format!("{t:?}"));
+        assert_eq!(got, vec![Done, LastActive], "round {round}");
+        let active = s
+            .list_credentials(org, &u.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.is_active)
+            .count();
+        assert_eq!(active, 1, "round {round}: one login credential stays");
+    }
+}
+
+async fn sign_counts_only_move_forward(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    let u = user(org, "count@acme.test", T0);
+    s.create_user(&u, None, None).await.unwrap();
+    let k = cred_of(org, &u.id, "counted", CredentialKind::Fido2);
+    add_cred(s, &k).await;
+    let count = || async {
+        s.find_credential(org, "counted")
+            .await
+            .unwrap()
+            .unwrap()
+            .sign_count
+    };
+    assert!(s.advance_sign_count(&k.uuid, 5).await.unwrap());
+    assert_eq!(count().await, 5);
+    assert!(!s.advance_sign_count(&k.uuid, 5).await.unwrap(), "equal");
+    assert!(
+        !s.advance_sign_count(&k.uuid, 3).await.unwrap(),
+        "backwards"
+    );
+    assert_eq!(count().await, 5, "a refused counter changes nothing");
+    assert!(s.advance_sign_count(&k.uuid, 6).await.unwrap());
+    assert_eq!(count().await, 6);
+    assert!(!s.advance_sign_count("cr-missing", 7).await.unwrap());
+    // 0 after a counter was seen is a clone reset (WebAuthn §7.2 step 21): refused, unchanged.
+    assert!(!s.advance_sign_count(&k.uuid, 0).await.unwrap());
+    assert_eq!(
+        count().await,
+        6,
+        "a zero counter never rewinds a stored one"
+    );
+    // An authenticator without a counter reports 0 every time, and passes.
+    let k0 = cred_of(org, &u.id, "uncounted", CredentialKind::Fido2);
+    add_cred(s, &k0).await;
+    for _ in 0..3 {
+        assert!(s.advance_sign_count(&k0.uuid, 0).await.unwrap());
+    }
+    assert_eq!(
+        s.find_credential(org, "uncounted")
+            .await
+            .unwrap()
+            .unwrap()
+            .sign_count,
+        0
+    );
+    // Racing uses with the same counter: exactly one passes.
+    for round in 0..10 {
+        let target = 1000 + round * 10;
+        let wins = join_all((0..8).map(|_| s.advance_sign_count(&k.uuid, target))).await;
+        assert_eq!(
+            wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(),
+            1,
+            "round {round}"
+        );
+        assert_eq!(count().await, target);
+    }
+    // Racing different counters: the highest always passes and is what stays.
+    let wins = join_all((2000..2008).map(|n| s.advance_sign_count(&k.uuid, n))).await;
+    assert!(*wins.last().unwrap().as_ref().unwrap());
+    assert!(wins.iter().all(|w| w.is_ok()));
+    assert_eq!(count().await, 2007);
+}
+
+async fn quiet_codes_replace_and_are_found_by_hash(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    let u = user(org, "code@acme.test", T0);
+    let v = user(org, "other@acme.test", T0);
+    let reg = code(org, &u.id, T0);
+    s.create_user(&u, Some(&reg), None).await.unwrap();
+    s.create_user(&v, None, None).await.unwrap();
+    let k1 = credential_code(org, &u.id, "h-q-1", T0);
+    s.replace_code_quietly(&k1).await.unwrap();
+    let find = |hash: &str, purpose: CodePurpose, now: Timestamp| {
+        let hash = hash.to_string();
+        async move { s.find_live_code(&hash, purpose, now).await.unwrap() }
+    };
+    assert_eq!(
+        find("h-q-1", CodePurpose::Credential, T0).await,
+        Some(k1.clone())
+    );
+    assert_eq!(find("h-q-1", CodePurpose::Registration, T0).await, None);
+    assert_eq!(find("h-q-1", CodePurpose::Login, T0).await, None);
+    assert_eq!(
+        find(
+            "h-q-1",
+            CodePurpose::Credential,
+            k1.expires_at.plus_secs(-1)
+        )
+        .await,
+        Some(k1.clone())
+    );
+    assert_eq!(
+        find("h-q-1", CodePurpose::Credential, k1.expires_at).await,
+        None
+    );
+    assert_eq!(find("h-unknown", CodePurpose::Credential, T0).await, None);
+    // The registration code's hash is found under its own purpose only.
+    assert_eq!(
+        find(&reg.code_hash, CodePurpose::Registration, T0).await,
+        Some(reg.clone())
+    );
+    assert_eq!(
+        find(&reg.code_hash, CodePurpose::Credential, T0).await,
+        None
+    );
+
+    // A new quiet code burns the user's earlier ones of that purpose — nothing else.
+    let kv = credential_code(org, &v.id, "h-q-v", T0);
+    s.replace_code_quietly(&kv).await.unwrap();
+    let k2 = credential_code(org, &u.id, "h-q-2", T0.plus_secs(1));
+    s.replace_code_quietly(&k2).await.unwrap();
+    let now = T0.plus_secs(2);
+    assert_eq!(find("h-q-1", CodePurpose::Credential, now).await, None);
+    assert_eq!(
+        find("h-q-2", CodePurpose::Credential, now).await,
+        Some(k2.clone())
+    );
+    assert_eq!(
+        s.live_code(org, &u.id, CodePurpose::Credential, now)
+            .await
+            .unwrap(),
+        Some(k2.clone())
+    );
+    assert_eq!(
+        find("h-q-v", CodePurpose::Credential, now).await,
+        Some(kv.clone())
+    );
+    assert_eq!(
+        s.live_code(org, &u.id, CodePurpose::Registration, now)
+            .await
+            .unwrap(),
+        Some(reg.clone())
+    );
+    // A spent code is not found.
+    let c = credential_challenge(org, &u.id, T0.plus_secs(60));
+    assert!(
+        s.insert_challenge_spending_code(&c, &k2.id, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(find("h-q-2", CodePurpose::Credential, now).await, None);
+    // Emailed codes (replace_code) burn quiet ones of the same purpose too.
+    let k3 = credential_code(org, &u.id, "h-q-3", T0.plus_secs(3));
+    s.replace_code_quietly(&k3).await.unwrap();
+    let k4 = credential_code(org, &u.id, "h-q-4", T0.plus_secs(4));
+    s.replace_code(&k4, &mail(T0)).await.unwrap();
+    assert_eq!(
+        find("h-q-3", CodePurpose::Credential, T0.plus_secs(5)).await,
+        None
+    );
+    assert_eq!(
+        find("h-q-4", CodePurpose::Credential, T0.plus_secs(5)).await,
+        Some(k4.clone())
+    );
+}
+
+async fn challenges_bought_with_a_code(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    let u = user(org, "buy@acme.test", T0);
+    s.create_user(&u, None, None).await.unwrap();
+    let k = credential_code(org, &u.id, "h-b-1", T0);
+    s.replace_code_quietly(&k).await.unwrap();
+
+    let c1 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    assert!(
+        s.insert_challenge_spending_code(&c1, &k.id, T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.get_challenge(&c1.id).await.unwrap(), Some(c1.clone()));
+    // The code buys one challenge only.
+    let c2 = credential_challenge(org, &u.id, T0.plus_secs(60));
+    assert!(
+        !s.insert_challenge_spending_code(&c2, &k.id, T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.get_challenge(&c2.id).await.unwrap(), None);
+    // Nor does an expired or unknown code.
+    let k2 = credential_code(org, &u.id, "h-b-2", T0);
+    s.replace_code_quietly(&k2).await.unwrap();
+    assert!(
+        !s.insert_challenge_spending_code(&c2, &k2.id, k2.expires_at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.insert_challenge_spending_code(&c2, "co-missing", T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.get_challenge(&c2.id).await.unwrap(), None);
+    // A challenge that cannot be stored (its id is taken) leaves the code unspent.
+    let k3 = credential_code(org, &u.id, "h-b-3", T0);
+    s.replace_code_quietly(&k3).await.unwrap();
+    let again = Challenge {
+        challenge: "other".into(),
+        ..c1.clone()
+    };
+    assert!(
+        s.insert_challenge_spending_code(&again, &k3.id, T0)
+            .await
+            .is_err()
+    );
+    assert_eq!(s.get_challenge(&c1.id).await.unwrap(), Some(c1.clone()));
+    assert_eq!(
+        s.find_live_code("h-b-3", CodePurpose::Credential, T0)
+            .await
+            .unwrap(),
+        Some(k3.clone())
+    );
+    // Racing buyers: one challenge.
+    let racers: Vec<Challenge> = (0..6)
+        .map(|_| credential_challenge(org, &u.id, T0.plus_secs(60)))
+        .collect();
+    let wins = join_all(
+        racers
+            .iter()
+            .map(|c| s.insert_challenge_spending_code(c, &k3.id, T0)),
+    )
+    .await;
+    assert_eq!(wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+    let mut stored = 0;
+    for c in &racers {
+        if let Some(got) = s.get_challenge(&c.id).await.unwrap() {
+            assert_eq!(&got, c);
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    // A challenge without detail round-trips as well.
+    let plain = challenge(org, &u.id, ChallengeKind::Credential, T0.plus_secs(60));
+    s.insert_challenge(&plain).await.unwrap();
+    assert_eq!(s.get_challenge(&plain.id).await.unwrap(), Some(plain));
+}
+
+async fn apps_and_their_nonces(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    let org = b.org.id.as_str();
+    let server = App {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::App),
+        org_id: org.into(),
+        name: "backend".into(),
+        kind: AppKind::ServerSide,
+        expected_origin: None,
+        expected_rp_id: None,
+        public_key: Some(test_pem()),
+        is_active: true,
+        created_at: T0.plus_secs(1),
+    };
+    let client = App {
+        id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::App),
+        name: "wallet".into(),
+        kind: AppKind::ClientSide,
+        expected_origin: Some("https://wallet.example.com".into()),
+        expected_rp_id: Some("example.com".into()),
+        public_key: None,
+        is_active: false,
+        created_at: T0.plus_secs(2),
+        ..server.clone()
+    };
+    s.insert_app(&server).await.unwrap();
+    s.insert_app(&client).await.unwrap();
+    assert_eq!(s.get_app(&server.id).await.unwrap(), Some(server.clone()));
+    assert_eq!(s.get_app(&client.id).await.unwrap(), Some(client.clone()));
+    assert_eq!(s.get_app(&b.app.id).await.unwrap(), Some(b.app.clone()));
+    assert_eq!(s.get_app("ap-missing").await.unwrap(), None);
+    assert_eq!(
+        s.list_apps(org).await.unwrap(),
+        vec![b.app.clone(), server.clone(), client.clone()]
+    );
+    assert!(s.insert_app(&server).await.is_err(), "ids are unique");
+
+    let exp = T0.plus_secs(300);
+    assert!(s.use_app_nonce(&server.id, "n1", exp, T0).await.unwrap());
+    assert!(
+        !s.use_app_nonce(&server.id, "n1", exp, T0.plus_secs(1))
+            .await
+            .unwrap(),
+        "a replay"
+    );
+    assert!(
+        s.use_app_nonce(&client.id, "n1", exp, T0.plus_secs(1))
+            .await
+            .unwrap(),
+        "another app's nonce"
+    );
+    assert!(
+        s.use_app_nonce(&server.id, "n2", exp, T0.plus_secs(1))
+            .await
+            .unwrap()
+    );
+    // Remembered while the signature could still be fresh…
+    assert!(
+        !s.use_app_nonce(&server.id, "n1", T0.plus_secs(600), T0.plus_secs(299))
+            .await
+            .unwrap()
+    );
+    // …and forgotten once its window has passed (the date check refuses it by then).
+    assert!(
+        s.use_app_nonce(&server.id, "n1", T0.plus_secs(900), T0.plus_secs(301))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.use_app_nonce(&server.id, "n1", T0.plus_secs(900), T0.plus_secs(302))
+            .await
+            .unwrap()
+    );
+
+    // Racing uses of one nonce: exactly one passes.
+    for round in 0..5 {
+        let n = format!("race-{round}");
+        let wins = join_all(
+            (0..10)
+                .map(|_| s.use_app_nonce(&server.id, &n, T0.plus_secs(2000), T0.plus_secs(1000))),
+        )
+        .await;
+        assert_eq!(
+            wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(),
+            1,
+            "round {round}"
+        );
+    }
+    // …also while concurrent callers are forgetting the same expired nonces.
+    for round in 0..3i64 {
+        let base = 3000 + round * 1000;
+        for i in 0..20 {
+            assert!(
+                s.use_app_nonce(
+                    &server.id,
+                    &format!("old-{round}-{i}"),
+                    T0.plus_secs(base + 10),
+                    T0.plus_secs(base)
+                )
+                .await
+                .unwrap()
+            );
+        }
+        let later = T0.plus_secs(base + 20);
+        let n = format!("fresh-{round}");
+        let names: Vec<String> = (0..10).map(|i| format!("distinct-{round}-{i}")).collect();
+        let same =
+            join_all((0..10).map(|_| s.use_app_nonce(&server.id, &n, later.plus_secs(300), later)));
+        let distinct = join_all(
+            names
+                .iter()
+                .map(|d| s.use_app_nonce(&client.id, d, later.plus_secs(300), later)),
+        );
+        let (same, distinct) = tokio::join!(same, distinct);
+        let same: Vec<bool> = same.into_iter().map(|w| w.unwrap()).collect();
+        let distinct: Vec<bool> = distinct.into_iter().map(|w| w.unwrap()).collect();
+        assert_eq!(same.iter().filter(|w| **w).count(), 1, "round {round}");
+        assert!(distinct.iter().all(|w| *w), "round {round}");
+        // The expired ones were forgotten: usable again.
+        assert!(
+            s.use_app_nonce(
+                &server.id,
+                &format!("old-{round}-0"),
+                later.plus_secs(300),
+                later
+            )
+            .await
+            .unwrap()
+        );
+    }
 }
