@@ -270,8 +270,9 @@ impl AuthService {
                 )));
             }
         }
+        let existing = self.store.list_credentials(&user.org_id, &user.id).await?;
         let (totp, otp_url) = if kind == CredentialKind::Totp {
-            if existing_totp(&self.store.list_credentials(&user.org_id, &user.id).await?) {
+            if existing_totp(&existing) {
                 return Err(DomainError::conflict(
                     "the user already has an active Totp credential; deactivate it first",
                 ));
@@ -288,7 +289,6 @@ impl AuthService {
         };
         let now = self.clock.now();
         let challenge = random_b64(32);
-        let existing = self.store.list_credentials(&user.org_id, &user.id).await?;
         let passkeys: Vec<&Credential> = existing
             .iter()
             .filter(|c| c.kind == CredentialKind::Fido2)

@@ -319,20 +319,14 @@ impl AuthService {
         body: LoginBody,
         app: Option<&crate::apps::AppContext>,
     ) -> Result<String> {
-        if let Some(app) = app {
-            let challenge_org = self
-                .live_challenge(&body.challenge_identifier, ChallengeKind::Login)
-                .await?
-                .org_id;
-            if app.org_id != challenge_org {
-                return Err(DomainError::unauthenticated(
-                    "the application belongs to another organization",
-                ));
-            }
-        }
         let challenge = self
             .live_challenge(&body.challenge_identifier, ChallengeKind::Login)
             .await?;
+        if app.is_some_and(|a| a.org_id != challenge.org_id) {
+            return Err(DomainError::unauthenticated(
+                "the application belongs to another organization",
+            ));
+        }
         let cred = self
             .verify_first_factor(
                 &challenge.org_id,

@@ -42,10 +42,8 @@ pub async fn check(State(s): State<AppState>, req: Request, next: Next) -> Respo
     };
     let bytes = match axum::body::to_bytes(body, s.config.server.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::bad_request("the request body is too large or was cut off")
-                .into_response();
-        }
+        // The same 413 as every other route (the body limit layer does not reach here).
+        Err(_) => return ApiError::PayloadTooLarge(s.config.server.max_body_bytes).into_response(),
     };
     let path_and_query = parts
         .uri
