@@ -2,8 +2,8 @@
 // Auth:Register:Delegated and Auth:Login:Delegated) creates an end user and hands its
 // registration challenge to the "device", which registers a key with registerEndUser and gets
 // a login token; later the service obtains a session for the end user with delegatedLogin.
-// Refusals (no permission, wrong kind, taken email, unknown end user, wallets at registration)
-// leave nothing behind.
+// Refusals (no permission, wrong kind, taken email, unknown end user, wallets at registration
+// on a server without signers) leave nothing behind. Wallets: delegated-wallets.test.mjs.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -139,8 +139,9 @@ describe('delegated end users', () => {
     await refused(() => svc.auth.delegatedLogin({ body: { username: email } }), 404);
     await refused(() => svc.auth.createDelegatedRegistrationChallenge({ body: { email, kind: 'EndUser' } }), 409);
 
-    // wallets at registration are refused before anything changes; registration then works
-    await refused(() => registerOnDevice(c1, { wallets: [{ network: 'KeyEdDSA' }] }), 400, 'wallets');
+    // wallets at registration need signers, which this server runs without: refused before
+    // anything changes (delegated-wallets.test.mjs creates them); registration then works
+    await refused(() => registerOnDevice(c1, { wallets: [{ network: 'KeyEdDSA' }] }), 501, 'signer cluster');
     assert.equal((await s.client.auth.getUser({ userId: c1.user.id })).isRegistered, false);
     const { res } = await registerOnDevice(c1);
     assert.equal(res.user.id, c1.user.id);

@@ -5,7 +5,8 @@
 //!      returns its registration challenge and temporary token, which the service hands to
 //!      its user's device
 //! POST /auth/registration/enduser (Bearer: temporary token) → the device registers its
-//!      credential (Key or passkey) and gets a login token
+//!      credential (Key or passkey) and gets a login token, plus the wallets it asked for,
+//!      on keys delegated to it (created by the key service; see the server's handler)
 //! POST /auth/login/delegated + user action  → a login token for an existing end user
 //! ```
 //!
@@ -108,17 +109,29 @@ impl AuthService {
     }
 
     /// `POST /auth/registration/enduser`: registration, then a login session for the new
-    /// end user. Wallets requested here need delegated signing (end-user-owned keys), which
-    /// is not implemented yet: a non-empty `wallets` is refused before anything changes.
+    /// end user. The wallets it asks for are created by the caller (the server's handler,
+    /// through `KeyService::create_end_user_wallets`) once this returns, and only after
+    /// `KeyService::plan_end_user_wallets` accepted them: keys live in the key service, and
+    /// bad wallet input must be refused before the registration is spent. Here, wallets are
+    /// only checked to be asked for by an end user.
     pub async fn register_end_user(
         &self,
         temporary_token: &str,
         body: RegisterEndUserBody,
     ) -> Result<RegisterEndUserResponse> {
         if !body.wallets.is_empty() {
-            return Err(DomainError::invalid(
-                "creating wallets at registration needs wallets delegated to end users, which Keyfold does not support yet; register with wallets: [] and create wallets afterwards",
-            ));
+            let claims = self
+                .verify_jwt(temporary_token, crate::jwt::Audience::Registration)
+                .await?;
+            let user = self
+                .store
+                .get_user(&claims.app_metadata.org_id, &claims.sub)
+                .await?;
+            if user.map(|u| u.kind) != Some(UserKind::EndUser) {
+                return Err(DomainError::invalid(
+                    "wallets at registration are created for end users only (POST /auth/registration/delegated)",
+                ));
+            }
         }
         let registered = self.register(temporary_token, body.registration).await?;
         let user = self

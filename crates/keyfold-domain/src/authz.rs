@@ -107,6 +107,21 @@ operations! {
     WebhooksEventsRead = "Webhooks:Events:Read";
 }
 
+/// What an end user may do without any permission: read and use the keys and wallets
+/// delegated to them, and nothing else. [`Principal::owner_scope`] confines these operations
+/// to those keys, so an end user never sees another identity's wallet.
+pub const END_USER_OPERATIONS: &[&str] = &[
+    "Keys:Read",
+    "Keys:Signatures:Create",
+    "Keys:Signatures:Read",
+    "Wallets:Read",
+    "Wallets:GenerateSignature",
+    "Wallets:Transactions:Create",
+    "Wallets:Transactions:Read",
+    "Wallets:Transfers:Create",
+    "Wallets:Transfers:Read",
+];
+
 pub fn is_known_operation(name: &str) -> bool {
     ALL_OPERATIONS.contains(&name)
 }
@@ -153,6 +168,15 @@ impl Principal {
         token_kind: TokenKind,
         operations: Arc<HashSet<String>>,
     ) -> Self {
+        // An end user's own session (never a PAT, which holds only what it was assigned)
+        // may use the keys delegated to it; `owner_scope` keeps it to those.
+        let operations = if user_kind == UserKind::EndUser && token_kind != TokenKind::Pat {
+            let mut all = (*operations).clone();
+            all.extend(END_USER_OPERATIONS.iter().map(|s| (*s).to_string()));
+            Arc::new(all)
+        } else {
+            operations
+        };
         Self {
             org_id,
             user_id,
@@ -170,6 +194,12 @@ impl Principal {
     pub fn bound_to(mut self, app_id: Option<String>) -> Self {
         self.bound_app = app_id;
         self
+    }
+
+    /// `Some(user id)` when this identity may only see and use keys delegated to it (an end
+    /// user); `None` for the organization's own identities, who see every key.
+    pub fn owner_scope(&self) -> Option<&str> {
+        (self.user_kind == UserKind::EndUser).then_some(self.user_id.as_str())
     }
 
     pub fn can(&self, operation: &str) -> bool {

@@ -58,6 +58,35 @@ pub struct KeyService {
     pub(crate) settings: KeySettings,
 }
 
+/// Wallets created in one end-user registration, at most.
+const MAX_END_USER_WALLETS: usize = 16;
+
+/// Where a new wallet's key comes from.
+enum KeySource {
+    Existing(Key),
+    New(KeyScheme, KeyCurve),
+}
+
+/// A wallet about to be created (see [`KeyService::build_wallet`]).
+struct NewWallet {
+    org: String,
+    creator: String,
+    /// The end user the wallet's new key is delegated to.
+    delegate: Option<String>,
+    network: String,
+    name: Option<String>,
+    external_id: Option<String>,
+    tags: Vec<String>,
+    source: KeySource,
+}
+
+/// Wallets an end user asked for at registration, checked and ready to create
+/// ([`KeyService::plan_end_user_wallets`]).
+#[derive(Debug)]
+pub struct EndUserWallets {
+    planned: Vec<(String, Option<String>, KeyScheme, KeyCurve)>,
+}
+
 /// Tags: at most this many per wallet, each at most this long.
 const MAX_TAGS: usize = 32;
 const MAX_TAG_LEN: usize = 64;
@@ -96,17 +125,15 @@ impl KeyService {
         if body.derive_from.is_some() || body.master_key == Some(true) {
             return Err(DomainError::invalid("HD key derivation is not supported"));
         }
-        if body.delegate_to.is_some() || body.delay_delegation.is_some() {
-            return Err(DomainError::invalid(
-                "key delegation to end users is not supported yet",
-            ));
-        }
         if body.store_id.is_some() {
             return Err(DomainError::invalid("key stores are not supported"));
         }
         let name = optional_text("name", body.name.as_deref())?;
         let external_id = optional_text("externalId", body.external_id.as_deref())?;
         let org = g.org_id().to_string();
+        let delegate = self
+            .delegation_target(&org, body.delegate_to.as_deref(), body.delay_delegation)
+            .await?;
         if let Some(ext) = &external_id
             && let Some(existing) = self.store.find_key_by_external_id(&org, ext).await?
         {
@@ -121,8 +148,8 @@ impl KeyService {
             public_key: Vec::new(),
             name,
             status: LifecycleStatus::Creating,
-            custodial: true,
-            owner_id: g.principal().user_id.clone(),
+            custodial: delegate.is_none(),
+            owner_id: delegate.unwrap_or_else(|| g.principal().user_id.clone()),
             external_id: external_id.clone(),
             created_at: self.clock.now(),
             deleted_at: None,
@@ -167,13 +194,15 @@ impl KeyService {
         let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
         Ok(self
             .store
-            .list_keys(g.org_id(), &page)
+            .list_keys(g.org_id(), g.principal().owner_scope(), &page)
             .await?
             .map(|k| key_response(&k)))
     }
 
     pub async fn get_key(&self, g: &Granted<op::KeysRead>, key_id: &str) -> Result<KeyResponse> {
-        Ok(key_response(&self.visible_key(g.org_id(), key_id).await?))
+        Ok(key_response(
+            &self.visible_key(g.principal(), key_id).await?,
+        ))
     }
 
     pub async fn rename_key(
@@ -183,7 +212,7 @@ impl KeyService {
         name: &str,
     ) -> Result<KeyResponse> {
         let name = validate::text("name", name, limits::NAME_MAX)?;
-        let key = self.active_key(g.org_id(), key_id).await?;
+        let key = self.active_key(g.principal(), key_id).await?;
         self.store.rename_key(g.org_id(), &key.id, &name).await?;
         Ok(key_response(&Key {
             name: Some(name),
@@ -197,7 +226,7 @@ impl KeyService {
         g: &Granted<op::KeysDelete>,
         key_id: &str,
     ) -> Result<KeyResponse> {
-        let key = self.active_key(g.org_id(), key_id).await?;
+        let key = self.active_key(g.principal(), key_id).await?;
         let now = self.clock.now();
         if !self.store.archive_key(g.org_id(), &key.id, now).await? {
             return Err(key_not_found(key_id));
@@ -216,7 +245,7 @@ impl KeyService {
         body: GenerateSignatureBody,
         evidence: ActionEvidence,
     ) -> Result<SignatureResponse> {
-        let key = self.active_key(g.org_id(), key_id).await?;
+        let key = self.active_key(g.principal(), key_id).await?;
         let network = match &body.network {
             Some(n) => Some(self.networks.canonical(n)?),
             None => None,
@@ -231,7 +260,7 @@ impl KeyService {
         key_id: &str,
         q: ListKeysQuery,
     ) -> Result<Page<SignatureResponse>> {
-        let key = self.visible_key(g.org_id(), key_id).await?;
+        let key = self.visible_key(g.principal(), key_id).await?;
         let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
         let p = self
             .store
@@ -253,6 +282,7 @@ impl KeyService {
         key_id: &str,
         signature_id: &str,
     ) -> Result<SignatureResponse> {
+        self.visible_key(g.principal(), key_id).await?;
         let rec = self.signature(g.org_id(), signature_id).await?;
         if rec.key_id != key_id {
             return Err(signature_not_found(signature_id));
@@ -268,11 +298,6 @@ impl KeyService {
         body: CreateWalletBody,
     ) -> Result<WalletResponse> {
         let network = self.networks.canonical(&body.network)?;
-        if body.delegate_to.is_some() || body.delay_delegation.is_some() {
-            return Err(DomainError::invalid(
-                "wallet delegation to end users is not supported yet",
-            ));
-        }
         let name = optional_text("name", body.name.as_deref())?;
         let external_id = optional_text("externalId", body.external_id.as_deref())?;
         let tags = validate_tags(body.tags.as_deref().unwrap_or(&[]))?;
@@ -282,6 +307,9 @@ impl KeyService {
             ));
         }
         let org = g.org_id().to_string();
+        let delegate = self
+            .delegation_target(&org, body.delegate_to.as_deref(), body.delay_delegation)
+            .await?;
         if let Some(ext) = &external_id
             && let Some(existing) = self.store.find_wallet_by_external_id(&org, ext).await?
         {
@@ -298,11 +326,10 @@ impl KeyService {
         if opts.store_id.is_some() {
             return Err(DomainError::invalid("key stores are not supported"));
         }
-        let now = self.clock.now();
         // Reuse an existing key, or reserve a new one.
-        let (existing_key, new_key) = match &opts.id {
+        let source = match &opts.id {
             Some(key_id) => {
-                let key = self.active_key(&org, key_id).await?;
+                let key = self.active_key(g.principal(), key_id).await?;
                 let (scheme, curve) =
                     self.networks
                         .key_spec(&network, Some(key.scheme), Some(key.curve))?;
@@ -313,28 +340,152 @@ impl KeyService {
                         key.curve.as_str()
                     )));
                 }
-                (Some(key), None)
+                // A wallet on a delegated key is delegated with it; a key cannot change
+                // hands by being reused.
+                if delegate.is_some() && (key.custodial || delegate.as_ref() != Some(&key.owner_id))
+                {
+                    return Err(DomainError::invalid(
+                        "delegateTo must match the delegation of the reused key",
+                    ));
+                }
+                KeySource::Existing(key)
             }
             None => {
                 let (scheme, curve) = self.networks.key_spec(&network, opts.scheme, opts.curve)?;
                 self.ensure_ready(scheme).await?;
-                let key = Key {
+                KeySource::New(scheme, curve)
+            }
+        };
+        self.build_wallet(NewWallet {
+            org,
+            creator: g.principal().user_id.clone(),
+            delegate,
+            network,
+            name,
+            external_id,
+            tags,
+            source,
+        })
+        .await
+    }
+
+    /// Checks the wallets an end user asks for at registration (`POST
+    /// /auth/registration/enduser`) *before* the registration is spent: known networks,
+    /// valid names, and signers ready for each scheme (waiting as a key creation does).
+    pub async fn plan_end_user_wallets(
+        &self,
+        specs: &[keyfold_types::auth::EndUserWalletSpec],
+    ) -> Result<EndUserWallets> {
+        if specs.len() > MAX_END_USER_WALLETS {
+            return Err(DomainError::invalid(format!(
+                "at most {MAX_END_USER_WALLETS} wallets can be created at registration"
+            )));
+        }
+        let mut planned = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let network = self.networks.canonical(&spec.network)?;
+            let name = optional_text("name", spec.name.as_deref())?;
+            let (scheme, curve) = self.networks.key_spec(&network, None, None)?;
+            planned.push((network, name, scheme, curve));
+        }
+        for (_, _, scheme, _) in &planned {
+            self.ensure_ready(*scheme).await?;
+        }
+        Ok(EndUserWallets { planned })
+    }
+
+    /// Creates the planned wallets, each on a new key delegated to the end user `user_id`
+    /// who just registered (the registration, made possible by a service holding
+    /// `Auth:Register:Delegated`, is the authority). Nobody but that end user can sign
+    /// with them.
+    pub async fn create_end_user_wallets(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        plan: EndUserWallets,
+    ) -> Result<Vec<WalletResponse>> {
+        let mut out = Vec::with_capacity(plan.planned.len());
+        for (network, name, scheme, curve) in plan.planned {
+            out.push(
+                self.build_wallet(NewWallet {
+                    org: org_id.to_string(),
+                    creator: user_id.to_string(),
+                    delegate: Some(user_id.to_string()),
+                    network,
+                    name,
+                    external_id: None,
+                    tags: Vec::new(),
+                    source: KeySource::New(scheme, curve),
+                })
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// `delegateTo` / `delayDelegation` of a key or wallet creation: the end user the new
+    /// key will belong to, if any. Only an active end user of the same organization can
+    /// receive a key.
+    async fn delegation_target(
+        &self,
+        org_id: &str,
+        delegate_to: Option<&str>,
+        delay: Option<bool>,
+    ) -> Result<Option<String>> {
+        if delay == Some(true) {
+            return Err(DomainError::invalid(
+                "delayDelegation is not supported: create the key with delegateTo set to the end user",
+            ));
+        }
+        let Some(user_id) = delegate_to else {
+            return Ok(None);
+        };
+        let refused = || {
+            DomainError::invalid(
+                "delegateTo must be the id of an active end user of this organization",
+            )
+        };
+        if !looks_like(IdKind::User, user_id) {
+            return Err(refused());
+        }
+        match self.store.get_user(org_id, user_id).await? {
+            Some(u)
+                if u.kind == keyfold_types::users::UserKind::EndUser
+                    && u.is_active
+                    && !u.is_archived =>
+            {
+                Ok(Some(u.id))
+            }
+            _ => Err(refused()),
+        }
+    }
+
+    /// Reserves the wallet (and a new key), runs the key generation, activates both.
+    async fn build_wallet(&self, n: NewWallet) -> Result<WalletResponse> {
+        let now = self.clock.now();
+        let (existing_key, new_key) = match n.source {
+            KeySource::Existing(k) => (Some(k), None),
+            KeySource::New(scheme, curve) => (
+                None,
+                Some(Key {
                     id: new_id(IdKind::Key),
-                    org_id: org.clone(),
+                    org_id: n.org.clone(),
                     scheme,
                     curve,
                     public_key: Vec::new(),
-                    name: name.clone(),
+                    name: n.name.clone(),
                     status: LifecycleStatus::Creating,
-                    custodial: true,
-                    owner_id: g.principal().user_id.clone(),
+                    custodial: n.delegate.is_none(),
+                    owner_id: n.delegate.clone().unwrap_or_else(|| n.creator.clone()),
                     external_id: None,
                     created_at: now,
                     deleted_at: None,
-                };
-                (None, Some(key))
-            }
+                }),
+            ),
         };
+        let org = n.org;
+        let network = n.network;
+        let external_id = n.external_id;
         let key_id = existing_key
             .as_ref()
             .or(new_key.as_ref())
@@ -346,10 +497,10 @@ impl KeyService {
             key_id,
             network: network.clone(),
             address: None,
-            name,
+            name: n.name,
             status: LifecycleStatus::Creating,
             external_id: external_id.clone(),
-            tags,
+            tags: n.tags,
             created_at: now,
             deleted_at: None,
         };
@@ -415,7 +566,10 @@ impl KeyService {
         q: ListWalletsQuery,
     ) -> Result<Page<WalletResponse>> {
         let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
-        let wallets = self.store.list_wallets(g.org_id(), &page).await?;
+        let wallets = self
+            .store
+            .list_wallets(g.org_id(), g.principal().owner_scope(), &page)
+            .await?;
         let mut items = Vec::with_capacity(wallets.items.len());
         for w in &wallets.items {
             let key = self
@@ -436,7 +590,7 @@ impl KeyService {
         g: &Granted<op::WalletsRead>,
         wallet_id: &str,
     ) -> Result<WalletResponse> {
-        let (w, k) = self.visible_wallet(g.org_id(), wallet_id).await?;
+        let (w, k) = self.visible_wallet(g.principal(), wallet_id).await?;
         Ok(wallet_response(&w, &k))
     }
 
@@ -448,7 +602,7 @@ impl KeyService {
     ) -> Result<WalletResponse> {
         let name = optional_text("name", body.name.as_deref())?;
         let external_id = optional_text("externalId", body.external_id.as_deref())?;
-        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
         match self
             .store
             .update_wallet(g.org_id(), &w.id, name.as_deref(), external_id.as_deref())
@@ -479,7 +633,7 @@ impl KeyService {
         tags: &[String],
     ) -> Result<WalletResponse> {
         let add = validate_tags(tags)?;
-        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
         let mut all = w.tags.clone();
         for t in add {
             if !all.contains(&t) {
@@ -502,7 +656,7 @@ impl KeyService {
         tags: &[String],
     ) -> Result<WalletResponse> {
         let remove = validate_tags(tags)?;
-        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
         let kept: Vec<String> = w
             .tags
             .iter()
@@ -520,7 +674,7 @@ impl KeyService {
         body: GenerateSignatureBody,
         evidence: ActionEvidence,
     ) -> Result<SignatureResponse> {
-        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
         if let Some(n) = &body.network
             && self.networks.canonical(n)? != w.network
         {
@@ -546,7 +700,7 @@ impl KeyService {
         wallet_id: &str,
         q: ListWalletsQuery,
     ) -> Result<Page<SignatureResponse>> {
-        let (w, _) = self.visible_wallet(g.org_id(), wallet_id).await?;
+        let (w, _) = self.visible_wallet(g.principal(), wallet_id).await?;
         let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
         let p = self
             .store
@@ -568,6 +722,7 @@ impl KeyService {
         wallet_id: &str,
         signature_id: &str,
     ) -> Result<SignatureResponse> {
+        self.visible_wallet(g.principal(), wallet_id).await?;
         let rec = self.signature(g.org_id(), signature_id).await?;
         if rec.wallet_id.as_deref() != Some(wallet_id) {
             return Err(signature_not_found(signature_id));
@@ -586,6 +741,7 @@ impl KeyService {
         body: GenerateSignatureBody,
         evidence: ActionEvidence,
     ) -> Result<SignatureResponse> {
+        may_sign(requester, key)?;
         let external_id = optional_text("externalId", body.external_id.as_deref())?;
         if let Some(ext) = &external_id
             && let Some(existing) = self
@@ -719,16 +875,18 @@ impl KeyService {
         )))
     }
 
-    async fn visible_key(&self, org_id: &str, key_id: &str) -> Result<Key> {
+    /// A key `who` may see: in its organization, made, and — for an end user — delegated to
+    /// them. Anything else is "not found", so an end user cannot probe for other keys.
+    async fn visible_key(&self, who: &Principal, key_id: &str) -> Result<Key> {
         if !looks_like(IdKind::Key, key_id) {
             return Err(key_not_found(key_id));
         }
-        match self.store.get_key(org_id, key_id).await? {
+        match self.store.get_key(&who.org_id, key_id).await? {
             Some(k)
                 if matches!(
                     k.status,
                     LifecycleStatus::Active | LifecycleStatus::Archived
-                ) =>
+                ) && in_scope(who, &k) =>
             {
                 Ok(k)
             }
@@ -736,22 +894,24 @@ impl KeyService {
         }
     }
 
-    async fn active_key(&self, org_id: &str, key_id: &str) -> Result<Key> {
-        let k = self.visible_key(org_id, key_id).await?;
+    async fn active_key(&self, who: &Principal, key_id: &str) -> Result<Key> {
+        let k = self.visible_key(who, key_id).await?;
         if k.status != LifecycleStatus::Active {
             return Err(DomainError::invalid(format!("key {key_id} is archived")));
         }
         Ok(k)
     }
 
+    /// A wallet `who` may see (see [`Self::visible_key`]) and its key.
     pub(crate) async fn visible_wallet(
         &self,
-        org_id: &str,
+        who: &Principal,
         wallet_id: &str,
     ) -> Result<(Wallet, Key)> {
         if !looks_like(IdKind::Wallet, wallet_id) {
             return Err(wallet_not_found(wallet_id));
         }
+        let org_id = who.org_id.as_str();
         let w = match self.store.get_wallet(org_id, wallet_id).await? {
             Some(w)
                 if matches!(
@@ -768,15 +928,18 @@ impl KeyService {
             .get_key(org_id, &w.key_id)
             .await?
             .ok_or_else(|| DomainError::internal(format!("wallet {wallet_id} has no key")))?;
+        if !in_scope(who, &k) {
+            return Err(wallet_not_found(wallet_id));
+        }
         Ok((w, k))
     }
 
     pub(crate) async fn active_wallet(
         &self,
-        org_id: &str,
+        who: &Principal,
         wallet_id: &str,
     ) -> Result<(Wallet, Key)> {
-        let (w, k) = self.visible_wallet(org_id, wallet_id).await?;
+        let (w, k) = self.visible_wallet(who, wallet_id).await?;
         if w.status != LifecycleStatus::Active || k.status != LifecycleStatus::Active {
             return Err(DomainError::invalid(format!(
                 "wallet {wallet_id} is archived"
@@ -880,6 +1043,29 @@ fn validate_tags(tags: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Whether `who` may see `k`: the organization's identities see every key, an end user only
+/// the keys delegated to them.
+fn in_scope(who: &Principal, k: &Key) -> bool {
+    match who.owner_scope() {
+        None => true,
+        Some(owner) => !k.custodial && k.owner_id == owner,
+    }
+}
+
+/// Whether `who` may sign with `k`. A delegated (non-custodial) key signs for its end user
+/// alone: no permission of the organization's — not even the root's — reaches it.
+pub(crate) fn may_sign(who: &Principal, k: &Key) -> Result<()> {
+    if !in_scope(who, k) {
+        return Err(key_not_found(&k.id));
+    }
+    if !k.custodial && (k.owner_id != who.user_id || who.owner_scope().is_none()) {
+        return Err(DomainError::denied(
+            "this key is delegated to an end user: only that end user can sign with it",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn iso(t: Option<Timestamp>) -> Option<String> {
     t.map(Timestamp::to_iso)
 }
@@ -916,7 +1102,7 @@ pub fn wallet_response(w: &Wallet, k: &Key) -> WalletResponse {
             scheme: k.scheme,
             curve: k.curve,
             public_key: hex::encode(&k.public_key),
-            delegated_to: None,
+            delegated_to: (!k.custodial).then(|| k.owner_id.clone()),
         },
         status: if w.status == LifecycleStatus::Archived {
             WalletStatus::Archived

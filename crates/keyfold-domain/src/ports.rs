@@ -415,7 +415,14 @@ pub trait KeyStore: Send + Sync {
         external_id: &str,
     ) -> StoreResult<Option<Key>>;
     /// Active and archived keys, newest first.
-    async fn list_keys(&self, org_id: &str, page: &PageRequest) -> StoreResult<Page<Key>>;
+    /// The organization's keys, newest first; with `owner`, only keys delegated to that
+    /// end user.
+    async fn list_keys(
+        &self,
+        org_id: &str,
+        owner: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Key>>;
     async fn rename_key(&self, org_id: &str, key_id: &str, name: &str) -> StoreResult<bool>;
     /// Archives a key and its wallets; false when it was not active.
     async fn archive_key(&self, org_id: &str, key_id: &str, now: Timestamp) -> StoreResult<bool>;
@@ -440,7 +447,14 @@ pub trait WalletStore: Send + Sync {
         org_id: &str,
         external_id: &str,
     ) -> StoreResult<Option<Wallet>>;
-    async fn list_wallets(&self, org_id: &str, page: &PageRequest) -> StoreResult<Page<Wallet>>;
+    /// The organization's wallets, newest first; with `owner`, only wallets whose key is
+    /// delegated to that end user.
+    async fn list_wallets(
+        &self,
+        org_id: &str,
+        owner: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Wallet>>;
     async fn update_wallet(
         &self,
         org_id: &str,

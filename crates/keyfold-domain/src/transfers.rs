@@ -99,7 +99,8 @@ impl KeyService {
         body: TransferBody,
         evidence: ActionEvidence,
     ) -> Result<TransferResponse> {
-        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
+        crate::keys::may_sign(g.principal(), &k)?;
         let external_id = optional_text("externalId", body.external_id())?;
         let (intent, kind) = match &body {
             TransferBody::Native { to, amount, .. } => {
@@ -277,7 +278,7 @@ impl KeyService {
         q: ListWalletsQuery,
     ) -> Result<Page<TransferResponse>> {
         let p = self
-            .list_records(g.org_id(), wallet_id, TransferResource::Transfer, q)
+            .list_records(g.principal(), wallet_id, TransferResource::Transfer, q)
             .await?;
         Ok(Page {
             items: p
@@ -297,7 +298,7 @@ impl KeyService {
     ) -> Result<TransferResponse> {
         let rec = self
             .record(
-                g.org_id(),
+                g.principal(),
                 wallet_id,
                 transfer_id,
                 TransferResource::Transfer,
@@ -315,7 +316,8 @@ impl KeyService {
         body: BroadcastTransactionBody,
         evidence: ActionEvidence,
     ) -> Result<TransactionResponse> {
-        let (w, k) = self.active_wallet(g.org_id(), wallet_id).await?;
+        let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
+        crate::keys::may_sign(g.principal(), &k)?;
         let external_id = optional_text("externalId", body.external_id())?;
         let (kind, sig_kind) = match &body {
             BroadcastTransactionBody::Transaction { transaction, .. } => (
@@ -365,7 +367,7 @@ impl KeyService {
         q: ListWalletsQuery,
     ) -> Result<Page<TransactionResponse>> {
         let p = self
-            .list_records(g.org_id(), wallet_id, TransferResource::Transaction, q)
+            .list_records(g.principal(), wallet_id, TransferResource::Transaction, q)
             .await?;
         Ok(Page {
             items: p
@@ -385,7 +387,7 @@ impl KeyService {
     ) -> Result<TransactionResponse> {
         let rec = self
             .record(
-                g.org_id(),
+                g.principal(),
                 wallet_id,
                 transaction_id,
                 TransferResource::Transaction,
@@ -401,7 +403,7 @@ impl KeyService {
         g: &Granted<op::WalletsRead>,
         wallet_id: &str,
     ) -> Result<AssetsResponse> {
-        let (w, _) = self.visible_wallet(g.org_id(), wallet_id).await?;
+        let (w, _) = self.visible_wallet(g.principal(), wallet_id).await?;
         let contracts = self.store.transfer_contracts(&w.id).await?;
         let Some(address) = w.address.clone() else {
             return Err(DomainError::invalid("this wallet has no address"));
@@ -422,7 +424,7 @@ impl KeyService {
         wallet_id: &str,
         q: HistoryQuery,
     ) -> Result<HistoryResponse> {
-        let (w, _) = self.visible_wallet(g.org_id(), wallet_id).await?;
+        let (w, _) = self.visible_wallet(g.principal(), wallet_id).await?;
         match q.direction.as_deref() {
             None | Some("Out") | Some("In") => {}
             Some(other) => {
@@ -829,12 +831,13 @@ impl KeyService {
 
     async fn list_records(
         &self,
-        org_id: &str,
+        who: &Principal,
         wallet_id: &str,
         resource: TransferResource,
         q: ListWalletsQuery,
     ) -> Result<Page<TransferRecord>> {
-        let (w, _) = self.visible_wallet(org_id, wallet_id).await?;
+        let (w, _) = self.visible_wallet(who, wallet_id).await?;
+        let org_id = who.org_id.as_str();
         let page = PageRequest::parse(q.limit, q.pagination_token.as_deref())?;
         Ok(self
             .store
@@ -844,11 +847,14 @@ impl KeyService {
 
     async fn record(
         &self,
-        org_id: &str,
+        who: &Principal,
         wallet_id: &str,
         id: &str,
         resource: TransferResource,
     ) -> Result<TransferRecord> {
+        // The wallet first: an end user reads records of their own wallets only.
+        self.visible_wallet(who, wallet_id).await?;
+        let org_id = who.org_id.as_str();
         let (kind, not_found): (IdKind, fn(&str) -> DomainError) = match resource {
             TransferResource::Transfer => (IdKind::Transfer, transfer_not_found),
             TransferResource::Transaction => (IdKind::Transaction, transaction_not_found),

@@ -121,11 +121,17 @@ impl KeyStore for SqlStore {
         row.map(Key::try_from).transpose()
     }
 
-    async fn list_keys(&self, org_id: &str, page: &PageRequest) -> StoreResult<Page<Key>> {
+    async fn list_keys(
+        &self,
+        org_id: &str,
+        owner: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Key>> {
         let (ts, id) = after(page);
         let sql = format!(
             "SELECT {KEY_COLS} FROM keys WHERE org_id = $1 AND status IN ('Active', 'Archived') \
              AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+             AND ($5 = '' OR (owner_id = $5 AND custodial = FALSE)) \
              ORDER BY created_at DESC, id DESC LIMIT $4"
         );
         let rows: Vec<KeyRow> = on_read!(self, |p| sqlx::query_as(&sql)
@@ -133,6 +139,7 @@ impl KeyStore for SqlStore {
             .bind(ts)
             .bind(&id)
             .bind(i64::from(page.limit) + 1)
+            .bind(owner.unwrap_or_default())
             .fetch_all(p)
             .await)
         .map_err(map_err)?;
@@ -293,11 +300,18 @@ impl WalletStore for SqlStore {
         row.map(Wallet::try_from).transpose()
     }
 
-    async fn list_wallets(&self, org_id: &str, page: &PageRequest) -> StoreResult<Page<Wallet>> {
+    async fn list_wallets(
+        &self,
+        org_id: &str,
+        owner: Option<&str>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Wallet>> {
         let (ts, id) = after(page);
         let sql = format!(
             "SELECT {WALLET_COLS} FROM wallets WHERE org_id = $1 AND status IN ('Active', 'Archived') \
              AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+             AND ($5 = '' OR key_id IN \
+                 (SELECT k.id FROM keys k WHERE k.owner_id = $5 AND k.custodial = FALSE)) \
              ORDER BY created_at DESC, id DESC LIMIT $4"
         );
         let rows: Vec<WalletRow> = on_read!(self, |p| sqlx::query_as(&sql)
@@ -305,6 +319,7 @@ impl WalletStore for SqlStore {
             .bind(ts)
             .bind(&id)
             .bind(i64::from(page.limit) + 1)
+            .bind(owner.unwrap_or_default())
             .fetch_all(p)
             .await)
         .map_err(map_err)?;

@@ -761,7 +761,7 @@ async fn keys_reserve_then_activate_and_archive(s: &dyn Store) {
         after: None,
     };
     assert!(
-        s.list_keys(&b.org.id, &page)
+        s.list_keys(&b.org.id, None, &page)
             .await
             .unwrap()
             .items
@@ -812,6 +812,7 @@ async fn keys_reserve_then_activate_and_archive(s: &dyn Store) {
     let p1 = s
         .list_keys(
             &b.org.id,
+            None,
             &PageRequest {
                 limit: 2,
                 after: None,
@@ -823,6 +824,7 @@ async fn keys_reserve_then_activate_and_archive(s: &dyn Store) {
     let p2 = s
         .list_keys(
             &b.org.id,
+            None,
             &PageRequest {
                 limit: 2,
                 after: p1.next,
@@ -833,6 +835,51 @@ async fn keys_reserve_then_activate_and_archive(s: &dyn Store) {
     assert_eq!(p2.items.len(), 2);
     assert!(p2.next.is_none());
     assert_eq!(p2.items.last().unwrap().id, k.id, "oldest last");
+    // An end user's listing holds only the keys delegated to them: not a custodial key that
+    // names them as owner, not anyone else's.
+    let mut delegated = key(
+        &b.org.id,
+        "us-enduser",
+        KeyScheme::EdDsa,
+        None,
+        T0.plus_secs(7),
+    );
+    delegated.custodial = false;
+    let custodial_same_owner = key(
+        &b.org.id,
+        "us-enduser",
+        KeyScheme::EdDsa,
+        None,
+        T0.plus_secs(8),
+    );
+    for k2 in [&delegated, &custodial_same_owner] {
+        s.insert_key(k2).await.unwrap();
+        s.finish_key(&k2.id, &[7; 32], LifecycleStatus::Active)
+            .await
+            .unwrap();
+    }
+    let own = s
+        .list_keys(&b.org.id, Some("us-enduser"), &page)
+        .await
+        .unwrap();
+    assert_eq!(
+        own.items.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+        vec![delegated.id.as_str()]
+    );
+    assert!(
+        s.list_keys(&b.org.id, Some("us-nobody"), &page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        !s.get_key(&b.org.id, &delegated.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .custodial
+    );
     assert!(s.rename_key(&b.org.id, &k.id, "renamed").await.unwrap());
     assert!(
         s.archive_key(&b.org.id, &k.id, T0.plus_secs(9))
@@ -918,6 +965,7 @@ async fn wallets_reserve_with_their_key_atomically(s: &dyn Store) {
     let listed = s
         .list_wallets(
             &b.org.id,
+            None,
             &PageRequest {
                 limit: 10,
                 after: None,
@@ -926,6 +974,46 @@ async fn wallets_reserve_with_their_key_atomically(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 1);
+    // A wallet on a key delegated to an end user is the only one in that user's listing.
+    let mut kd = key(&b.org.id, "us-enduser", KeyScheme::EdDsa, None, T0);
+    kd.custodial = false;
+    let wd = w(None, &kd.id);
+    s.insert_wallet(&wd, Some(&kd)).await.unwrap();
+    s.finish_wallet(
+        &wd.id,
+        Some("addr"),
+        Some((&kd.id, &[5; 32])),
+        LifecycleStatus::Active,
+    )
+    .await
+    .unwrap();
+    let page = PageRequest {
+        limit: 10,
+        after: None,
+    };
+    let own = s
+        .list_wallets(&b.org.id, Some("us-enduser"), &page)
+        .await
+        .unwrap();
+    assert_eq!(
+        own.items.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        vec![wd.id.as_str()]
+    );
+    assert_eq!(
+        s.list_wallets(&b.org.id, None, &page)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    assert!(
+        s.list_wallets(&b.org.id, Some(&b.root.id), &page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     // Archiving the key archives its wallets.
     assert!(
         s.archive_key(&b.org.id, &k.id, T0.plus_secs(1))

@@ -688,5 +688,6 @@ pub struct RegisterEndUserResponse {
     pub credential: RegisteredCredential,
     pub user: RegisteredUser,
     pub authentication: Authentication,
-    pub wallets: Vec<serde_json::Value>,
+    /// The wallets asked for, each on a new key delegated to this end user.
+    pub wallets: Vec<crate::wallets::WalletResponse>,
 }

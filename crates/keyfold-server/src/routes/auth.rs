@@ -165,7 +165,8 @@ async fn delegated_registration(
 }
 
 /// Register an end user's credential (Bearer: the temporary token of its registration
-/// challenge); returns a login token for it.
+/// challenge); returns a login token for it, and creates the wallets it asks for on keys
+/// delegated to it (only the end user can sign with them).
 #[utoipa::path(post, path = "/auth/registration/enduser", tag = "auth",
     request_body = keyfold_types::auth::RegisterEndUserBody,
     security(("bearer" = [])),
@@ -176,7 +177,20 @@ async fn register_end_user(
     JsonBody(body): JsonBody<keyfold_types::auth::RegisterEndUserBody>,
 ) -> ApiResult<Json<keyfold_types::auth::RegisterEndUserResponse>> {
     let token = bearer(&headers)?;
-    Ok(Json(s.auth.register_end_user(token, body).await?))
+    // Wallets are checked (networks, names, signers ready) before the registration is
+    // spent, and created once it has succeeded, delegated to the new end user.
+    let plan = match body.wallets.is_empty() {
+        true => None,
+        false => Some(s.keys()?.plan_end_user_wallets(&body.wallets).await?),
+    };
+    let mut registered = s.auth.register_end_user(token, body).await?;
+    if let Some(plan) = plan {
+        registered.wallets = s
+            .keys()?
+            .create_end_user_wallets(&registered.user.org_id, &registered.user.id, plan)
+            .await?;
+    }
+    Ok(Json(registered))
 }
 
 /// A login token for one of the organization's end users.
