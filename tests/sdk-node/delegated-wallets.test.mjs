@@ -206,7 +206,7 @@ describe('wallets delegated to end users', () => {
     await refused(() => s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', delegateTo: 'us-0000000000000000000000000' } }), 400, 'delegateTo');
     await refused(() => s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', delegateTo: 'nonsense' } }), 400, 'delegateTo');
     await refused(() => s.client.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519', delegateTo: u.userId } }), 400, 'delegateTo');
-    await refused(() => s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', delayDelegation: true } }), 400, 'delayDelegation');
+    await refused(() => s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', delayDelegation: true, delegateTo: bob.id } }), 400, 'delayDelegation');
     // a reused key cannot change hands
     await refused(
       () => s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', delegateTo: bob.id, signingKey: { id: alice.res.wallets[0].signingKey.id } } }),
@@ -218,6 +218,47 @@ describe('wallets delegated to end users', () => {
     await s.client.auth.activateUser({ userId: bob.id });
     const countAfter = (await s.client.wallets.listWallets({ query: { limit: 100 } })).items.length;
     assert.equal(countAfter, countBefore, 'refused creations left no wallet');
+  });
+
+  test('delayDelegation: nobody signs until the wallet is delegated, then only its end user; delegation is final', async () => {
+    const carol = await endUser([]);
+    const dave = await endUser([]);
+    const w = await s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', delayDelegation: true } });
+    assert.equal(w.custodial, false, 'never the organization\'s');
+    assert.equal(w.signingKey.delegatedTo, undefined);
+    const body = { kind: 'Message', message: '0x70656e64696e67' };
+    await refused(() => s.client.wallets.generateSignature({ walletId: w.id, body }), 403, 'awaits delegation');
+    await refused(() => carol.client.wallets.getWallet({ walletId: w.id }), 404);
+
+    // Keys:Delegate is needed.
+    const svcOnly = await serviceAccount('no-delegate', ['Wallets:Read']);
+    await refused(() => svcOnly.wallets.delegateWallet({ walletId: w.id, body: { userId: carol.id } }), 403);
+    // Only to an end user.
+    await refused(() => s.client.wallets.delegateWallet({ walletId: w.id, body: { userId: 'us-0000000000000000000000000' } }), 400, 'delegateTo');
+
+    const res = await s.client.wallets.delegateWallet({ walletId: w.id, body: { userId: carol.id } });
+    assert.deepEqual(res, { walletId: w.id, status: 'Delegated' });
+    const seen = await carol.client.wallets.getWallet({ walletId: w.id });
+    assert.equal(seen.signingKey.delegatedTo, carol.id);
+    const msg = Buffer.from('now mine');
+    const sig = await carol.client.wallets.generateSignature({ walletId: w.id, body: { kind: 'Message', message: `0x${msg.toString('hex')}` } });
+    assert.ok(ed25519Verifies(w.signingKey.publicKey, msg, sig.signature.encoded));
+    await refused(() => s.client.wallets.generateSignature({ walletId: w.id, body }), 403, 'delegated');
+
+    // A retry is harmless; another end user is a conflict; the organization's own wallets
+    // never change hands.
+    assert.equal((await s.client.wallets.delegateWallet({ walletId: w.id, body: { userId: carol.id } })).status, 'Delegated');
+    await refused(() => s.client.wallets.delegateWallet({ walletId: w.id, body: { userId: dave.id } }), 409, 'final');
+    const custodial = await s.client.wallets.createWallet({ body: { network: 'KeyEdDSA' } });
+    await refused(() => s.client.wallets.delegateWallet({ walletId: custodial.id, body: { userId: dave.id } }), 400, 'delayDelegation');
+    await refused(() => dave.client.wallets.getWallet({ walletId: w.id }), 404);
+
+    // The same through /keys.
+    const k = await s.client.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519', delayDelegation: true } });
+    assert.equal(k.custodial, false);
+    assert.deepEqual(await s.client.keys.delegateKey({ keyId: k.id, body: { delegateTo: dave.id } }), { keyId: k.id, status: 'Delegated' });
+    const daveKeys = await dave.client.keys.listKeys({});
+    assert.deepEqual(daveKeys.items.map((x) => x.id), [k.id]);
   });
 
   test('bad wallets at registration are refused before the registration is spent', async () => {

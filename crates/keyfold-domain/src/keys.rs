@@ -58,6 +58,28 @@ pub struct KeyService {
     pub(crate) settings: KeySettings,
 }
 
+/// Who a new key belongs to (`delegateTo` / `delayDelegation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Delegation {
+    /// The organization (custodial).
+    None,
+    /// This end user, from the start.
+    To(String),
+    /// An end user named later (`POST /keys/{id}/delegate`); nobody signs until then.
+    Pending,
+}
+
+impl Delegation {
+    /// `(custodial, delegation_pending, owner_id)` of a key created by `creator`.
+    fn key_fields(&self, creator: &str) -> (bool, bool, String) {
+        match self {
+            Delegation::None => (true, false, creator.to_string()),
+            Delegation::To(user) => (false, false, user.clone()),
+            Delegation::Pending => (false, true, creator.to_string()),
+        }
+    }
+}
+
 /// Wallets created in one end-user registration, at most.
 const MAX_END_USER_WALLETS: usize = 16;
 
@@ -71,8 +93,8 @@ enum KeySource {
 struct NewWallet {
     org: String,
     creator: String,
-    /// The end user the wallet's new key is delegated to.
-    delegate: Option<String>,
+    /// Who the wallet's new key belongs to.
+    delegate: Delegation,
     network: String,
     name: Option<String>,
     external_id: Option<String>,
@@ -140,6 +162,7 @@ impl KeyService {
             return key_replay(existing, body.scheme, body.curve);
         }
         self.ensure_ready(body.scheme).await?;
+        let (custodial, delegation_pending, owner_id) = delegate.key_fields(&g.principal().user_id);
         let key = Key {
             id: new_id(IdKind::Key),
             org_id: org.clone(),
@@ -148,8 +171,9 @@ impl KeyService {
             public_key: Vec::new(),
             name,
             status: LifecycleStatus::Creating,
-            custodial: delegate.is_none(),
-            owner_id: delegate.unwrap_or_else(|| g.principal().user_id.clone()),
+            custodial,
+            delegation_pending,
+            owner_id,
             external_id: external_id.clone(),
             created_at: self.clock.now(),
             deleted_at: None,
@@ -342,10 +366,16 @@ impl KeyService {
                 }
                 // A wallet on a delegated key is delegated with it; a key cannot change
                 // hands by being reused.
-                if delegate.is_some() && (key.custodial || delegate.as_ref() != Some(&key.owner_id))
-                {
+                let matches = match &delegate {
+                    Delegation::None => true,
+                    Delegation::To(u) => {
+                        !key.custodial && !key.delegation_pending && &key.owner_id == u
+                    }
+                    Delegation::Pending => key.delegation_pending,
+                };
+                if !matches {
                     return Err(DomainError::invalid(
-                        "delegateTo must match the delegation of the reused key",
+                        "delegateTo / delayDelegation must match the delegation of the reused key",
                     ));
                 }
                 KeySource::Existing(key)
@@ -410,7 +440,7 @@ impl KeyService {
                 self.build_wallet(NewWallet {
                     org: org_id.to_string(),
                     creator: user_id.to_string(),
-                    delegate: Some(user_id.to_string()),
+                    delegate: Delegation::To(user_id.to_string()),
                     network,
                     name,
                     external_id: None,
@@ -431,15 +461,19 @@ impl KeyService {
         org_id: &str,
         delegate_to: Option<&str>,
         delay: Option<bool>,
-    ) -> Result<Option<String>> {
+    ) -> Result<Delegation> {
+        let Some(user_id) = delegate_to else {
+            return Ok(if delay == Some(true) {
+                Delegation::Pending
+            } else {
+                Delegation::None
+            });
+        };
         if delay == Some(true) {
             return Err(DomainError::invalid(
-                "delayDelegation is not supported: create the key with delegateTo set to the end user",
+                "delegateTo and delayDelegation exclude each other: delay the delegation, or name the end user now",
             ));
         }
-        let Some(user_id) = delegate_to else {
-            return Ok(None);
-        };
         let refused = || {
             DomainError::invalid(
                 "delegateTo must be the id of an active end user of this organization",
@@ -454,7 +488,7 @@ impl KeyService {
                     && u.is_active
                     && !u.is_archived =>
             {
-                Ok(Some(u.id))
+                Ok(Delegation::To(u.id))
             }
             _ => Err(refused()),
         }
@@ -465,23 +499,27 @@ impl KeyService {
         let now = self.clock.now();
         let (existing_key, new_key) = match n.source {
             KeySource::Existing(k) => (Some(k), None),
-            KeySource::New(scheme, curve) => (
-                None,
-                Some(Key {
-                    id: new_id(IdKind::Key),
-                    org_id: n.org.clone(),
-                    scheme,
-                    curve,
-                    public_key: Vec::new(),
-                    name: n.name.clone(),
-                    status: LifecycleStatus::Creating,
-                    custodial: n.delegate.is_none(),
-                    owner_id: n.delegate.clone().unwrap_or_else(|| n.creator.clone()),
-                    external_id: None,
-                    created_at: now,
-                    deleted_at: None,
-                }),
-            ),
+            KeySource::New(scheme, curve) => {
+                let (custodial, delegation_pending, owner_id) = n.delegate.key_fields(&n.creator);
+                (
+                    None,
+                    Some(Key {
+                        id: new_id(IdKind::Key),
+                        org_id: n.org.clone(),
+                        scheme,
+                        curve,
+                        public_key: Vec::new(),
+                        name: n.name.clone(),
+                        status: LifecycleStatus::Creating,
+                        custodial,
+                        delegation_pending,
+                        owner_id,
+                        external_id: None,
+                        created_at: now,
+                        deleted_at: None,
+                    }),
+                )
+            }
         };
         let org = n.org;
         let network = n.network;
@@ -557,6 +595,75 @@ impl KeyService {
                 ..wallet
             },
             &key,
+        ))
+    }
+
+    /// `POST /keys/{keyId}/delegate`: the end user a key created with `delayDelegation`
+    /// now belongs to. Once only, and never for a key the organization could sign with.
+    pub async fn delegate_key(
+        &self,
+        g: &Granted<op::KeysDelegate>,
+        key_id: &str,
+        user_id: &str,
+    ) -> Result<KeyResponse> {
+        let key = self.active_key(g.principal(), key_id).await?;
+        self.delegate(g, key, user_id).await
+    }
+
+    /// `POST /wallets/{walletId}/delegate`: [`Self::delegate_key`] for the wallet's key (and
+    /// so for every wallet on it).
+    pub async fn delegate_wallet(
+        &self,
+        g: &Granted<op::KeysDelegate>,
+        wallet_id: &str,
+        user_id: &str,
+    ) -> Result<WalletResponse> {
+        let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
+        let k = self.delegate(g, k, user_id).await?;
+        let key = self
+            .store
+            .get_key(g.org_id(), &k.id)
+            .await?
+            .ok_or_else(|| DomainError::internal("a delegated key vanished"))?;
+        Ok(wallet_response(&w, &key))
+    }
+
+    async fn delegate(
+        &self,
+        g: &Granted<op::KeysDelegate>,
+        key: Key,
+        user_id: &str,
+    ) -> Result<KeyResponse> {
+        let Delegation::To(user) = self
+            .delegation_target(g.org_id(), Some(user_id), None)
+            .await?
+        else {
+            return Err(DomainError::internal("delegation without an end user"));
+        };
+        if self.store.delegate_key(g.org_id(), &key.id, &user).await? {
+            return Ok(key_response(&Key {
+                custodial: false,
+                delegation_pending: false,
+                owner_id: user,
+                ..key
+            }));
+        }
+        // Lost a race, a retry, or a key that was never waiting for an end user.
+        let now = self
+            .store
+            .get_key(g.org_id(), &key.id)
+            .await?
+            .ok_or_else(|| key_not_found(&key.id))?;
+        if !now.custodial && !now.delegation_pending && now.owner_id == user {
+            return Ok(key_response(&now));
+        }
+        if !now.custodial && !now.delegation_pending {
+            return Err(DomainError::conflict(
+                "this key is already delegated to another end user; delegation is final",
+            ));
+        }
+        Err(DomainError::invalid(
+            "only a key created with delayDelegation can be delegated: the organization's own keys never change hands",
         ))
     }
 
@@ -1048,7 +1155,7 @@ fn validate_tags(tags: &[String]) -> Result<Vec<String>> {
 fn in_scope(who: &Principal, k: &Key) -> bool {
     match who.owner_scope() {
         None => true,
-        Some(owner) => !k.custodial && k.owner_id == owner,
+        Some(owner) => !k.custodial && !k.delegation_pending && k.owner_id == owner,
     }
 }
 
@@ -1057,6 +1164,11 @@ fn in_scope(who: &Principal, k: &Key) -> bool {
 pub(crate) fn may_sign(who: &Principal, k: &Key) -> Result<()> {
     if !in_scope(who, k) {
         return Err(key_not_found(&k.id));
+    }
+    if k.delegation_pending {
+        return Err(DomainError::denied(
+            "this key awaits delegation to an end user (delayDelegation): nobody can sign with it until then",
+        ));
     }
     if !k.custodial && (k.owner_id != who.user_id || who.owner_scope().is_none()) {
         return Err(DomainError::denied(
@@ -1102,7 +1214,7 @@ pub fn wallet_response(w: &Wallet, k: &Key) -> WalletResponse {
             scheme: k.scheme,
             curve: k.curve,
             public_key: hex::encode(&k.public_key),
-            delegated_to: (!k.custodial).then(|| k.owner_id.clone()),
+            delegated_to: (!k.custodial && !k.delegation_pending).then(|| k.owner_id.clone()),
         },
         status: if w.status == LifecycleStatus::Archived {
             WalletStatus::Archived

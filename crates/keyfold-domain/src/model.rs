@@ -452,6 +452,9 @@ pub struct Key {
     pub name: Option<String>,
     pub status: LifecycleStatus,
     pub custodial: bool,
+    /// Created with `delayDelegation`: nobody may sign until it is delegated to an end user
+    /// (it is non-custodial from the start, so the organization never can).
+    pub delegation_pending: bool,
     /// The identity that created the key.
     pub owner_id: String,
     pub external_id: Option<String>,

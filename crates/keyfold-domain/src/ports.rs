@@ -426,6 +426,10 @@ pub trait KeyStore: Send + Sync {
     async fn rename_key(&self, org_id: &str, key_id: &str, name: &str) -> StoreResult<bool>;
     /// Archives a key and its wallets; false when it was not active.
     async fn archive_key(&self, org_id: &str, key_id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Hands a key created with `delayDelegation` to the end user `user_id`, once: `false`
+    /// when the key is not active or not awaiting delegation (already delegated, or never
+    /// created for it).
+    async fn delegate_key(&self, org_id: &str, key_id: &str, user_id: &str) -> StoreResult<bool>;
 }
 
 #[async_trait]

@@ -14,7 +14,7 @@ use crate::sql::{map_err, placeholders};
 use crate::{Backend, SqlStore, on_read, on_write};
 
 const KEY_COLS: &str = "id, org_id, scheme, curve, public_key, name, status, custodial, owner_id, \
-    external_id, created_at, deleted_at";
+    external_id, created_at, deleted_at, delegation_pending";
 const WALLET_COLS: &str = "id, org_id, key_id, network, address, name, status, external_id, tags, \
     created_at, deleted_at";
 const SIG_COLS: &str = "id, org_id, key_id, wallet_id, requester_id, token_id, kind, request_body, \
@@ -47,8 +47,8 @@ macro_rules! insert_key {
     ($exec:expr, $k:expr) => {
         sqlx::query(
             "INSERT INTO keys (id, org_id, scheme, curve, public_key, name, status, custodial, \
-             owner_id, external_id, created_at, deleted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             owner_id, external_id, created_at, deleted_at, delegation_pending) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&$k.id)
         .bind(&$k.org_id)
@@ -62,6 +62,7 @@ macro_rules! insert_key {
         .bind(&$k.external_id)
         .bind($k.created_at.0)
         .bind($k.deleted_at.map(|t| t.0))
+        .bind($k.delegation_pending)
         .execute($exec)
         .await
         .map(|_| ())
@@ -131,7 +132,7 @@ impl KeyStore for SqlStore {
         let sql = format!(
             "SELECT {KEY_COLS} FROM keys WHERE org_id = $1 AND status IN ('Active', 'Archived') \
              AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
-             AND ($5 = '' OR (owner_id = $5 AND custodial = FALSE)) \
+             AND ($5 = '' OR (owner_id = $5 AND custodial = FALSE AND delegation_pending = FALSE)) \
              ORDER BY created_at DESC, id DESC LIMIT $4"
         );
         let rows: Vec<KeyRow> = on_read!(self, |p| sqlx::query_as(&sql)
@@ -159,6 +160,23 @@ impl KeyStore for SqlStore {
                 "UPDATE keys SET name = $1 WHERE org_id = $2 AND id = $3 AND status = 'Active'",
             )
             .bind(name)
+            .bind(org_id)
+            .bind(key_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(map_err)?;
+        Ok(n == 1)
+    }
+
+    async fn delegate_key(&self, org_id: &str, key_id: &str, user_id: &str) -> StoreResult<bool> {
+        let n = on_write!(self, |p| {
+            sqlx::query(
+                "UPDATE keys SET owner_id = $1, delegation_pending = FALSE, custodial = FALSE \
+                 WHERE org_id = $2 AND id = $3 AND status = 'Active' AND delegation_pending = TRUE",
+            )
+            .bind(user_id)
             .bind(org_id)
             .bind(key_id)
             .execute(p)
@@ -311,7 +329,8 @@ impl WalletStore for SqlStore {
             "SELECT {WALLET_COLS} FROM wallets WHERE org_id = $1 AND status IN ('Active', 'Archived') \
              AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
              AND ($5 = '' OR key_id IN \
-                 (SELECT k.id FROM keys k WHERE k.owner_id = $5 AND k.custodial = FALSE)) \
+                 (SELECT k.id FROM keys k WHERE k.owner_id = $5 AND k.custodial = FALSE \
+                  AND k.delegation_pending = FALSE)) \
              ORDER BY created_at DESC, id DESC LIMIT $4"
         );
         let rows: Vec<WalletRow> = on_read!(self, |p| sqlx::query_as(&sql)

@@ -393,6 +393,7 @@ pub(crate) struct KeyRow {
     external_id: Option<String>,
     created_at: i64,
     deleted_at: Option<i64>,
+    delegation_pending: bool,
 }
 
 impl TryFrom<KeyRow> for keyfold_domain::model::Key {
@@ -409,6 +410,7 @@ impl TryFrom<KeyRow> for keyfold_domain::model::Key {
             public_key: r.public_key,
             name: r.name,
             custodial: r.custodial,
+            delegation_pending: r.delegation_pending,
             owner_id: r.owner_id,
             external_id: r.external_id,
             created_at: Timestamp(r.created_at),

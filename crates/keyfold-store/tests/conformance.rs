@@ -742,6 +742,7 @@ fn key(
         name: Some("k".into()),
         status: LifecycleStatus::Creating,
         custodial: true,
+        delegation_pending: false,
         owner_id: owner.into(),
         external_id: ext.map(str::to_string),
         created_at: at,
@@ -879,6 +880,55 @@ async fn keys_reserve_then_activate_and_archive(s: &dyn Store) {
             .unwrap()
             .unwrap()
             .custodial
+    );
+    // A key created with delayDelegation is handed over once, and only such a key.
+    let mut pending = key(
+        &b.org.id,
+        &b.root.id,
+        KeyScheme::EdDsa,
+        None,
+        T0.plus_secs(9),
+    );
+    pending.custodial = false;
+    pending.delegation_pending = true;
+    s.insert_key(&pending).await.unwrap();
+    s.finish_key(&pending.id, &[6; 32], LifecycleStatus::Active)
+        .await
+        .unwrap();
+    assert!(
+        s.list_keys(&b.org.id, Some("us-enduser"), &page)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|k| k.id != pending.id),
+        "not the end user's before delegation"
+    );
+    assert!(
+        !s.delegate_key(&b.org.id, &custodial_same_owner.id, "us-enduser")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delegate_key("or-other", &pending.id, "us-enduser")
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.delegate_key(&b.org.id, &pending.id, "us-enduser")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delegate_key(&b.org.id, &pending.id, "us-other")
+            .await
+            .unwrap(),
+        "delegation is final"
+    );
+    let got = s.get_key(&b.org.id, &pending.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.custodial, got.delegation_pending, got.owner_id.as_str()),
+        (false, false, "us-enduser")
     );
     assert!(s.rename_key(&b.org.id, &k.id, "renamed").await.unwrap());
     assert!(

@@ -122,6 +122,22 @@ pub struct KeyResponse {
     pub date_deleted: Option<String>,
 }
 
+/// `POST /keys/{keyId}/delegate`: hands a key created with `delayDelegation` to an end user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegateKeyBody {
+    #[schema(max_length = 64)]
+    pub delegate_to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegateKeyResponse {
+    pub key_id: String,
+    /// Always `Delegated`.
+    pub status: String,
+}
+
 /// `PUT /keys/{keyId}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UpdateKeyBody {

@@ -74,6 +74,23 @@ pub struct WalletResponse {
     pub tags: Vec<String>,
 }
 
+/// `POST /wallets/{walletId}/delegate`: hands the wallet's key (created with
+/// `delayDelegation`) to an end user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegateWalletBody {
+    #[schema(max_length = 64)]
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegateWalletResponse {
+    pub wallet_id: String,
+    /// Always `Delegated`.
+    pub status: String,
+}
+
 /// `PUT /wallets/{walletId}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -5,8 +5,8 @@ use axum::extract::State;
 use keyfold_domain::authz::op;
 use keyfold_types::ListResponse;
 use keyfold_types::keys::{
-    CreateKeyBody, GenerateSignatureBody, KeyIdPath, KeyResponse, KeySignaturePath, ListKeysQuery,
-    SignatureResponse, UpdateKeyBody,
+    CreateKeyBody, DelegateKeyBody, DelegateKeyResponse, GenerateSignatureBody, KeyIdPath,
+    KeyResponse, KeySignaturePath, ListKeysQuery, SignatureResponse, UpdateKeyBody,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_key, list_keys))
         .routes(routes!(get_key, update_key, delete_key))
+        .routes(routes!(delegate_key))
         .routes(routes!(generate_signature, list_signatures))
         .routes(routes!(get_signature))
 }
@@ -36,6 +37,29 @@ async fn create_key(
     signed: Signed<CreateKeyBody>,
 ) -> ApiResult<Json<KeyResponse>> {
     Ok(Json(s.keys()?.create_key(&g, signed.body).await?))
+}
+
+/// Hand a key created with `delayDelegation` to an end user, who alone can sign with it from
+/// then on. Final.
+#[utoipa::path(post, path = "/keys/{keyId}/delegate", tag = "keys",
+    params(KeyIdPath, ("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    request_body = DelegateKeyBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = DelegateKeyResponse), Errors))]
+async fn delegate_key(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::KeysDelegate>,
+    PathId(id): PathId,
+    signed: Signed<DelegateKeyBody>,
+) -> ApiResult<Json<DelegateKeyResponse>> {
+    let key = s
+        .keys()?
+        .delegate_key(&g, &id, &signed.body.delegate_to)
+        .await?;
+    Ok(Json(DelegateKeyResponse {
+        key_id: key.id,
+        status: "Delegated".into(),
+    }))
 }
 
 #[utoipa::path(get, path = "/keys", tag = "keys",

@@ -6,8 +6,8 @@ use keyfold_domain::authz::op;
 use keyfold_types::ListResponse;
 use keyfold_types::keys::{GenerateSignatureBody, SignatureResponse};
 use keyfold_types::wallets::{
-    CreateWalletBody, ListWalletsQuery, UpdateWalletBody, WalletIdPath, WalletResponse,
-    WalletSignaturePath, WalletTagsBody,
+    CreateWalletBody, DelegateWalletBody, DelegateWalletResponse, ListWalletsQuery,
+    UpdateWalletBody, WalletIdPath, WalletResponse, WalletSignaturePath, WalletTagsBody,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,9 +21,33 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_wallet, list_wallets))
         .routes(routes!(get_wallet, update_wallet))
+        .routes(routes!(delegate_wallet))
         .routes(routes!(tag_wallet, untag_wallet))
         .routes(routes!(generate_signature, list_signatures))
         .routes(routes!(get_signature))
+}
+
+/// Hand a wallet created with `delayDelegation` (its key, and so every wallet on that key)
+/// to an end user, who alone can sign with it from then on. Final.
+#[utoipa::path(post, path = "/wallets/{walletId}/delegate", tag = "wallets",
+    params(WalletIdPath, ("x-dfns-useraction" = String, Header, description = "signed user action token")),
+    request_body = DelegateWalletBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = DelegateWalletResponse), Errors))]
+async fn delegate_wallet(
+    State(s): State<AppState>,
+    Perm(g): Perm<op::KeysDelegate>,
+    PathId(id): PathId,
+    signed: Signed<DelegateWalletBody>,
+) -> ApiResult<Json<DelegateWalletResponse>> {
+    let w = s
+        .keys()?
+        .delegate_wallet(&g, &id, &signed.body.user_id)
+        .await?;
+    Ok(Json(DelegateWalletResponse {
+        wallet_id: w.id,
+        status: "Delegated".into(),
+    }))
 }
 
 /// Create a wallet: a new key (distributed key generation) bound to a network, with its
