@@ -187,6 +187,14 @@ describe('wallets delegated to end users', () => {
     // A retry with the same externalId is the same wallet.
     const retry = await s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', delegateTo: bob.id, externalId: `bob-${bob.id}` } });
     assert.equal(retry.id, w.id);
+    // ... but not a request for another owner: a custodial wallet, or someone else's.
+    await refused(() => s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', externalId: `bob-${bob.id}` } }), 409);
+    await refused(
+      () => s.client.wallets.createWallet({ body: { network: 'KeyEdDSA', delegateTo: alice.id, externalId: `bob-${bob.id}` } }),
+      409,
+    );
+    // The organization cannot archive an end user's key (it would lock them out).
+    await refused(() => s.client.keys.deleteKey({ keyId: k.id }), 403, 'delegated');
 
     const bobs = await bob.client.wallets.listWallets({});
     assert.deepEqual(bobs.items.map((x) => x.id), [w.id]);

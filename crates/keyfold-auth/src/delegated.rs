@@ -120,18 +120,7 @@ impl AuthService {
         body: RegisterEndUserBody,
     ) -> Result<RegisterEndUserResponse> {
         if !body.wallets.is_empty() {
-            let claims = self
-                .verify_jwt(temporary_token, crate::jwt::Audience::Registration)
-                .await?;
-            let user = self
-                .store
-                .get_user(&claims.app_metadata.org_id, &claims.sub)
-                .await?;
-            if user.map(|u| u.kind) != Some(UserKind::EndUser) {
-                return Err(DomainError::invalid(
-                    "wallets at registration are created for end users only (POST /auth/registration/delegated)",
-                ));
-            }
+            self.check_end_user_registration(temporary_token).await?;
         }
         let registered = self.register(temporary_token, body.registration).await?;
         let user = self
@@ -146,6 +135,24 @@ impl AuthService {
             authentication: Authentication { token },
             wallets: Vec::new(),
         })
+    }
+
+    /// Checks that `temporary_token` is a live registration token of an end user — before
+    /// anything is done for the wallets that registration asks for.
+    pub async fn check_end_user_registration(&self, temporary_token: &str) -> Result<()> {
+        let claims = self
+            .verify_jwt(temporary_token, crate::jwt::Audience::Registration)
+            .await?;
+        let user = self
+            .store
+            .get_user(&claims.app_metadata.org_id, &claims.sub)
+            .await?;
+        if user.map(|u| u.kind) != Some(UserKind::EndUser) {
+            return Err(DomainError::invalid(
+                "wallets at registration are created for end users only (POST /auth/registration/delegated)",
+            ));
+        }
+        Ok(())
     }
 
     /// `POST /auth/login/delegated`: a session as one of the organization's end users.
@@ -167,7 +174,11 @@ impl AuthService {
                     "no active, registered end user {username} in this organization"
                 ))
             })?;
-        // A session as the end user must not be a way around the caller's own permissions.
+        // A session as the end user must not be a way around the caller's own permissions:
+        // the end user's *assigned* operations must be within the caller's. Its implicit
+        // ones (`authz::END_USER_OPERATIONS`: reading and using its own wallets) are what
+        // delegated login is for — reading them is the point, and using them still takes a
+        // user action signed by the end user's own credential, which the service never holds.
         let ops: Vec<String> = self
             .store
             .assignments_of(std::slice::from_ref(&user.id))

@@ -78,6 +78,16 @@ impl Delegation {
             Delegation::Pending => (false, true, creator.to_string()),
         }
     }
+
+    /// Whether an existing key (an `externalId` replay) is what this request asked for.
+    fn matches(&self, k: &Key) -> bool {
+        match self {
+            Delegation::None => k.custodial,
+            Delegation::To(user) => !k.custodial && !k.delegation_pending && &k.owner_id == user,
+            // Delegated since: still the key that was asked for.
+            Delegation::Pending => !k.custodial,
+        }
+    }
 }
 
 /// Wallets created in one end-user registration, at most.
@@ -159,7 +169,7 @@ impl KeyService {
         if let Some(ext) = &external_id
             && let Some(existing) = self.store.find_key_by_external_id(&org, ext).await?
         {
-            return key_replay(existing, body.scheme, body.curve);
+            return key_replay(existing, body.scheme, body.curve, &delegate);
         }
         self.ensure_ready(body.scheme).await?;
         let (custodial, delegation_pending, owner_id) = delegate.key_fields(&g.principal().user_id);
@@ -187,7 +197,7 @@ impl KeyService {
                     .find_key_by_external_id(&org, ext)
                     .await?
                     .ok_or_else(|| DomainError::conflict("externalId is already in use"))?;
-                return key_replay(existing, body.scheme, body.curve);
+                return key_replay(existing, body.scheme, body.curve, &delegate);
             }
             Err(e) => return Err(e.into()),
         }
@@ -251,6 +261,12 @@ impl KeyService {
         key_id: &str,
     ) -> Result<KeyResponse> {
         let key = self.active_key(g.principal(), key_id).await?;
+        if !key.custodial && !key.delegation_pending {
+            // An end user's key: archiving it would lock them out of their funds.
+            return Err(DomainError::denied(
+                "this key is delegated to an end user: the organization cannot archive it",
+            ));
+        }
         let now = self.clock.now();
         if !self.store.archive_key(g.org_id(), &key.id, now).await? {
             return Err(key_not_found(key_id));
@@ -337,7 +353,7 @@ impl KeyService {
         if let Some(ext) = &external_id
             && let Some(existing) = self.store.find_wallet_by_external_id(&org, ext).await?
         {
-            return self.wallet_replay(existing, &network).await;
+            return self.wallet_replay(existing, &network, &delegate).await;
         }
         let opts = body
             .signing_key
@@ -551,7 +567,7 @@ impl KeyService {
                     .find_wallet_by_external_id(&org, ext)
                     .await?
                     .ok_or_else(|| DomainError::conflict("externalId is already in use"))?;
-                return self.wallet_replay(existing, &network).await;
+                return self.wallet_replay(existing, &network, &n.delegate).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -1055,7 +1071,12 @@ impl KeyService {
         Ok((w, k))
     }
 
-    async fn wallet_replay(&self, existing: Wallet, network: &str) -> Result<WalletResponse> {
+    async fn wallet_replay(
+        &self,
+        existing: Wallet,
+        network: &str,
+        delegate: &Delegation,
+    ) -> Result<WalletResponse> {
         if existing.network != network {
             return Err(DomainError::conflict(
                 "externalId is already used by a wallet on another network",
@@ -1068,6 +1089,11 @@ impl KeyService {
                     .get_key(&existing.org_id, &existing.key_id)
                     .await?
                     .ok_or_else(|| DomainError::internal("wallet without its key"))?;
+                if !delegate.matches(&key) {
+                    return Err(DomainError::conflict(
+                        "externalId is already used by a wallet delegated differently",
+                    ));
+                }
                 Ok(wallet_response(&existing, &key))
             }
             LifecycleStatus::Creating => Err(DomainError::conflict(
@@ -1114,8 +1140,13 @@ fn check_scheme_curve(scheme: KeyScheme, curve: KeyCurve) -> Result<()> {
     }
 }
 
-fn key_replay(existing: Key, scheme: KeyScheme, curve: KeyCurve) -> Result<KeyResponse> {
-    if (existing.scheme, existing.curve) != (scheme, curve) {
+fn key_replay(
+    existing: Key,
+    scheme: KeyScheme,
+    curve: KeyCurve,
+    delegate: &Delegation,
+) -> Result<KeyResponse> {
+    if (existing.scheme, existing.curve) != (scheme, curve) || !delegate.matches(&existing) {
         return Err(DomainError::conflict(
             "externalId is already used by a different key",
         ));
@@ -1170,7 +1201,13 @@ pub(crate) fn may_sign(who: &Principal, k: &Key) -> Result<()> {
             "this key awaits delegation to an end user (delayDelegation): nobody can sign with it until then",
         ));
     }
-    if !k.custodial && (k.owner_id != who.user_id || who.owner_scope().is_none()) {
+    // The end user's own session: not a PAT of theirs (it could carry permissions assigned
+    // by the organization), not a service account, not the organization's identities.
+    if !k.custodial
+        && (k.owner_id != who.user_id
+            || who.owner_scope().is_none()
+            || who.token_kind != crate::model::TokenKind::Token)
+    {
         return Err(DomainError::denied(
             "this key is delegated to an end user: only that end user can sign with it",
         ));

@@ -127,6 +127,39 @@ impl TestNodeDb {
             _guard: guard,
         }
     }
+    /// A throwaway SQLite node database that starts as a copy of `template` (a file written
+    /// by [`Self::snapshot_to`]).
+    pub async fn sqlite_copy_of(template: &std::path::Path) -> Self {
+        let (url, guard) = fresh(false).await;
+        let file = url.trim_start_matches("sqlite://");
+        std::fs::copy(template, file).expect("copy the template database");
+        let store = SqlNodeStore::connect(&StoreOptions::new(&url))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        Self {
+            store,
+            url,
+            _guard: guard,
+        }
+    }
+
+    /// Writes a consistent copy of this SQLite node database to `path` (`VACUUM INTO`).
+    pub async fn snapshot_to(&self, path: &std::path::Path) {
+        assert!(
+            !self.url.starts_with("postgres"),
+            "snapshots are for SQLite node databases"
+        );
+        let mut c = sqlx::SqliteConnection::connect(&self.url)
+            .await
+            .expect("connect");
+        let target = path.to_str().expect("utf-8 path").replace('\'', "''");
+        sqlx::query(&format!("VACUUM INTO '{target}'"))
+            .execute(&mut c)
+            .await
+            .expect("vacuum into");
+    }
+
     /// Flips one byte of the sealed share of `key_id`, as a disk error or an attacker with
     /// write access to the node's database would.
     pub async fn flip_share_byte(&self, key_id: &str) {

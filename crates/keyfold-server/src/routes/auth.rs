@@ -181,7 +181,10 @@ async fn register_end_user(
     // spent, and created once it has succeeded, delegated to the new end user.
     let plan = match body.wallets.is_empty() {
         true => None,
-        false => Some(s.keys()?.plan_end_user_wallets(&body.wallets).await?),
+        false => {
+            s.auth.check_end_user_registration(token).await?;
+            Some(s.keys()?.plan_end_user_wallets(&body.wallets).await?)
+        }
     };
     let mut registered = s.auth.register_end_user(token, body).await?;
     if let Some(plan) = plan {

@@ -265,13 +265,77 @@ pub async fn open_node(
     .unwrap()
 }
 
+/// Three signer-node databases (SQLite) holding their identities and the ECDSA aux info of
+/// their group, built once per test process and copied by every SQLite harness: aux-info
+/// generation costs tens of seconds of CPU, and each test needs fresh databases, not fresh
+/// aux info. Tests only — these databases hold the public fixture primes' aux info.
+struct AuxTemplate {
+    dir: tempfile::TempDir,
+    keks: Vec<String>,
+}
+
+static AUX_TEMPLATE: tokio::sync::OnceCell<AuxTemplate> = tokio::sync::OnceCell::const_new();
+
+async fn aux_template() -> &'static AuxTemplate {
+    AUX_TEMPLATE
+        .get_or_init(|| async {
+            let api = TestDb::sqlite().await;
+            let (nodes, dbs, keks, cluster) =
+                fresh_cluster(false, Arc::new(api.store.clone()), 0).await;
+            let dir = tempfile::tempdir().unwrap();
+            for (i, db) in dbs.iter().enumerate() {
+                db.snapshot_to(&dir.path().join(format!("signer-{i}.db")))
+                    .await;
+            }
+            drop((nodes, cluster));
+            AuxTemplate { dir, keks }
+        })
+        .await
+}
+
 async fn local_cluster(
     postgres: bool,
     store: Arc<dyn Store>,
     presignatures: i64,
 ) -> (Vec<Arc<LocalNode>>, Vec<TestNodeDb>, Arc<Cluster>) {
+    if postgres {
+        let (nodes, dbs, _, cluster) = fresh_cluster(true, store, presignatures).await;
+        return (nodes, dbs, cluster);
+    }
+    let t = aux_template().await;
     let mut dbs = Vec::new();
     let mut nodes = Vec::new();
+    for (i, kek) in t.keks.iter().enumerate() {
+        let db = TestNodeDb::sqlite_copy_of(&t.dir.path().join(format!("signer-{i}.db"))).await;
+        let node = open_node(
+            &format!("signer-{i}"),
+            &Kek::from_hex(kek).unwrap(),
+            Arc::new(db.store.clone()),
+            vec![],
+        )
+        .await;
+        nodes.push(Arc::new(node));
+        dbs.push(db);
+    }
+    let (nodes, cluster) = assemble(nodes, store, presignatures).await;
+    (nodes, dbs, cluster)
+}
+
+/// Three nodes on new databases (the first on PostgreSQL if `postgres`), seeded with the
+/// fixture primes; the group's ECDSA aux info generated.
+async fn fresh_cluster(
+    postgres: bool,
+    store: Arc<dyn Store>,
+    presignatures: i64,
+) -> (
+    Vec<Arc<LocalNode>>,
+    Vec<TestNodeDb>,
+    Vec<String>,
+    Arc<Cluster>,
+) {
+    let mut dbs = Vec::new();
+    let mut nodes = Vec::new();
+    let mut keks = Vec::new();
     for i in 0..3 {
         // The first node on the server's backend, the others on SQLite: nodes are independent.
         let db = if postgres && i == 0 {
@@ -290,7 +354,19 @@ async fn local_cluster(
         node.add_primes(&fixture_primes(i)).await.unwrap();
         nodes.push(Arc::new(node));
         dbs.push(db);
+        keks.push(kek.to_hex().to_string());
     }
+    let (nodes, cluster) = assemble(nodes, store, presignatures).await;
+    (nodes, dbs, keks, cluster)
+}
+
+/// Pins the nodes to each other, wraps them for the coordinator and waits for ECDSA aux
+/// info (immediate when the nodes already hold it).
+async fn assemble(
+    nodes: Vec<Arc<SignerNode>>,
+    store: Arc<dyn Store>,
+    presignatures: i64,
+) -> (Vec<Arc<LocalNode>>, Arc<Cluster>) {
     let members: Vec<Member> = nodes
         .iter()
         .map(|n| Member {
@@ -328,7 +404,7 @@ async fn local_cluster(
     ));
     for _ in 0..5 {
         if cluster.prepare_ecdsa().await {
-            return (locals, dbs, cluster);
+            return (locals, cluster);
         }
     }
     panic!("ECDSA aux info could not be prepared");
