@@ -23,15 +23,8 @@ import {
   startAndLogin,
   uniqueEmail,
   waitRegistrationCode,
+  refused,
 } from './lib/harness.mjs';
-
-async function refused(fn, status, mention) {
-  const e = await expectDfnsError(fn, status);
-  const msg = e.context?.body?.error?.message;
-  assert.equal(typeof msg, 'string', `HTTP ${status} without {error:{message}}`);
-  if (mention) assert.ok(msg.includes(mention), `message should mention ${mention}: ${msg}`);
-  return msg;
-}
 
 function ed25519Verifies(publicKeyHex, message, signatureHex) {
   const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from(publicKeyHex, 'hex')]);

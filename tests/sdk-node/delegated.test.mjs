@@ -19,15 +19,8 @@ import {
   sdkLogin,
   startAndLogin,
   uniqueEmail,
+  refused,
 } from './lib/harness.mjs';
-
-async function refused(fn, status, mention) {
-  const e = await expectDfnsError(fn, status);
-  const msg = e.context?.body?.error?.message;
-  assert.equal(typeof msg, 'string', `HTTP ${status} without {error:{message}}`);
-  if (mention) assert.ok(msg.includes(mention), `message should mention ${mention}: ${msg}`);
-  return msg;
-}
 
 describe('delegated end users', () => {
   let s;

@@ -30,6 +30,7 @@ import {
   startAndLogin,
   uniqueEmail,
   userAction,
+  refused,
 } from './lib/harness.mjs';
 
 // ---------------------------------------------------------------------------------------
@@ -46,20 +47,6 @@ const AS_RE = ID_RE('as');
 function unknownLike(id) {
   const tail = id.endsWith('000000') ? '000001' : '000000';
   return `${id.slice(0, -6)}${tail}`;
-}
-
-/** expectDfnsError, plus the Dfns error body shape `{"error":{"message"}}`; returns the message. */
-async function refused(fn, status, mention) {
-  const e = await expectDfnsError(fn, status);
-  const body = e.context?.body;
-  assert.equal(typeof body?.error?.message, 'string', `HTTP ${status} without {error:{message}}: ${JSON.stringify(body)}`);
-  if (mention !== undefined) {
-    assert.ok(
-      body.error.message.includes(mention),
-      `HTTP ${status} message should name ${JSON.stringify(mention)}: ${body.error.message}`,
-    );
-  }
-  return body.error.message;
 }
 
 /** The HTTP status of `fn` (200 when it succeeds). */

@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import assert from 'node:assert/strict';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -304,6 +305,23 @@ export async function userAction(baseUrl, token, signer, req) {
 export async function signedRaw(baseUrl, token, signer, { method, path: p, body }) {
   const ua = await userAction(baseUrl, token, signer, { method, path: p, body });
   return raw(baseUrl, { method, path: p, token, userAction: ua, body: payloadOf(body) === '' ? undefined : payloadOf(body) });
+}
+
+/**
+ * Runs `fn`, expects a DfnsError with `status` and a `{"error":{"message"}}` body whose message
+ * includes `mention` (when given); returns the message.
+ */
+export async function refused(fn, status, mention) {
+  const e = await expectDfnsError(fn, status);
+  const body = e.context?.body;
+  assert.equal(typeof body?.error?.message, 'string', `HTTP ${status} without {error:{message}}: ${JSON.stringify(body)}`);
+  if (mention !== undefined) {
+    assert.ok(
+      body.error.message.includes(mention),
+      `HTTP ${status} message should name ${JSON.stringify(mention)}: ${body.error.message}`,
+    );
+  }
+  return body.error.message;
 }
 
 /** Runs `fn`, expects a DfnsError with `status`; returns the error. */
