@@ -825,6 +825,10 @@ describe('credentials via the Dfns SDK', () => {
     const sent = await raw(base(), { method: 'POST', path: '/auth/login/code', body: { orgId: orgId(), username: u.email } });
     assert.equal(sent.status, 200, sent.text);
     const code = await waitMailCode(u.email, /Your login code is: ([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})/);
+    // asking again at once mails nothing new and keeps that code valid (no mailbox flood)
+    const again = await raw(base(), { method: 'POST', path: '/auth/login/code', body: { orgId: orgId(), username: u.email } });
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.json.message, sent.json.message);
 
     // a wrong code is refused (and counted), the right one reveals the key
     rawRefused(await init('AAAA-BBBB-CCCC'), 401, 'a wrong login code');
@@ -839,6 +843,8 @@ describe('credentials via the Dfns SDK', () => {
     });
     assert.equal(login.status, 200, login.text);
     assert.equal((await raw(base(), { path: '/auth/credentials', token: login.json.token })).status, 200);
+    // one code, one challenge with the encrypted key
+    rawRefused(await init(code), 401, 'a spent login code');
 
     // the same answer for an unknown user; a code for an unknown user is just wrong
     const ghost = await raw(base(), { method: 'POST', path: '/auth/login/code', body: { orgId: orgId(), username: uniqueEmail('ghost') } });

@@ -7,7 +7,6 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 
 import { getBase58Decoder } from '@solana/kit';
 
@@ -15,7 +14,6 @@ import {
   AsymmetricKeySigner,
   BaseAuthApi,
   DfnsApiClient,
-  expectDfnsError,
   keyAttestation,
   newKeyPair,
   raw,
@@ -24,13 +22,8 @@ import {
   uniqueEmail,
   waitRegistrationCode,
   refused,
+  ed25519Verifies,
 } from './lib/harness.mjs';
-
-function ed25519Verifies(publicKeyHex, message, signatureHex) {
-  const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from(publicKeyHex, 'hex')]);
-  const pub = crypto.createPublicKey({ key: spki, format: 'der', type: 'spki' });
-  return crypto.verify(null, message, pub, Buffer.from(signatureHex.replace(/^0x/, ''), 'hex'));
-}
 
 describe('wallets delegated to end users', () => {
   let s; // the root administrator (every permission)

@@ -200,8 +200,9 @@ impl AuthService {
         // A PasswordProtectedKey's encrypted key is handed out only to whoever proves the
         // login code mailed to the user (`POST /auth/login/code`); a wrong code is refused
         // and counted, like a registration code.
+        // The code's id when it is right: it is spent with the challenge it buys.
         let reveal = match body.login_code.as_deref() {
-            None => false,
+            None => None,
             Some(code) => {
                 let live = self
                     .store
@@ -216,7 +217,7 @@ impl AuthService {
                     self.store.record_code_attempt(&live.id).await?;
                     return Err(bad_login_code());
                 }
-                true
+                Some(live.id)
             }
         };
         let record = Challenge {
@@ -234,9 +235,21 @@ impl AuthService {
             used_at: None,
             created_at: now,
         };
-        self.store.insert_challenge(&record).await?;
+        // One login code, one challenge with the encrypted key: spent atomically with it.
+        match &reveal {
+            None => self.store.insert_challenge(&record).await?,
+            Some(code_id) => {
+                if !self
+                    .store
+                    .insert_challenge_spending_code(&record, code_id, now)
+                    .await?
+                {
+                    return Err(bad_login_code());
+                }
+            }
+        }
         // A PasswordProtectedKey's encrypted key is not handed to whoever knows a username.
-        Ok(self.challenge_response(record.id, challenge, &creds, reveal))
+        Ok(self.challenge_response(record.id, challenge, &creds, reveal.is_some()))
     }
 
     /// `POST /auth/login/code`: mails a login code to a user with a PasswordProtectedKey
@@ -258,6 +271,17 @@ impl AuthService {
             return Ok(());
         }
         let now = self.clock.now();
+        // At most one mail per user every LOGIN_CODE_RESEND_SECS while a code is unused: the
+        // endpoint needs no authentication, so it must not be a way to flood a mailbox. The
+        // live code stays valid; the answer is the same.
+        if let Some(live) = self
+            .store
+            .live_code(&org_id, &user.id, CodePurpose::Login, now)
+            .await?
+            && now < live.created_at.plus_secs(LOGIN_CODE_RESEND_SECS)
+        {
+            return Ok(());
+        }
         let code = keyfold_domain::secrets::new_code();
         let record = keyfold_domain::model::OneTimeCode {
             id: new_id(IdKind::Code),
@@ -982,6 +1006,9 @@ fn usable_by(creds: Vec<Credential>, pat: Option<&str>) -> Vec<Credential> {
         .filter(|c| c.token_id.as_deref() == pat)
         .collect()
 }
+
+/// See [`AuthService::send_login_code`].
+const LOGIN_CODE_RESEND_SECS: i64 = 30;
 
 fn bad_login_code() -> DomainError {
     DomainError::unauthenticated("the login code is not valid")

@@ -307,6 +307,15 @@ export async function signedRaw(baseUrl, token, signer, { method, path: p, body 
   return raw(baseUrl, { method, path: p, token, userAction: ua, body: payloadOf(body) === '' ? undefined : payloadOf(body) });
 }
 
+/** Whether `signature` (hex, or bytes) is an Ed25519 signature of `message` by `publicKeyHex`, by
+ * Node's own verifier. */
+export function ed25519Verifies(publicKeyHex, message, signature) {
+  const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from(publicKeyHex, 'hex')]);
+  const pub = crypto.createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  const sig = typeof signature === 'string' ? Buffer.from(signature.replace(/^0x/, ''), 'hex') : Buffer.from(signature);
+  return crypto.verify(null, Buffer.from(message), pub, sig);
+}
+
 /**
  * Runs `fn`, expects a DfnsError with `status` and a `{"error":{"message"}}` body whose message
  * includes `mention` (when given); returns the message.
