@@ -51,6 +51,7 @@ import {
   uniqueEmail,
   ed25519Verifies,
   refused,
+  newServiceAccount,
 } from './lib/harness.mjs';
 
 const b58 = getBase58Decoder(); // bytes -> base58 text
@@ -170,21 +171,7 @@ describe('delegated wallets — second review', () => {
 
   const msgBody = (text) => ({ kind: 'Message', message: hex(Buffer.from(text)) });
 
-  async function serviceAccount(name, { operations, permissionId }) {
-    if (!permissionId) {
-      permissionId = (await s.client.permissions.createPermission({ body: { name: `${name}-${crypto.randomUUID()}`, operations } })).id;
-    }
-    const keys = newKeyPair();
-    const sa = await s.client.auth.createServiceAccount({ body: { name, publicKey: keys.publicKey, permissionId } });
-    const t = sa.accessTokens[0];
-    const client = new DfnsApiClient({
-      baseUrl: s.baseUrl,
-      orgId: s.orgId,
-      authToken: t.accessToken,
-      signer: new AsymmetricKeySigner({ credId: t.credId, privateKey: keys.privateKey }),
-    });
-    return { id: sa.userInfo.userId, client, token: t.accessToken };
-  }
+  const serviceAccount = (name, opts) => newServiceAccount(s, name, opts);
 
   async function endUser(wallets = []) {
     const email = uniqueEmail('eu');

@@ -23,6 +23,7 @@ import {
   waitRegistrationCode,
   refused,
   ed25519Verifies,
+  newServiceAccount,
 } from './lib/harness.mjs';
 
 describe('wallets delegated to end users', () => {
@@ -30,18 +31,7 @@ describe('wallets delegated to end users', () => {
   let svc; // a service account that registers end users
   let alice; // { id, client, keys, credId, wallets }
 
-  async function serviceAccount(name, operations) {
-    const perm = await s.client.permissions.createPermission({ body: { name: `${name}-${Date.now()}`, operations } });
-    const keys = newKeyPair();
-    const sa = await s.client.auth.createServiceAccount({ body: { name, publicKey: keys.publicKey, permissionId: perm.id } });
-    const t = sa.accessTokens[0];
-    return new DfnsApiClient({
-      baseUrl: s.baseUrl,
-      orgId: s.orgId,
-      authToken: t.accessToken,
-      signer: new AsymmetricKeySigner({ credId: t.credId, privateKey: keys.privateKey }),
-    });
-  }
+  const serviceAccount = async (name, operations) => (await newServiceAccount(s, name, { operations })).client;
 
   /** Creates an end user through the service; the "device" registers a key with `wallets`. */
   async function endUser(wallets) {

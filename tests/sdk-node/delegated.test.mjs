@@ -20,6 +20,7 @@ import {
   startAndLogin,
   uniqueEmail,
   refused,
+  newServiceAccount,
 } from './lib/harness.mjs';
 
 describe('delegated end users', () => {
@@ -27,18 +28,7 @@ describe('delegated end users', () => {
   let svc; // the service account's client
   let none; // a service account without the delegated operations
 
-  async function serviceAccount(name, operations) {
-    const perm = await s.client.permissions.createPermission({ body: { name: `${name}-${Date.now()}`, operations } });
-    const keys = newKeyPair();
-    const sa = await s.client.auth.createServiceAccount({ body: { name, publicKey: keys.publicKey, permissionId: perm.id } });
-    const t = sa.accessTokens[0];
-    return new DfnsApiClient({
-      baseUrl: s.baseUrl,
-      orgId: s.orgId,
-      authToken: t.accessToken,
-      signer: new AsymmetricKeySigner({ credId: t.credId, privateKey: keys.privateKey }),
-    });
-  }
+  const serviceAccount = async (name, operations) => (await newServiceAccount(s, name, { operations })).client;
 
   /** The device side: registers a Key for the challenge with the temporary token. */
   async function registerOnDevice(challenge, { wallets = [] } = {}) {

@@ -82,7 +82,13 @@ class Keyfold:
         _tmp.discard(self.tmp_dir)
 
 
-def start_keyfold(timeout: float = 30.0, env: dict[str, str] | None = None) -> Keyfold:
+# Public, test-only safe primes: signers skip minutes of prime generation (never for real use).
+TEST_PRIMES = (HERE / "../../crates/keyfold-mpc/tests/fixtures/primes.json").resolve()
+
+
+def start_keyfold(
+    timeout: float = 30.0, env: dict[str, str] | None = None, signers: int = 0
+) -> Keyfold:
     if not KEYFOLD_BIN.exists():
         raise RuntimeError(f"keyfold binary not found at {KEYFOLD_BIN} (set KEYFOLD_BIN)")
     tmp = tempfile.mkdtemp(prefix="keyfold-sdk-python-")
@@ -93,6 +99,8 @@ def start_keyfold(timeout: float = 30.0, env: dict[str, str] | None = None) -> K
     log_path = Path(tmp) / "keyfold.log"
     log = open(log_path, "wb")
     env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), "NO_COLOR": "1", **(env or {})}
+    if signers:
+        env["KEYFOLD_INSECURE_TEST_PRIMES"] = str(TEST_PRIMES)
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [
@@ -102,9 +110,9 @@ def start_keyfold(timeout: float = 30.0, env: dict[str, str] | None = None) -> K
             str(data_dir),
             "--listen",
             f"127.0.0.1:{port}",
-            # The Python suite covers auth; it needs no signer cluster.
+            # Most of the Python suite covers auth and needs no signer cluster.
             "--signers",
-            "0",
+            str(signers),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

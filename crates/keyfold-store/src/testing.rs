@@ -117,6 +117,10 @@ impl TestNodeDb {
 
     async fn new(postgres: bool) -> Self {
         let (url, guard) = fresh(postgres).await;
+        Self::open(url, guard).await
+    }
+
+    async fn open(url: String, guard: Guard) -> Self {
         let store = SqlNodeStore::connect(&StoreOptions::new(&url))
             .await
             .expect("connect");
@@ -133,15 +137,7 @@ impl TestNodeDb {
         let (url, guard) = fresh(false).await;
         let file = url.trim_start_matches("sqlite://");
         std::fs::copy(template, file).expect("copy the template database");
-        let store = SqlNodeStore::connect(&StoreOptions::new(&url))
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
-        Self {
-            store,
-            url,
-            _guard: guard,
-        }
+        Self::open(url, guard).await
     }
 
     /// Writes a consistent copy of this SQLite node database to `path` (`VACUUM INTO`).

@@ -307,6 +307,27 @@ export async function signedRaw(baseUrl, token, signer, { method, path: p, body 
   return raw(baseUrl, { method, path: p, token, userAction: ua, body: payloadOf(body) === '' ? undefined : payloadOf(body) });
 }
 
+/**
+ * A service account made by `s` (from `startAndLogin`) with a new permission holding
+ * `operations` (or the existing `permissionId`): `{ id, client, token }`, the client signing
+ * its user actions with the account's own key.
+ */
+export async function newServiceAccount(s, name, { operations, permissionId } = {}) {
+  if (!permissionId) {
+    permissionId = (await s.client.permissions.createPermission({ body: { name: `${name}-${crypto.randomUUID()}`, operations } })).id;
+  }
+  const keys = newKeyPair();
+  const sa = await s.client.auth.createServiceAccount({ body: { name, publicKey: keys.publicKey, permissionId } });
+  const t = sa.accessTokens[0];
+  const client = new DfnsApiClient({
+    baseUrl: s.baseUrl,
+    orgId: s.orgId,
+    authToken: t.accessToken,
+    signer: new AsymmetricKeySigner({ credId: t.credId, privateKey: keys.privateKey }),
+  });
+  return { id: sa.userInfo.userId, client, token: t.accessToken };
+}
+
 /** Whether `signature` (hex, or bytes) is an Ed25519 signature of `message` by `publicKeyHex`, by
  * Node's own verifier. */
 export function ed25519Verifies(publicKeyHex, message, signature) {
