@@ -857,6 +857,29 @@ describe('credentials via the Dfns SDK', () => {
     );
   });
 
+  test('login/init does not tell who exists: a username that cannot log in seems to have a key', async () => {
+    const init = (username) => raw(base(), { method: 'POST', path: '/auth/login/init', body: { orgId: orgId(), username } });
+    const u = await newUser('real');
+    const real = await init(u.email);
+    const ghost = uniqueEmail('ghost');
+    const [a, b, other] = [await init(ghost), await init(ghost), await init(uniqueEmail('ghost'))];
+    for (const r of [real, a, b, other]) assert.equal(r.status, 200, r.text);
+    // the same shape as a real key holder's answer
+    assert.deepEqual(Object.keys(a.json).sort(), Object.keys(real.json).sort());
+    assert.deepEqual(Object.keys(a.json.allowCredentials).sort(), Object.keys(real.json.allowCredentials).sort());
+    assert.equal(real.json.allowCredentials.key.length, 1);
+    assert.equal(a.json.allowCredentials.key.length, 1);
+    assert.deepEqual(a.json.supportedCredentialKinds, real.json.supportedCredentialKinds);
+    // stable for one username (as a real one is), different across usernames, fresh challenges
+    assert.equal(a.json.allowCredentials.key[0].id, b.json.allowCredentials.key[0].id);
+    assert.notEqual(a.json.allowCredentials.key[0].id, other.json.allowCredentials.key[0].id);
+    assert.notEqual(a.json.challenge, b.json.challenge);
+    // and it logs nobody in
+    const forged = { ...keyAssertion(a.json, { credId: a.json.allowCredentials.key[0].id, privateKey: newKeyPair().privateKey }) };
+    const login = await raw(base(), { method: 'POST', path: '/auth/login', body: { challengeIdentifier: a.json.challengeIdentifier, firstFactor: forged } });
+    rawRefused(login, 401, 'login with a decoy credential');
+  });
+
   test('Totp second factor: enrolled with a first code, then required at login, each code once', async () => {
     const u = await newUser('totp');
     const ch = await u.client.auth.createCredentialChallenge({ body: { kind: 'Totp' } });

@@ -14,6 +14,9 @@ const NONCE_LEN: usize = 24;
 /// A sealing key. `Debug` never shows it.
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// A key of its own, derived from the sealing key, for identifiers that must look random
+    /// but stay the same across restarts ([`Sealer::stable_id`]).
+    ids: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -24,9 +27,31 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn new(key: &[u8; 32]) -> Self {
+        use sha2::Digest;
+        let mut ids = Zeroizing::new([0u8; 32]);
+        let mut h = sha2::Sha256::new();
+        h.update(b"keyfold sealer: stable ids v1\0");
+        h.update(key);
+        ids.copy_from_slice(&h.finalize());
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
+            ids,
         }
+    }
+
+    /// A base64url identifier determined by `parts` and the server secret: the same on every
+    /// call and after restarts, unpredictable without the secret. (SHA-256 over a fixed-length
+    /// key prefix and length-prefixed parts: a PRF for identifiers, not an authenticator.)
+    pub fn stable_id(&self, parts: &[&str]) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(*self.ids);
+        for p in parts {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p.as_bytes());
+        }
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
     }
 
     /// Parses the key from 64 hex characters (surrounding whitespace ignored).
@@ -89,6 +114,23 @@ impl Sealer {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn stable_ids_depend_on_the_key_and_every_part() {
+        let hex_key = Sealer::generate_hex();
+        let (a, b) = (
+            Sealer::from_hex(&hex_key).unwrap(),
+            Sealer::from_hex(&hex_key).unwrap(),
+        );
+        let other = Sealer::from_hex(&Sealer::generate_hex()).unwrap();
+        let id = a.stable_id(&["x", "org", "alice"]);
+        assert_eq!(id, b.stable_id(&["x", "org", "alice"]), "same key, same id");
+        assert_eq!(id.len(), 43);
+        assert_ne!(id, other.stable_id(&["x", "org", "alice"]));
+        assert_ne!(id, a.stable_id(&["x", "org", "bob"]));
+        // length-prefixed: moving a boundary changes the id
+        assert_ne!(id, a.stable_id(&["x", "orga", "lice"]));
+    }
 
     #[test]
     fn seal_open_and_bind_aad() {

@@ -194,7 +194,15 @@ impl AuthService {
             if body.login_code.is_some() {
                 return Err(bad_login_code());
             }
-            return Ok(self.challenge_response(new_id(IdKind::Challenge), challenge, &[], false));
+            // A user who cannot log in still seems to have a key: the same made-up credential
+            // id on every ask (and after restarts), so the answer does not tell who exists.
+            let decoy = self.decoy_credential(&org_id, &username, now);
+            return Ok(self.challenge_response(
+                new_id(IdKind::Challenge),
+                challenge,
+                std::slice::from_ref(&decoy),
+                false,
+            ));
         };
         let creds = usable_by(self.store.list_credentials(&org_id, &user.id).await?, None);
         // A PasswordProtectedKey's encrypted key is handed out only to whoever proves the
@@ -278,6 +286,8 @@ impl AuthService {
             .store
             .live_code(&org_id, &user.id, CodePurpose::Login, now)
             .await?
+            // A code whose guesses are used up cannot lock its user out of a new one.
+            && live.attempts < crate::registration::MAX_CODE_ATTEMPTS
             && now < live.created_at.plus_secs(LOGIN_CODE_RESEND_SECS)
         {
             return Ok(());
@@ -912,6 +922,28 @@ impl AuthService {
             ));
         }
         Ok(())
+    }
+
+    /// The key credential a login challenge offers for a username that cannot log in.
+    fn decoy_credential(&self, org_id: &str, username: &str, now: Timestamp) -> Credential {
+        Credential {
+            uuid: String::new(),
+            org_id: org_id.to_string(),
+            user_id: String::new(),
+            cred_id: self
+                .sealer
+                .stable_id(&["login decoy credential", org_id, username]),
+            kind: CredentialKind::Key,
+            name: String::new(),
+            public_key: String::new(),
+            algorithm: None,
+            is_active: true,
+            sign_count: 0,
+            encrypted_private_key: None,
+            token_id: None,
+            detail: None,
+            created_at: now,
+        }
     }
 
     fn challenge_response(

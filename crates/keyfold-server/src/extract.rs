@@ -224,7 +224,7 @@ impl<T> Signed<T> {
 }
 
 /// The body of a signed request that carries none (activate, deactivate, delete): accepts
-/// an empty body or any JSON.
+/// an empty body or any JSON object.
 #[derive(Debug)]
 pub struct Empty;
 
