@@ -55,6 +55,9 @@ fn after(t: crate::time::Timestamp, d: Duration) -> crate::time::Timestamp {
 /// How long a retry with the same `externalId` waits for the first request to get past
 /// signing before it answers with the row as it stands.
 const SETTLE_WAIT: Duration = Duration::from_secs(60);
+/// How long a retry waits, once the first request has signed, for its broadcast to be
+/// answered (see `settled_transfer`).
+const BROADCAST_SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// How many times a transfer plans again when concurrent transfers took its coins first.
 const PLAN_ATTEMPTS: usize = 4;
@@ -813,13 +816,21 @@ impl KeyService {
         Ok(())
     }
 
-    /// A retry waits (bounded) for the first request to get past signing.
+    /// A retry waits (bounded) for the first request to get past signing, and then briefly
+    /// for its broadcast, so that both answer with the same outcome. A transfer whose
+    /// broadcast stays pending (the network's node is down; the tracker sends it again
+    /// later) is returned `Executing` after [`BROADCAST_SETTLE_WAIT`] rather than holding the
+    /// retry for the whole [`SETTLE_WAIT`].
     async fn settled_transfer(&self, mut rec: TransferRecord) -> Result<TransferRecord> {
         let deadline = std::time::Instant::now() + SETTLE_WAIT;
-        while rec.status == TransferStatus::Executing
-            && rec.signed_tx.is_none()
-            && std::time::Instant::now() < deadline
-        {
+        let mut signed_seen: Option<std::time::Instant> = None;
+        while rec.status == TransferStatus::Executing && std::time::Instant::now() < deadline {
+            if rec.signed_tx.is_some() {
+                let since = *signed_seen.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= BROADCAST_SETTLE_WAIT {
+                    break;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(25)).await;
             match self.store.get_transfer(&rec.org_id, &rec.id).await? {
                 Some(r) => rec = r,
