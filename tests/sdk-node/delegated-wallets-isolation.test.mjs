@@ -199,25 +199,19 @@ describe('delegated wallets — second review', () => {
     return JSON.stringify(items.map((w) => [w.id, w.custodial, w.signingKey.delegatedTo ?? null, w.status]).sort());
   }
 
-  async function waitTransferFinal(client, walletId, transferId, timeoutMs = 20_000) {
+  /** Polls `get()` until the record is final (the API's tracker settles it in the background). */
+  async function waitFinal(get, timeoutMs = 20_000) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const t = await client.wallets.getTransfer({ walletId, transferId });
+      const t = await get();
       if (['Confirmed', 'Failed', 'Rejected'].includes(t.status)) return t;
-      if (Date.now() > deadline) throw new Error(`transfer not final: ${JSON.stringify(t)}`);
+      if (Date.now() > deadline) throw new Error(`not final: ${JSON.stringify(t)}`);
       await sleep(100);
     }
   }
-
-  async function waitTransactionFinal(client, walletId, transactionId, timeoutMs = 20_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const t = await client.wallets.getTransaction({ walletId, transactionId });
-      if (['Confirmed', 'Failed', 'Rejected'].includes(t.status)) return t;
-      if (Date.now() > deadline) throw new Error(`transaction not final: ${JSON.stringify(t)}`);
-      await sleep(100);
-    }
-  }
+  const waitTransferFinal = (client, walletId, transferId) => waitFinal(() => client.wallets.getTransfer({ walletId, transferId }));
+  const waitTransactionFinal = (client, walletId, transactionId) =>
+    waitFinal(() => client.wallets.getTransaction({ walletId, transactionId }));
 
   /** An unsigned SOL transfer from `payer` (wire bytes, zeroed signature). */
   function unsignedTransfer(payer, to, amount) {

@@ -490,6 +490,12 @@ impl KeyService {
                 "delegateTo and delayDelegation exclude each other: delay the delegation, or name the end user now",
             ));
         }
+        Ok(Delegation::To(self.end_user(org_id, user_id).await?))
+    }
+
+    /// `user_id`, if it names an active end user of the organization: the only identity a
+    /// key can be delegated to.
+    async fn end_user(&self, org_id: &str, user_id: &str) -> Result<String> {
         let refused = || {
             DomainError::invalid(
                 "delegateTo must be the id of an active end user of this organization",
@@ -504,7 +510,7 @@ impl KeyService {
                     && u.is_active
                     && !u.is_archived =>
             {
-                Ok(Delegation::To(u.id))
+                Ok(u.id)
             }
             _ => Err(refused()),
         }
@@ -623,7 +629,7 @@ impl KeyService {
         user_id: &str,
     ) -> Result<KeyResponse> {
         let key = self.active_key(g.principal(), key_id).await?;
-        self.delegate(g, key, user_id).await
+        Ok(key_response(&self.delegate(g, key, user_id).await?))
     }
 
     /// `POST /wallets/{walletId}/delegate`: [`Self::delegate_key`] for the wallet's key (and
@@ -635,12 +641,7 @@ impl KeyService {
         user_id: &str,
     ) -> Result<WalletResponse> {
         let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
-        let k = self.delegate(g, k, user_id).await?;
-        let key = self
-            .store
-            .get_key(g.org_id(), &k.id)
-            .await?
-            .ok_or_else(|| DomainError::internal("a delegated key vanished"))?;
+        let key = self.delegate(g, k, user_id).await?;
         Ok(wallet_response(&w, &key))
     }
 
@@ -649,20 +650,15 @@ impl KeyService {
         g: &Granted<op::KeysDelegate>,
         key: Key,
         user_id: &str,
-    ) -> Result<KeyResponse> {
-        let Delegation::To(user) = self
-            .delegation_target(g.org_id(), Some(user_id), None)
-            .await?
-        else {
-            return Err(DomainError::internal("delegation without an end user"));
-        };
+    ) -> Result<Key> {
+        let user = self.end_user(g.org_id(), user_id).await?;
         if self.store.delegate_key(g.org_id(), &key.id, &user).await? {
-            return Ok(key_response(&Key {
+            return Ok(Key {
                 custodial: false,
                 delegation_pending: false,
                 owner_id: user,
                 ..key
-            }));
+            });
         }
         // Lost a race, a retry, or a key that was never waiting for an end user.
         let now = self
@@ -671,7 +667,7 @@ impl KeyService {
             .await?
             .ok_or_else(|| key_not_found(&key.id))?;
         if !now.custodial && !now.delegation_pending && now.owner_id == user {
-            return Ok(key_response(&now));
+            return Ok(now);
         }
         if !now.custodial && !now.delegation_pending {
             return Err(DomainError::conflict(
