@@ -4,6 +4,9 @@
 //
 //   BENCH_SECONDS   sustained-load duration per scheme (default 15)
 //   BENCH_POOL      presignatures per key (default 16)
+//   BENCH_NONCES    FROST nonce pairs pooled per key (default 64; 0: every FROST signature runs
+//                   the two relayed rounds)
+//   BENCH_ONLY      `frost`: only the FROST measures (and the GET they are divided by)
 
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +17,8 @@ import { makeTmpDir, startAndLogin, waitSchemeReady } from './lib/harness.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 15);
 const POOL = Number(process.env.BENCH_POOL || 16);
+const NONCES = Number(process.env.BENCH_NONCES ?? 64);
+const ONLY_FROST = process.env.BENCH_ONLY === 'frost';
 
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -52,9 +57,9 @@ const hash = (i) => `0x${(BigInt(i) + 1n).toString(16).padStart(64, '0')}`;
 
 const dir = makeTmpDir();
 const cfg = path.join(dir, 'keyfold.toml');
-fs.writeFileSync(cfg, `[signing]\npresignatures_per_key = ${POOL}\n`);
+fs.writeFileSync(cfg, `[signing]\npresignatures_per_key = ${POOL}\nnonces_per_key = ${NONCES}\n`);
 const s = await startAndLogin({ signers: true, args: ['--config', cfg] });
-const result = { binary: process.env.KEYFOLD_BIN || 'target/debug/keyfold' };
+const result = { binary: process.env.KEYFOLD_BIN || 'target/debug/keyfold', noncesPerKey: NONCES };
 try {
   await waitSchemeReady(s.k.baseUrl, 'ECDSA');
   const c = s.client;
@@ -64,6 +69,7 @@ try {
 
   result.get = stats(await timeN(300, () => c.wallets.getWallet({ walletId: evm.id })));
 
+  if (!ONLY_FROST) {
   // Warm pool: let the background task fill it (POOL presignatures), then sign fewer than that.
   const fill = performance.now();
   await sleep(Math.max(5_000, POOL * 1000));
@@ -80,6 +86,7 @@ try {
     await timeN(5, (i) => c.wallets.generateSignature({ walletId: evm.id, body: { kind: 'Hash', hash: hash(i) } })),
   );
 
+  }
   result.ed25519 = stats(
     await timeN(200, (i) => c.keys.generateSignature({ keyId: ed.id, body: { kind: 'Hash', hash: hash(i) } })),
   );
@@ -92,6 +99,7 @@ try {
   result.schnorrPerSecond = await sustained(16, SECONDS, (i) =>
     c.keys.generateSignature({ keyId: tr.id, body: { kind: 'Hash', hash: hash(i) } }),
   );
+  if (!ONLY_FROST) {
   // Sustained ECDSA: long enough that the pool is drained and refilling is the bottleneck.
   result.ecdsaPerSecond = await sustained(4, Math.max(SECONDS, 4 * POOL), (i) =>
     c.wallets.generateSignature({ walletId: evm.id, body: { kind: 'Message', message: hash(100_000 + i) } }),
@@ -104,11 +112,12 @@ try {
     await timeN(10, () => c.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519' } })),
   );
 
+  }
   result.ratios = {
-    ecdsaWarmP50OverGet: +(result.ecdsaWarm.p50 / result.get.p50).toFixed(2),
+    ecdsaWarmP50OverGet: result.ecdsaWarm && +(result.ecdsaWarm.p50 / result.get.p50).toFixed(2),
     ed25519P50OverGet: +(result.ed25519.p50 / result.get.p50).toFixed(2),
     schnorrP50OverGet: +(result.schnorr.p50 / result.get.p50).toFixed(2),
-    walletCreateP50OverGet: +(result.walletCreateEcdsa.p50 / result.get.p50).toFixed(2),
+    walletCreateP50OverGet: result.walletCreateEcdsa && +(result.walletCreateEcdsa.p50 / result.get.p50).toFixed(2),
   };
 } finally {
   await s.k.stop();

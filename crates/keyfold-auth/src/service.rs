@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+
 use keyfold_domain::authz::Principal;
 use keyfold_domain::ids::{IdKind, looks_like, new_id};
 use keyfold_domain::model::{
@@ -593,8 +595,72 @@ impl AuthService {
             used_at: None,
             created_at: now,
         };
-        self.store.insert_challenge(&record).await?;
-        Ok(self.challenge_response(record.id, challenge, &creds, true))
+        // Not stored: sealed into the identifier the client hands back (see
+        // `seal_action_challenge`), so opening an action costs no write.
+        let identifier = self.seal_action_challenge(&record)?;
+        Ok(self.challenge_response(identifier, challenge, &creds, true))
+    }
+
+    /// An action challenge travels sealed (XChaCha20-Poly1305 under the server secret) in its
+    /// own identifier instead of a row: only this server can make or read one, and nothing
+    /// in it can be changed. It is single use because the action that answers it is recorded
+    /// under the unique `user_actions.challenge` (the store's `insert_user_action`).
+    fn seal_action_challenge(&self, c: &Challenge) -> Result<String> {
+        let body = SealedActionChallenge {
+            id: c.id.clone(),
+            org: c.org_id.clone(),
+            user: c.user_id.clone(),
+            token: c.token_id.clone().unwrap_or_default(),
+            method: c.http_method.clone().unwrap_or_default(),
+            path: c.http_path.clone().unwrap_or_default(),
+            payload: c.payload_hash.clone().unwrap_or_default(),
+            challenge: c.challenge.clone(),
+            expires: c.expires_at.0,
+            created: c.created_at.0,
+        };
+        let json = serde_json::to_vec(&body)
+            .map_err(|e| DomainError::internal(format!("encoding a challenge: {e}")))?;
+        let sealed = self.sealer.seal(ACTION_CHALLENGE_AAD, &json)?;
+        Ok(format!(
+            "{ACTION_CHALLENGE_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        ))
+    }
+
+    /// The live action challenge sealed in `identifier`, or 401.
+    fn open_action_challenge(&self, identifier: &str) -> Result<Challenge> {
+        let invalid = || DomainError::unauthenticated("the challenge is unknown, used or expired");
+        let b64 = identifier
+            .strip_prefix(ACTION_CHALLENGE_PREFIX)
+            .filter(|b| b.len() <= 16 * 1024)
+            .ok_or_else(invalid)?;
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|_| invalid())?;
+        let json = self
+            .sealer
+            .open(ACTION_CHALLENGE_AAD, &sealed)
+            .map_err(|_| invalid())?;
+        let b: SealedActionChallenge = serde_json::from_slice(&json).map_err(|_| invalid())?;
+        let c = Challenge {
+            id: b.id,
+            org_id: b.org,
+            kind: ChallengeKind::Action,
+            user_id: b.user,
+            challenge: b.challenge,
+            token_id: Some(b.token),
+            http_method: Some(b.method),
+            http_path: Some(b.path),
+            payload_hash: Some(b.payload),
+            detail: None,
+            expires_at: Timestamp(b.expires),
+            used_at: None,
+            created_at: Timestamp(b.created),
+        };
+        if c.expires_at <= self.clock.now() {
+            return Err(invalid());
+        }
+        Ok(c)
     }
 
     /// `POST /auth/action`: verifies the signed action challenge and returns the single-use
@@ -605,9 +671,7 @@ impl AuthService {
         principal: &Principal,
         body: CreateUserActionSignatureBody,
     ) -> Result<String> {
-        let challenge = self
-            .live_challenge(&body.challenge_identifier, ChallengeKind::Action)
-            .await?;
+        let challenge = self.open_action_challenge(&body.challenge_identifier)?;
         if challenge.user_id != principal.user_id || challenge.org_id != principal.org_id {
             return Err(DomainError::unauthenticated(
                 "the action challenge belongs to another identity",
@@ -638,8 +702,27 @@ impl AuthService {
             )
             .await
         {
+            // A wrong second factor spends the challenge: a dead action (its token is known
+            // to nobody) takes its place.
+            let now = self.clock.now();
             self.store
-                .use_challenge(&challenge.id, self.clock.now())
+                .insert_user_action(&UserAction {
+                    id: new_id(IdKind::UserAction),
+                    org_id: challenge.org_id.clone(),
+                    user_id: challenge.user_id.clone(),
+                    token_id: principal.token_id.clone(),
+                    token_hash: sha256_hex(random_b64(32).as_bytes()),
+                    credential_uuid: cred.uuid.clone(),
+                    http_method: challenge.http_method.clone().unwrap_or_default(),
+                    http_path: challenge.http_path.clone().unwrap_or_default(),
+                    payload_hash: challenge.payload_hash.clone().unwrap_or_default(),
+                    challenge: challenge.challenge.clone(),
+                    client_data: String::new(),
+                    signature: String::new(),
+                    expires_at: now,
+                    used_at: Some(now),
+                    created_at: now,
+                })
                 .await?;
             return Err(e);
         }
@@ -678,11 +761,7 @@ impl AuthService {
             used_at: None,
             created_at: now,
         };
-        if !self
-            .store
-            .record_user_action(&action, &challenge.id, now)
-            .await?
-        {
+        if !self.store.insert_user_action(&action).await? {
             return Err(DomainError::unauthenticated(
                 "the action challenge was already used or has expired",
             ));
@@ -1044,4 +1123,24 @@ const LOGIN_CODE_RESEND_SECS: i64 = 30;
 
 fn bad_login_code() -> DomainError {
     DomainError::unauthenticated("the login code is not valid")
+}
+
+/// What an action challenge's identifier starts with (the rest: base64url of the sealed
+/// [`SealedActionChallenge`]).
+const ACTION_CHALLENGE_PREFIX: &str = "kfac_";
+const ACTION_CHALLENGE_AAD: &[u8] = b"keyfold: sealed action challenge v1";
+
+/// An action challenge as it travels, sealed, in its identifier.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedActionChallenge {
+    id: String,
+    org: String,
+    user: String,
+    token: String,
+    method: String,
+    path: String,
+    payload: String,
+    challenge: String,
+    expires: i64,
+    created: i64,
 }

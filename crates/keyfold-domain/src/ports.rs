@@ -284,6 +284,10 @@ pub trait UserActionStore: Send + Sync {
         challenge_id: &str,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// Records a signed action whose challenge was never stored (a sealed, stateless action
+    /// challenge): the unique `challenge` column makes it single use. False when an action
+    /// for the same challenge exists already.
+    async fn insert_user_action(&self, action: &UserAction) -> StoreResult<bool>;
     async fn find_user_action(&self, token_hash: &str) -> StoreResult<Option<UserAction>>;
     /// Marks the action used when unused and unexpired; true for exactly one caller.
     async fn consume_user_action(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
@@ -703,7 +707,8 @@ pub struct BroadcastForm {
     pub fee: Option<String>,
 }
 
-/// An ECDSA presignature the signers hold: only its public part and who holds it are here.
+/// Use-once signing material the signers hold — an ECDSA presignature, or one FROST nonce
+/// commitment per signer made ahead of time: only its public part and who holds it are here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresignatureRecord {
     pub id: String,
@@ -719,6 +724,8 @@ pub struct PresignatureRecord {
 #[async_trait]
 pub trait PresignatureStore: Send + Sync {
     async fn add_presignature(&self, p: &PresignatureRecord) -> StoreResult<()>;
+    /// Many at once, in one transaction (FROST nonce commitments come in batches).
+    async fn add_presignatures(&self, batch: &[PresignatureRecord]) -> StoreResult<()>;
     /// Removes and returns one presignature of `key_id` held by one of `signer_sets` — in one
     /// statement, so each is handed out at most once, even across replicas and restarts.
     async fn take_presignature(
@@ -726,6 +733,14 @@ pub trait PresignatureStore: Send + Sync {
         key_id: &str,
         signer_sets: &[String],
     ) -> StoreResult<Option<PresignatureRecord>>;
+    /// Up to `limit` at once, each handed out once (a coordinator leasing FROST nonce
+    /// commitments in batches: one commit for many signatures).
+    async fn take_presignatures(
+        &self,
+        key_id: &str,
+        signer_sets: &[String],
+        limit: i64,
+    ) -> StoreResult<Vec<PresignatureRecord>>;
     async fn count_presignatures(&self, key_id: &str) -> StoreResult<i64>;
     /// Active ECDSA keys, oldest first (for the background refill).
     async fn active_ecdsa_keys(&self, limit: i64) -> StoreResult<Vec<String>>;
@@ -782,6 +797,23 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     /// Removes and returns a presignature — deleted *before* any partial signature made from
     /// it can leave the node, so it is never used twice, not even after a crash.
     async fn take_presignature(&self, id: &str, key_id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Stores many use-once secrets (`(id, sealed)`) for a key in one transaction (FROST
+    /// nonces made ahead of time share the presignature table).
+    async fn put_presignatures(
+        &self,
+        key_id: &str,
+        batch: &[(String, Vec<u8>)],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// [`NodeStore::take_presignature`] and [`NodeStore::record_request`] in one transaction:
+    /// the secret is gone and the request recorded before anything is computed from it.
+    /// Without a record it is just [`NodeStore::take_presignature`].
+    async fn take_presignature_recording(
+        &self,
+        id: &str,
+        key_id: &str,
+        rec: Option<&NodeRequestRecord>,
+    ) -> StoreResult<Option<Vec<u8>>>;
     async fn record_request(&self, rec: &NodeRequestRecord) -> StoreResult<()>;
     async fn count_requests(&self, key_id: &str) -> StoreResult<i64>;
 }

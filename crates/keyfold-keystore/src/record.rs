@@ -77,6 +77,8 @@ pub enum Purpose {
     NodeIdentity = 5,
     /// Persisted state of an unfinished protocol session.
     ProtocolState = 6,
+    /// A FROST nonce pair made ahead of time (use once).
+    FrostNonces = 7,
 }
 
 impl Purpose {
@@ -94,6 +96,7 @@ impl Purpose {
             4 => Purpose::Primes,
             5 => Purpose::NodeIdentity,
             6 => Purpose::ProtocolState,
+            7 => Purpose::FrostNonces,
             _ => return None,
         })
     }
@@ -335,6 +338,7 @@ mod tests {
         }
         assert_eq!(Purpose::from_code(1), Some(Purpose::KeyShare));
         assert_eq!(Purpose::from_code(6), Some(Purpose::ProtocolState));
-        assert_eq!(Purpose::from_code(7), None);
+        assert_eq!(Purpose::from_code(7), Some(Purpose::FrostNonces));
+        assert_eq!(Purpose::from_code(8), None);
     }
 }

@@ -21,6 +21,7 @@ fn round_trip_every_purpose_and_size() {
         Purpose::Primes,
         Purpose::NodeIdentity,
         Purpose::ProtocolState,
+        Purpose::FrostNonces,
     ];
     for purpose in purposes {
         for len in [0usize, 1, 31, 32, 33, 4096, 100_000] {

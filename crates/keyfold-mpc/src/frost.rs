@@ -33,6 +33,8 @@ use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+pub mod preprocessed;
+
 use crate::ecdsa::primes::serde_bytes_wrapper::{ByteBuf, Bytes};
 use crate::error::{Error, Result};
 use crate::secret::{self, BlobKind};
@@ -69,6 +71,7 @@ mod sealed {
         const DKG: ProtocolKind;
         const SIGN: ProtocolKind;
         const BLOB: BlobKind;
+        const NONCES_BLOB: BlobKind;
         const NAME: &'static str;
         const SUPPORTS_TWEAK: bool;
 
@@ -98,6 +101,7 @@ impl sealed::Suite for Ed25519 {
     const DKG: ProtocolKind = ProtocolKind::Ed25519Dkg;
     const SIGN: ProtocolKind = ProtocolKind::Ed25519Sign;
     const BLOB: BlobKind = BlobKind::Ed25519KeyShare;
+    const NONCES_BLOB: BlobKind = BlobKind::Ed25519Nonces;
     const NAME: &'static str = "Ed25519";
     const SUPPORTS_TWEAK: bool = false;
 
@@ -125,6 +129,7 @@ impl sealed::Suite for Taproot {
     const DKG: ProtocolKind = ProtocolKind::TaprootDkg;
     const SIGN: ProtocolKind = ProtocolKind::TaprootSign;
     const BLOB: BlobKind = BlobKind::TaprootKeyShare;
+    const NONCES_BLOB: BlobKind = BlobKind::TaprootNonces;
     const NAME: &'static str = "secp256k1-tr";
     const SUPPORTS_TWEAK: bool = true;
 

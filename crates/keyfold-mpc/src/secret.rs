@@ -31,6 +31,8 @@ pub(crate) enum BlobKind {
     PaillierPrimes = 7,
     EcdsaPresignaturePublic = 8,
     EcdsaPartialSignature = 9,
+    Ed25519Nonces = 10,
+    TaprootNonces = 11,
 }
 
 struct Counter(usize);

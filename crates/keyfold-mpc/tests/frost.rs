@@ -338,3 +338,112 @@ fn duplicates_are_recoverable_equivocation_is_not() {
     let err = a.handle(1, &other[0].bytes).expect_err("second package");
     assert_eq!(err.culprits(), &[1], "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Preprocessed signing: nonces made ahead of time, one exchange per signer
+// ---------------------------------------------------------------------------------------------
+
+use keyfold_mpc::frost::preprocessed::{self, FrostNonces};
+use std::collections::BTreeMap;
+
+/// Each signer commits ahead of time (nonces go through their sealed byte form, as on a node),
+/// then signs the coordinator's package; the coordinator aggregates.
+fn preprocessed_sign<C: frost::FrostSuite>(
+    shares: &[FrostKeyShare<C>],
+    signers: &[PartyIndex],
+    msg: &[u8],
+    tweak: Option<TaprootTweak>,
+) -> [u8; 64] {
+    let mut stored = BTreeMap::new();
+    let mut commitments = BTreeMap::new();
+    for p in signers {
+        let (nonces, c) = preprocessed::commit(&shares[usize::from(*p)]).expect("commit");
+        stored.insert(*p, nonces.to_bytes().expect("nonce bytes"));
+        commitments.insert(*p, c);
+    }
+    let mut out = BTreeMap::new();
+    for p in signers {
+        let nonces = FrostNonces::<C>::from_bytes(&stored[p]).expect("nonces");
+        let share = preprocessed::sign_share(
+            &shares[usize::from(*p)],
+            nonces,
+            &commitments,
+            msg,
+            tweak.as_ref(),
+        )
+        .expect("share");
+        out.insert(*p, share);
+    }
+    let public = shares[0].public_package_bytes().expect("public package");
+    preprocessed::aggregate::<C>(&public, &commitments, &out, msg, tweak.as_ref())
+        .expect("aggregate")
+        .to_bytes()
+}
+
+#[test]
+fn preprocessed_ed25519_verifies_with_dalek() {
+    for (t, n, signers) in [(2u16, 3u16, vec![0u16, 2]), (3, 5, vec![1, 3, 4])] {
+        let shares = dkg::<Ed25519>(t, n);
+        let pk = shares[0].public_key().expect("pk");
+        let msg = b"a solana message signed with preprocessed nonces";
+        let sig = preprocessed_sign(&shares, &signers, msg, None);
+        ed25519_dalek::VerifyingKey::from_bytes(&pk)
+            .expect("key")
+            .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+            .expect("ed25519-dalek verifies");
+    }
+}
+
+#[test]
+fn preprocessed_taproot_verifies_with_k256() {
+    for (t, n, signers) in [(2u16, 3u16, vec![1u16, 2]), (3, 5, vec![0, 2, 4])] {
+        let shares = dkg::<Taproot>(t, n);
+        let x = shares[0].x_only_public_key().expect("x-only");
+        let sighash: [u8; 32] = sha2::Sha256::digest(b"preprocessed sighash").into();
+        schnorr_verify(
+            &x,
+            &sighash,
+            &preprocessed_sign(&shares, &signers, &sighash, None),
+        );
+        let tweak = TaprootTweak {
+            merkle_root: Some([7; 32]),
+        };
+        let q = bip341_output_key(&x, tweak.merkle_root.as_ref());
+        schnorr_verify(
+            &q,
+            &sighash,
+            &preprocessed_sign(&shares, &signers, &sighash, Some(tweak)),
+        );
+    }
+}
+
+#[test]
+fn preprocessed_refuses_a_changed_commitment_and_names_a_bad_share() {
+    let shares = dkg::<Ed25519>(2, 3);
+    let (n0, c0) = preprocessed::commit(&shares[0]).expect("commit");
+    let (n1, c1) = preprocessed::commit(&shares[1]).expect("commit");
+    let (_, other) = preprocessed::commit(&shares[0]).expect("commit");
+    // A coordinator that swaps in another commitment for signer 0 gets a refusal, not a share.
+    let lying: BTreeMap<PartyIndex, Vec<u8>> = [(0, other), (1, c1.clone())].into();
+    let n0_again = FrostNonces::<Ed25519>::from_bytes(&n0.to_bytes().unwrap()).unwrap();
+    let err = preprocessed::sign_share(&shares[0], n0_again, &lying, b"m", None).unwrap_err();
+    assert!(err.to_string().contains("commitment"), "{err}");
+    // A package without the signer is refused too.
+    let without: BTreeMap<PartyIndex, Vec<u8>> = [(1, c1.clone()), (2, c0.clone())].into();
+    let n0_again = FrostNonces::<Ed25519>::from_bytes(&n0.to_bytes().unwrap()).unwrap();
+    assert!(preprocessed::sign_share(&shares[0], n0_again, &without, b"m", None).is_err());
+
+    // Honest package; signer 1's share is altered in transit: aggregation names signer 1.
+    let honest: BTreeMap<PartyIndex, Vec<u8>> = [(0, c0), (1, c1)].into();
+    let s0 = preprocessed::sign_share(&shares[0], n0, &honest, b"m", None).unwrap();
+    let mut s1 = preprocessed::sign_share(&shares[1], n1, &honest, b"m", None).unwrap();
+    s1[0] ^= 1;
+    let public = shares[0].public_package_bytes().unwrap();
+    let got: BTreeMap<PartyIndex, Vec<u8>> = [(0, s0), (1, s1)].into();
+    let err = preprocessed::aggregate::<Ed25519>(&public, &honest, &got, b"m", None).unwrap_err();
+    assert_eq!(err.culprits(), &[1], "{err}");
+    // Nonces print nothing secret; their bytes are a typed blob another suite refuses.
+    let (n, _) = preprocessed::commit(&shares[2]).unwrap();
+    assert!(format!("{n:?}").contains("<redacted>"));
+    assert!(FrostNonces::<Taproot>::from_bytes(&n.to_bytes().unwrap()).is_err());
+}

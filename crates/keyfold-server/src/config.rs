@@ -89,6 +89,9 @@ pub struct SigningConfig {
     pub token_file: Option<PathBuf>,
     /// Presignatures kept ready per ECDSA key (0 disables the pool).
     pub presignatures_per_key: i64,
+    /// FROST nonce pairs kept ready per Ed25519 / Schnorr key that has signed (0 disables the
+    /// pool; every signature then runs the two-round protocol).
+    pub nonces_per_key: i64,
     /// Longest a protocol run may take before the signer is dropped and another quorum tried.
     pub session_timeout_secs: u64,
     /// How long an ECDSA key creation waits for the cluster's ECDSA setup before 503.
@@ -102,6 +105,7 @@ impl Default for SigningConfig {
             token: None,
             token_file: None,
             presignatures_per_key: 8,
+            nonces_per_key: 64,
             session_timeout_secs: 60,
             ready_wait_secs: 10,
         }
@@ -271,6 +275,11 @@ impl Config {
         if !(0..=10_000).contains(&self.signing.presignatures_per_key) {
             return Err(ConfigError(
                 "signing.presignatures_per_key must be 0..=10000".into(),
+            ));
+        }
+        if !(0..=10_000).contains(&self.signing.nonces_per_key) {
+            return Err(ConfigError(
+                "signing.nonces_per_key must be 0..=10000".into(),
             ));
         }
         if !(1..=3600).contains(&self.signing.session_timeout_secs)

@@ -57,6 +57,8 @@ pub fn router(node: Arc<SignerNode>, token: zeroize::Zeroizing<String>) -> Route
         .route("/v1/sessions/{id}/messages", post(step))
         .route("/v1/sessions/{id}", delete(abort))
         .route("/v1/partial-signatures", post(partial))
+        .route("/v1/nonces", post(nonces))
+        .route("/v1/frost-shares", post(frost_share))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         // Aux-info rounds carry a few hundred kilobytes.
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
@@ -119,6 +121,20 @@ async fn partial(
         .await
         .map(Json)
         .map_err(NodeFailure)
+}
+
+async fn nonces(
+    State(s): State<NodeState>,
+    Json(req): Json<keyfold_signer::protocol::NoncesRequest>,
+) -> NodeResult<keyfold_signer::protocol::NoncesResponse> {
+    s.node.make_nonces(req).await.map(Json).map_err(NodeFailure)
+}
+
+async fn frost_share(
+    State(s): State<NodeState>,
+    Json(req): Json<keyfold_signer::protocol::FrostShareRequest>,
+) -> NodeResult<keyfold_signer::protocol::FrostShareResponse> {
+    s.node.frost_share(req).await.map(Json).map_err(NodeFailure)
 }
 
 /// Serves a signer node's router until `shutdown`.

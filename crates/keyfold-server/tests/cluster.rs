@@ -1989,3 +1989,199 @@ async fn a_mined_bitcoin_transfer_is_confirmed_on_a_node_without_txindex() {
     );
     assert_eq!(got["status"], "Confirmed", "{got}");
 }
+
+/// Waits until `key_id` has at least `n` pooled records (presignatures or FROST nonces).
+async fn pool_reaches(h: &Harness, key_id: &str, n: i64) -> i64 {
+    let mut pooled = 0;
+    for _ in 0..600 {
+        pooled = h.store.count_presignatures(key_id).await.unwrap();
+        if pooled >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(pooled >= n, "the pool of {key_id} never reached {n}");
+    pooled
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frost_nonces_made_ahead_sign_in_one_exchange_and_are_never_used_twice() {
+    use k256::schnorr::signature::hazmat::PrehashVerifier as _;
+    use keyfold_domain::ports::NodeStore as _;
+    use std::str::FromStr;
+    let h = Harness::start_signing(Backend::Sqlite, 8).await;
+    let c = h.root().await;
+    let ed = create_key(&c, "EdDSA", "ed25519").await;
+    let (ed_id, ed_pk) = (
+        ed["id"].as_str().unwrap().to_string(),
+        ed["publicKey"].as_str().unwrap().to_string(),
+    );
+    // No pool before a key has signed: keys that never sign cost the signers nothing.
+    assert_eq!(h.store.count_presignatures(&ed_id).await.unwrap(), 0);
+    let first = sign(&c, &ed_id, json!({"kind": "Message", "message": "0001"}))
+        .await
+        .unwrap();
+    verify_ed25519(&ed_pk, &[0, 1], &first);
+    // The first signature ran the two rounds and asked for a pool: 8 nonce pairs per signer
+    // of one quorum, in one batch.
+    assert_eq!(pool_reaches(&h, &ed_id, 8).await, 8);
+    let requests_before: i64 = {
+        let mut n = 0;
+        for db in &h.signer_dbs {
+            n += db.store.count_requests(&ed_id).await.unwrap();
+        }
+        n
+    };
+    // Three signatures in a row spend three pooled nonce sets (no refill above half).
+    let mut rs = HashSet::new();
+    for i in 0..3u8 {
+        let msg = [i; 5];
+        let res = sign(
+            &c,
+            &ed_id,
+            json!({"kind": "Message", "message": hex::encode(msg)}),
+        )
+        .await
+        .unwrap();
+        verify_ed25519(&ed_pk, &msg, &res);
+        let sig = res["signature"]["encoded"].as_str().unwrap().to_string();
+        assert!(
+            rs.insert(sig[..64].to_string()),
+            "R repeated: a nonce was reused"
+        );
+    }
+    assert_eq!(h.store.count_presignatures(&ed_id).await.unwrap(), 5);
+    // Each spent nonce was recorded, with its user action, by exactly the two signers used.
+    let mut requests_after = 0;
+    for db in &h.signer_dbs {
+        requests_after += db.store.count_requests(&ed_id).await.unwrap();
+    }
+    assert_eq!(requests_after - requests_before, 6);
+
+    // Concurrent signatures drain the pool below half: it is refilled, every signature
+    // verifies and no R repeats.
+    let futs = (0..8u8).map(|i| {
+        let c = &c;
+        let id = ed_id.clone();
+        async move {
+            let msg = [100 + i; 3];
+            let res = sign(
+                c,
+                &id,
+                json!({"kind": "Message", "message": hex::encode(msg)}),
+            )
+            .await
+            .unwrap();
+            (msg, res)
+        }
+    });
+    for (msg, res) in futures::future::join_all(futs).await {
+        verify_ed25519(&ed_pk, &msg, &res);
+        let sig = res["signature"]["encoded"].as_str().unwrap().to_string();
+        assert!(
+            rs.insert(sig[..64].to_string()),
+            "R repeated: a nonce was reused"
+        );
+    }
+    pool_reaches(&h, &ed_id, 4).await;
+
+    // A node spends a nonce set once: replaying the exact request the coordinator sent is
+    // refused, and so is a package with this signer's commitment changed (and that attempt
+    // burns the nonces: they are deleted before anything is computed from them).
+    let healthy = vec!["0,1".to_string(), "0,2".to_string(), "1,2".to_string()];
+    let rec = h
+        .store
+        .take_presignature(&ed_id, &healthy)
+        .await
+        .unwrap()
+        .unwrap();
+    let public: Value = serde_json::from_slice(&rec.public).unwrap();
+    let commitments: std::collections::BTreeMap<u16, String> =
+        serde_json::from_value(public["commitments"].clone()).unwrap();
+    let party = *commitments.keys().next().unwrap();
+    let node = h.signers[usize::from(party)].node().clone();
+    let req = keyfold_signer::protocol::FrostShareRequest {
+        key_id: ed_id.clone(),
+        nonce_id: rec.id.clone(),
+        commitments: commitments.clone(),
+        input: SignInput::Message {
+            message: "ab".into(),
+            taproot: false,
+            merkle_root: None,
+        },
+        evidence: None,
+    };
+    node.frost_share(req.clone()).await.unwrap();
+    let again = node.frost_share(req.clone()).await.unwrap_err();
+    assert!(again.to_string().contains("already used"), "{again}");
+    let rec = h
+        .store
+        .take_presignature(&ed_id, &healthy)
+        .await
+        .unwrap()
+        .unwrap();
+    let public: Value = serde_json::from_slice(&rec.public).unwrap();
+    let mut lying: std::collections::BTreeMap<u16, String> =
+        serde_json::from_value(public["commitments"].clone()).unwrap();
+    let other = lying.values().last().unwrap().clone();
+    let party = *lying.keys().next().unwrap();
+    lying.insert(party, other);
+    let node = h.signers[usize::from(party)].node().clone();
+    let bad = keyfold_signer::protocol::FrostShareRequest {
+        nonce_id: rec.id.clone(),
+        commitments: lying,
+        ..req.clone()
+    };
+    let err = node.frost_share(bad.clone()).await.unwrap_err();
+    assert!(matches!(err, NodeError::BadRequest { .. }), "{err:?}");
+    let err = node.frost_share(bad).await.unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+
+    // Taproot key-path signatures (the BIP-341 tweak) from the pool, checked against the
+    // address's output key; then one signer of the pooled quorum goes down and signing
+    // still succeeds (the pooled attempt fails, the two-round protocol picks another quorum).
+    let w = create_wallet(
+        &c,
+        json!({"network": "BitcoinSignet", "signingKey": {"scheme": "Schnorr"}}),
+    )
+    .await;
+    let address = w["address"].as_str().unwrap();
+    let parsed = bitcoin::Address::from_str(address)
+        .unwrap()
+        .require_network(bitcoin::Network::Signet)
+        .unwrap();
+    let output_key = k256::schnorr::VerifyingKey::from_bytes(
+        parsed.witness_program().unwrap().program().as_bytes(),
+    )
+    .unwrap();
+    let wid = w["id"].as_str().unwrap().to_string();
+    let key_id = w["signingKey"]["id"].as_str().unwrap().to_string();
+    let sign_tr = |tag: &'static str| {
+        let c = &c;
+        let wid = wid.clone();
+        async move {
+            let d = digest_of(tag);
+            let res = sign_wallet(
+                c,
+                &wid,
+                json!({"kind": "Hash", "hash": hex::encode(d), "taprootMerkleRoot": ""}),
+            )
+            .await
+            .unwrap();
+            let sig = k256::schnorr::Signature::try_from(
+                unhex(res["signature"]["encoded"].as_str().unwrap()).as_slice(),
+            )
+            .unwrap();
+            output_key
+                .verify_prehash(&d, &sig)
+                .expect("BIP-340 signature under the address's output key");
+        }
+    };
+    sign_tr("taproot first").await;
+    pool_reaches(&h, &key_id, 8).await;
+    sign_tr("taproot pooled").await;
+    assert_eq!(h.store.count_presignatures(&key_id).await.unwrap(), 7);
+    h.signers[0].set_down(true);
+    sign_tr("taproot with signer 0 down").await;
+    h.signers[0].set_down(false);
+}

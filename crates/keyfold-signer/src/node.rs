@@ -36,7 +36,8 @@ use tokio::sync::Mutex as AsyncMutex;
 use zeroize::Zeroizing;
 
 use crate::protocol::{
-    Group, Hasher, Member, NodeError, NodeHealth, NodeInfo, PartialSignRequest,
+    FrostShareRequest, FrostShareResponse, Group, Hasher, MAX_NONCES_PER_REQUEST, Member,
+    NodeError, NodeHealth, NodeInfo, NoncesRequest, NoncesResponse, PartialSignRequest,
     PartialSignResponse, Protocol, SessionDone, SignInput, StartSession, StepRequest, StepResponse,
     WireMessage,
 };
@@ -546,9 +547,21 @@ impl SignerNode {
     /// Spends a presignature on a message this node hashes itself. The presignature is
     /// deleted from the database before the partial signature exists.
     pub async fn partial_sign(&self, req: PartialSignRequest) -> Result<PartialSignResponse> {
+        let record = match &req.evidence {
+            Some(ev) => Some(NodeRequestRecord {
+                session_id: req.presignature_id.clone(),
+                key_id: req.key_id.clone(),
+                protocol: "cggmp24/presignature-spend".into(),
+                evidence: serde_json::to_string(ev)
+                    .map_err(|e| NodeError::failure(format!("evidence: {e}")))?,
+                created_at: self.clock.now(),
+            }),
+            None => None,
+        };
+        // Deleted and recorded in one transaction, before anything is computed from it.
         let sealed = self
             .store
-            .take_presignature(&req.presignature_id, &req.key_id)
+            .take_presignature_recording(&req.presignature_id, &req.key_id, record.as_ref())
             .await
             .map_err(store_err)?
             .ok_or_else(|| NodeError::bad("unknown or already used presignature"))?;
@@ -564,24 +577,167 @@ impl SignerNode {
         )
         .map_err(|e| keystore_err("presignature", e))?;
         let presig = EcdsaPresignature::from_bytes(bytes.expose_secret()).map_err(mpc_err)?;
-        if let Some(ev) = &req.evidence {
-            self.store
-                .record_request(&NodeRequestRecord {
-                    session_id: req.presignature_id.clone(),
-                    key_id: req.key_id.clone(),
-                    protocol: "cggmp24/presignature-spend".into(),
-                    evidence: serde_json::to_string(ev)
-                        .map_err(|e| NodeError::failure(format!("evidence: {e}")))?,
-                    created_at: self.clock.now(),
-                })
-                .await
-                .map_err(store_err)?;
-        }
         let msg = message(req.hasher, &unhex("preimage", &req.preimage)?);
         let partial = presig.issue_partial(&msg);
         Ok(PartialSignResponse {
             partial: b64(&partial.to_bytes().map_err(mpc_err)?),
         })
+    }
+
+    // ------------------------------------------------------------------ FROST, preprocessed
+
+    /// Makes FROST nonce pairs for a key ahead of time (RFC 9591's commit round, which does not
+    /// depend on the message): seals and stores each under its id, in one transaction, and
+    /// returns only the commitments.
+    pub async fn make_nonces(&self, req: NoncesRequest) -> Result<NoncesResponse> {
+        if req.ids.is_empty() || req.ids.len() > MAX_NONCES_PER_REQUEST {
+            return Err(NodeError::bad(format!(
+                "ask for 1 to {MAX_NONCES_PER_REQUEST} nonce pairs"
+            )));
+        }
+        if req.ids.iter().any(|id| id.is_empty() || id.len() > 64) {
+            return Err(NodeError::bad("nonce ids must be 1 to 64 characters"));
+        }
+        let share = self.share(&req.key_id).await?;
+        let n = req.ids.len();
+        // Curve arithmetic off the async threads, like every protocol step.
+        let (made, public) = tokio::task::spawn_blocking(move || {
+            type Made = (Vec<(Zeroizing<Vec<u8>>, Vec<u8>)>, Vec<u8>);
+            fn make<C: frost::FrostSuite>(
+                share: &frost::FrostKeyShare<C>,
+                n: usize,
+            ) -> Result<Made> {
+                let mut made = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let (nonces, c) = frost::preprocessed::commit(share).map_err(mpc_err)?;
+                    made.push((nonces.to_bytes().map_err(mpc_err)?, c));
+                }
+                Ok((made, share.public_package_bytes().map_err(mpc_err)?))
+            }
+            match &share {
+                KeyShare::Ed25519(s) => make(s, n),
+                KeyShare::Taproot(s) => make(s, n),
+                _ => Err(NodeError::bad("nonces are made for FROST keys only")),
+            }
+        })
+        .await
+        .map_err(|e| NodeError::failure(format!("nonce task: {e}")))??;
+        let mut batch = Vec::with_capacity(n);
+        let mut commitments = Vec::with_capacity(n);
+        for (id, (nonces, c)) in req.ids.iter().zip(made) {
+            let sealed = keyfold_keystore::seal(
+                &self.kek,
+                &Aad::new(Purpose::FrostNonces, id, &self.cfg.signer_id, 1),
+                &nonces,
+            )
+            .map_err(|e| keystore_err("nonces", e))?;
+            batch.push((id.clone(), sealed));
+            commitments.push(b64(&c));
+        }
+        let public = b64(&public);
+        self.store
+            .put_presignatures(&req.key_id, &batch, self.clock.now())
+            .await
+            .map_err(store_err)?;
+        Ok(NoncesResponse {
+            commitments,
+            public,
+        })
+    }
+
+    /// Spends one nonce pair on a message: the sealed nonces are deleted, in the same
+    /// transaction that records the request, before the share is computed — so a nonce pair
+    /// signs at most once, even across crashes and retries.
+    pub async fn frost_share(&self, req: FrostShareRequest) -> Result<FrostShareResponse> {
+        let share = self.share(&req.key_id).await?;
+        let me = self
+            .members()
+            .iter()
+            .position(|m| m.signer_id == self.cfg.signer_id)
+            .and_then(|i| u16::try_from(i).ok())
+            .ok_or_else(|| NodeError::NotReady {
+                message: "this node does not know its cluster yet".into(),
+            })?;
+        let (msg, tweak) = match &req.input {
+            SignInput::Message {
+                message,
+                taproot,
+                merkle_root,
+            } => {
+                let tweak = if *taproot {
+                    let merkle_root = match merkle_root {
+                        Some(r) if !r.is_empty() => Some(
+                            unhex("merkleRoot", r)?
+                                .try_into()
+                                .map_err(|_| NodeError::bad("merkleRoot must be 32 bytes"))?,
+                        ),
+                        _ => None,
+                    };
+                    Some(TaprootTweak { merkle_root })
+                } else {
+                    None
+                };
+                (unhex("message", message)?, tweak)
+            }
+            _ => return Err(NodeError::bad("FROST signing needs a message")),
+        };
+        if !req.commitments.contains_key(&me) {
+            return Err(NodeError::bad("the commitments do not include this signer"));
+        }
+        let mut commitments = std::collections::BTreeMap::new();
+        for (p, c) in &req.commitments {
+            commitments.insert(*p, unb64(c)?);
+        }
+        let protocol = match &share {
+            KeyShare::Ed25519(_) if tweak.is_none() => "frost-ed25519/preprocessed-sign",
+            KeyShare::Taproot(_) => "frost-secp256k1-tr/preprocessed-sign",
+            KeyShare::Ed25519(_) => return Err(NodeError::bad("Ed25519 signatures take no tweak")),
+            _ => return Err(NodeError::bad("this is not a FROST key")),
+        };
+        let record = match &req.evidence {
+            Some(ev) => Some(NodeRequestRecord {
+                session_id: req.nonce_id.clone(),
+                key_id: req.key_id.clone(),
+                protocol: protocol.into(),
+                evidence: serde_json::to_string(ev)
+                    .map_err(|e| NodeError::failure(format!("evidence: {e}")))?,
+                created_at: self.clock.now(),
+            }),
+            None => None,
+        };
+        let sealed = self
+            .store
+            .take_presignature_recording(&req.nonce_id, &req.key_id, record.as_ref())
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| NodeError::bad("unknown or already used nonces"))?;
+        let bytes = keyfold_keystore::open(
+            &self.kek,
+            &Aad::new(Purpose::FrostNonces, &req.nonce_id, &self.cfg.signer_id, 1),
+            &sealed,
+        )
+        .map_err(|e| keystore_err("nonces", e))?;
+        let out = tokio::task::spawn_blocking(move || {
+            let bytes = bytes.expose_secret();
+            match &share {
+                KeyShare::Ed25519(s) => {
+                    let nonces = frost::preprocessed::FrostNonces::<Ed25519>::from_bytes(bytes)
+                        .map_err(mpc_err)?;
+                    frost::preprocessed::sign_share(s, nonces, &commitments, &msg, None)
+                        .map_err(mpc_err)
+                }
+                KeyShare::Taproot(s) => {
+                    let nonces = frost::preprocessed::FrostNonces::<Taproot>::from_bytes(bytes)
+                        .map_err(mpc_err)?;
+                    frost::preprocessed::sign_share(s, nonces, &commitments, &msg, tweak.as_ref())
+                        .map_err(mpc_err)
+                }
+                _ => Err(NodeError::bad("this is not a FROST key")),
+            }
+        })
+        .await
+        .map_err(|e| NodeError::failure(format!("signing task: {e}")))??;
+        Ok(FrostShareResponse { share: b64(&out) })
     }
 
     // ------------------------------------------------------------------ internals

@@ -186,6 +186,48 @@ pub struct PartialSignResponse {
     pub partial: String,
 }
 
+/// `POST /v1/nonces`: make FROST nonce pairs ahead of time for a key; each is sealed and stored
+/// under its id until one signature spends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NoncesRequest {
+    pub key_id: String,
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NoncesResponse {
+    /// The public commitments, base64url, in the order of the ids.
+    pub commitments: Vec<String>,
+    /// The key's public key package (group key and verifying shares), base64url: what a
+    /// coordinator needs to aggregate.
+    pub public: String,
+}
+
+/// `POST /v1/frost-shares`: spend one nonce pair made ahead of time on a message. Every signer
+/// receives the same commitments (one per signer, its own among them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrostShareRequest {
+    pub key_id: String,
+    pub nonce_id: String,
+    /// Party index → commitments (base64url).
+    pub commitments: std::collections::BTreeMap<u16, String>,
+    /// A [`SignInput::Message`].
+    pub input: SignInput,
+    pub evidence: Option<ActionEvidence>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrostShareResponse {
+    /// The signature share, base64url.
+    pub share: String,
+}
+
+/// The most nonce pairs one [`NoncesRequest`] may ask for.
+pub const MAX_NONCES_PER_REQUEST: usize = 256;
+
 /// `GET /v1/info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -570,34 +570,70 @@ impl PresignatureStore for SqlStore {
         .map_err(map_err)
     }
 
+    async fn add_presignatures(&self, batch: &[PresignatureRecord]) -> StoreResult<()> {
+        on_write!(self, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            for ps in batch {
+                sqlx::query(
+                    "INSERT INTO presignatures (id, key_id, signers, public, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&ps.id)
+                .bind(&ps.key_id)
+                .bind(&ps.signers)
+                .bind(&ps.public)
+                .bind(ps.created_at.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)
+        })
+    }
+
     async fn take_presignature(
         &self,
         key_id: &str,
         signer_sets: &[String],
     ) -> StoreResult<Option<PresignatureRecord>> {
-        if signer_sets.is_empty() {
-            return Ok(None);
+        Ok(self
+            .take_presignatures(key_id, signer_sets, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn take_presignatures(
+        &self,
+        key_id: &str,
+        signer_sets: &[String],
+        limit: i64,
+    ) -> StoreResult<Vec<PresignatureRecord>> {
+        if signer_sets.is_empty() || limit < 1 {
+            return Ok(vec![]);
         }
-        let sets = placeholders(2, signer_sets.len());
-        // Select and delete in one statement: whoever deletes the row owns it.
+        let sets = placeholders(3, signer_sets.len());
+        // Select and delete in one statement: whoever deletes a row owns it.
         let lock = match self.backend {
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite { .. } => "",
         };
         let sql = format!(
-            "DELETE FROM presignatures WHERE id = (SELECT id FROM presignatures \
-             WHERE key_id = $1 AND signers IN ({sets}) ORDER BY created_at, id LIMIT 1 {lock}) \
+            "DELETE FROM presignatures WHERE id IN (SELECT id FROM presignatures \
+             WHERE key_id = $1 AND signers IN ({sets}) ORDER BY created_at, id LIMIT $2 {lock}) \
              RETURNING id, key_id, signers, public, created_at"
         );
-        let row: Option<PresignatureRow> = on_write!(self, |p| {
-            let mut q = sqlx::query_as(&sql).bind(key_id);
+        let rows: Vec<PresignatureRow> = on_write!(self, |p| {
+            let mut q = sqlx::query_as(&sql).bind(key_id).bind(limit);
             for s in signer_sets {
                 q = q.bind(s);
             }
-            q.fetch_optional(p).await
+            q.fetch_all(p).await
         })
         .map_err(map_err)?;
-        Ok(row.map(PresignatureRecord::from))
+        let mut out: Vec<PresignatureRecord> =
+            rows.into_iter().map(PresignatureRecord::from).collect();
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
     }
 
     async fn count_presignatures(&self, key_id: &str) -> StoreResult<i64> {

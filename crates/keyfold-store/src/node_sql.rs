@@ -208,6 +208,69 @@ impl NodeStore for SqlNodeStore {
         Ok(row.map(|r| r.0))
     }
 
+    async fn put_presignatures(
+        &self,
+        key_id: &str,
+        batch: &[(String, Vec<u8>)],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        on_write!(self.0, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            for (id, sealed) in batch {
+                sqlx::query(
+                    "INSERT INTO node_presignatures (id, key_id, sealed, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(key_id)
+                .bind(sealed)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)
+        })
+    }
+
+    async fn take_presignature_recording(
+        &self,
+        id: &str,
+        key_id: &str,
+        rec: Option<&NodeRequestRecord>,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let Some(rec) = rec else {
+            return self.take_presignature(id, key_id).await;
+        };
+        on_write!(self.0, |p| {
+            let mut tx = p.begin().await.map_err(map_err)?;
+            let row: Option<(Vec<u8>,)> = sqlx::query_as(
+                "DELETE FROM node_presignatures WHERE id = $1 AND key_id = $2 RETURNING sealed",
+            )
+            .bind(id)
+            .bind(key_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            let Some((sealed,)) = row else {
+                return Ok(None);
+            };
+            sqlx::query(
+                "INSERT INTO node_requests (session_id, key_id, protocol, evidence, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&rec.session_id)
+            .bind(&rec.key_id)
+            .bind(&rec.protocol)
+            .bind(&rec.evidence)
+            .bind(rec.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(Some(sealed))
+        })
+    }
+
     async fn record_request(&self, rec: &NodeRequestRecord) -> StoreResult<()> {
         on_write!(self.0, |p| sqlx::query(
             "INSERT INTO node_requests (session_id, key_id, protocol, evidence, created_at) \

@@ -1390,6 +1390,45 @@ impl UserActionStore for SqlStore {
         })
     }
 
+    async fn insert_user_action(&self, a: &UserAction) -> StoreResult<bool> {
+        let r = on_write!(self, |p| {
+            sqlx::query(
+                "INSERT INTO user_actions (id, org_id, user_id, token_id, token_hash, credential_uuid, \
+                 http_method, http_path, payload_hash, challenge, client_data, signature, expires_at, \
+                 used_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            )
+            .bind(&a.id)
+            .bind(&a.org_id)
+            .bind(&a.user_id)
+            .bind(&a.token_id)
+            .bind(&a.token_hash)
+            .bind(&a.credential_uuid)
+            .bind(&a.http_method)
+            .bind(&a.http_path)
+            .bind(&a.payload_hash)
+            .bind(&a.challenge)
+            .bind(&a.client_data)
+            .bind(&a.signature)
+            .bind(a.expires_at.0)
+            .bind(a.used_at.map(|t| t.0))
+            .bind(a.created_at.0)
+            .execute(p)
+            .await
+            .map(|_| ())
+        });
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.kind() == ErrorKind::UniqueViolation) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
     async fn find_user_action(&self, token_hash: &str) -> StoreResult<Option<UserAction>> {
         let sql = format!("SELECT {ACTION_COLS} FROM user_actions WHERE token_hash = $1");
         let row: Option<UserActionRow> = on_read!(self, |p| {

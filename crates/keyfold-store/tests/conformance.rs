@@ -408,7 +408,7 @@ async fn user_actions_record_once_and_consume_once(s: &dyn Store) {
         http_method: "POST".into(),
         http_path: "/auth/users".into(),
         payload_hash: "ab".into(),
-        challenge: "c".into(),
+        challenge: format!("c-{hash}"),
         client_data: "cd".into(),
         signature: "sig".into(),
         expires_at: T0.plus_secs(60),
@@ -439,6 +439,31 @@ async fn user_actions_record_once_and_consume_once(s: &dyn Store) {
             .await
             .unwrap()
     );
+    // Sealed (unstored) challenges: the action's unique challenge makes it single use,
+    // also between racers, and a refused one is not stored.
+    let a4 = action("h4");
+    let racing = join_all((0..4).map(|i| {
+        let mut a = a4.clone();
+        a.id = format!("{}-{i}", a4.id);
+        a.token_hash = format!("h4-{i}");
+        async move { s.insert_user_action(&a).await }
+    }))
+    .await;
+    assert_eq!(
+        racing.into_iter().filter(|w| *w.as_ref().unwrap()).count(),
+        1
+    );
+    let mut stored = 0;
+    for i in 0..4 {
+        if s.find_user_action(&format!("h4-{i}"))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
 }
 
 async fn registration_is_all_or_nothing(s: &dyn Store) {
@@ -1224,6 +1249,42 @@ async fn presignatures_are_handed_out_once(s: &dyn Store) {
         vec![2]
     );
     assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 0);
+    // A batch (FROST nonce commitments) is added in one transaction.
+    let batch: Vec<PresignatureRecord> = (0..4)
+        .map(|i| PresignatureRecord {
+            id: format!("nb-{i}"),
+            key_id: k.id.clone(),
+            signers: "0,2".into(),
+            public: vec![i as u8; 2],
+            created_at: T0.plus_secs(i as i64),
+        })
+        .collect();
+    s.add_presignatures(&batch).await.unwrap();
+    assert!(
+        s.add_presignatures(&batch[..1]).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 4);
+    let first = s
+        .take_presignature(&k.id, &["0,2".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.id.as_str(), first.public), ("nb-0", vec![0, 0]));
+    // Leased in batches, oldest first, never more than there are, each once across racers.
+    let sets = vec!["0,2".to_string()];
+    let two = s.take_presignatures(&k.id, &sets, 2).await.unwrap();
+    let ids: Vec<&str> = two.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, vec!["nb-1", "nb-2"]);
+    let racing = join_all((0..4).map(|_| s.take_presignatures(&k.id, &sets, 5))).await;
+    let got: usize = racing.into_iter().map(|r| r.unwrap().len()).sum();
+    assert_eq!(got, 1);
+    assert!(
+        s.take_presignatures(&k.id, &sets, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn transfers_and_their_nonces(s: &dyn Store) {

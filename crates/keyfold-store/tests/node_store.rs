@@ -26,7 +26,8 @@ both!(
     meta_first_writer_wins,
     shares_are_written_once,
     primes_and_presignatures_are_used_once,
-    requests_are_recorded
+    requests_are_recorded,
+    batches_are_spent_once_with_their_record
 );
 
 async fn meta_first_writer_wins(s: &dyn NodeStore) {
@@ -116,4 +117,52 @@ async fn requests_are_recorded(s: &dyn NodeStore) {
         s.record_request(&rec).await.is_err(),
         "a session is recorded once"
     );
+}
+
+async fn batches_are_spent_once_with_their_record(s: &dyn NodeStore) {
+    let batch: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| (format!("nc-{i}"), vec![i as u8; 3]))
+        .collect();
+    s.put_presignatures("key-2", &batch, T0).await.unwrap();
+    // A batch is one transaction: one id already taken and nothing of it is stored.
+    let clash = vec![("nc-9".to_string(), vec![9]), ("nc-0".to_string(), vec![0])];
+    assert!(s.put_presignatures("key-2", &clash, T0).await.is_err());
+    assert_eq!(s.take_presignature("nc-9", "key-2").await.unwrap(), None);
+    let rec = |i: u8| NodeRequestRecord {
+        session_id: format!("nc-{i}"),
+        key_id: "key-2".into(),
+        protocol: "frost-ed25519/preprocessed-sign".into(),
+        evidence: "{}".into(),
+        created_at: T0,
+    };
+    // Racing spends of one id: one gets the bytes, and exactly one request is recorded.
+    let r = rec(1);
+    let taken =
+        join_all((0..4).map(|_| s.take_presignature_recording("nc-1", "key-2", Some(&r)))).await;
+    let got: Vec<_> = taken.into_iter().filter_map(|t| t.ok().flatten()).collect();
+    assert_eq!(got, vec![vec![1u8; 3]]);
+    assert_eq!(s.count_requests("key-2").await.unwrap(), 1);
+    // Unknown or wrong-key ids record nothing.
+    let r = rec(7);
+    assert_eq!(
+        s.take_presignature_recording("nc-7", "key-2", Some(&r))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.take_presignature_recording("nc-2", "key-x", Some(&rec(2)))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.count_requests("key-2").await.unwrap(), 1);
+    // Without a record it is a plain take.
+    assert_eq!(
+        s.take_presignature_recording("nc-3", "key-2", None)
+            .await
+            .unwrap(),
+        Some(vec![3u8; 3])
+    );
+    assert_eq!(s.count_requests("key-2").await.unwrap(), 1);
 }

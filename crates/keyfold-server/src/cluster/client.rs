@@ -8,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use keyfold_signer::SignerNode;
 use keyfold_signer::protocol::{
-    NodeError, NodeHealth, NodeInfo, PartialSignRequest, PartialSignResponse, StartSession,
-    StepRequest, StepResponse,
+    FrostShareRequest, FrostShareResponse, NodeError, NodeHealth, NodeInfo, NoncesRequest,
+    NoncesResponse, PartialSignRequest, PartialSignResponse, StartSession, StepRequest,
+    StepResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +28,8 @@ pub trait NodeClient: Send + Sync + std::fmt::Debug {
         &self,
         req: &PartialSignRequest,
     ) -> Result<PartialSignResponse, NodeError>;
+    async fn make_nonces(&self, req: &NoncesRequest) -> Result<NoncesResponse, NodeError>;
+    async fn frost_share(&self, req: &FrostShareRequest) -> Result<FrostShareResponse, NodeError>;
 }
 
 /// A node reached over HTTP. Requests carry the cluster token.
@@ -135,6 +138,14 @@ impl NodeClient for HttpNode {
         self.call(reqwest::Method::POST, "/v1/partial-signatures", Some(req))
             .await
     }
+    async fn make_nonces(&self, req: &NoncesRequest) -> Result<NoncesResponse, NodeError> {
+        self.call(reqwest::Method::POST, "/v1/nonces", Some(req))
+            .await
+    }
+    async fn frost_share(&self, req: &FrostShareRequest) -> Result<FrostShareResponse, NodeError> {
+        self.call(reqwest::Method::POST, "/v1/frost-shares", Some(req))
+            .await
+    }
 }
 
 /// A node in this process, reached by direct calls. `set_down(true)` makes it behave like a
@@ -217,5 +228,19 @@ impl NodeClient for LocalNode {
     ) -> Result<PartialSignResponse, NodeError> {
         self.check()?;
         self.node.partial_sign(req.clone()).await
+    }
+    async fn make_nonces(&self, req: &NoncesRequest) -> Result<NoncesResponse, NodeError> {
+        self.check()?;
+        self.node.make_nonces(req.clone()).await
+    }
+    async fn frost_share(&self, req: &FrostShareRequest) -> Result<FrostShareResponse, NodeError> {
+        self.check()?;
+        let r = self.node.frost_share(req.clone()).await;
+        if self.die_after.fetch_sub(1, Ordering::SeqCst) == 0 {
+            self.set_down(true);
+        }
+        // A node that died mid-call never answers.
+        self.check()?;
+        r
     }
 }

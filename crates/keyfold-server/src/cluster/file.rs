@@ -123,6 +123,7 @@ impl Config {
         ClusterSettings {
             session_timeout: Duration::from_secs(self.signing.session_timeout_secs),
             presignatures_per_key: self.signing.presignatures_per_key,
+            nonces_per_key: self.signing.nonces_per_key,
             poll_interval: Duration::from_millis(500),
         }
     }

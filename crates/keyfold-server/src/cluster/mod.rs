@@ -12,6 +12,13 @@
 //! pool of presignatures per key, refilled in the background. A presignature's index row is
 //! deleted when it is handed out and each node deletes its part before answering, so none is
 //! ever used twice.
+//!
+//! FROST keys that have signed get a pool too: nonce pairs made ahead of time by a quorum
+//! (RFC 9591's commit round; `keyfold_mpc::frost::preprocessed`), their commitments indexed in
+//! the same table. A pooled signature is one request per signer (no relayed rounds, no sealed
+//! node-to-node messages), aggregated and verified here; each node deletes its nonces in the
+//! transaction that records the request, before computing its share. An empty pool or a failed
+//! attempt falls back to the two-round protocol.
 
 pub mod client;
 pub mod file;
@@ -33,8 +40,8 @@ use keyfold_domain::ports::{
 };
 use keyfold_domain::time::Clock;
 use keyfold_signer::protocol::{
-    Group, NodeError, PartialSignRequest, Protocol, SessionDone, SignInput, StartSession,
-    StepRequest, WireMessage,
+    FrostShareRequest, Group, NodeError, NoncesRequest, PartialSignRequest, Protocol, SessionDone,
+    SignInput, StartSession, StepRequest, WireMessage,
 };
 use keyfold_types::keys::KeyScheme;
 use rand::RngCore;
@@ -52,6 +59,8 @@ pub struct ClusterSettings {
     pub session_timeout: Duration,
     /// Presignatures to keep ready per ECDSA key (0 disables the pool).
     pub presignatures_per_key: i64,
+    /// FROST nonce pairs to keep ready per Ed25519 / Schnorr key that has signed (0 disables).
+    pub nonces_per_key: i64,
     /// How often the background tasks look at the cluster.
     pub poll_interval: Duration,
 }
@@ -82,6 +91,13 @@ pub struct Cluster {
     state: Mutex<State>,
     ecdsa_ready: watch::Sender<bool>,
     refill: Notify,
+    /// FROST keys whose nonce pool should be looked at (they just signed).
+    nonce_wanted: Mutex<HashSet<String>>,
+    nonce_refill: Notify,
+    /// Pooled FROST nonce records already taken from the store, per key, handed out from
+    /// memory: one store commit per lease instead of one per signature. A crash loses them
+    /// unused, which is safe (the nodes hold the nonces and spend each at most once).
+    nonce_leases: Mutex<HashMap<String, Vec<PresignatureRecord>>>,
 }
 
 fn unavailable(msg: impl Into<String>) -> DomainError {
@@ -116,6 +132,9 @@ impl Cluster {
             }),
             ecdsa_ready,
             refill: Notify::new(),
+            nonce_wanted: Mutex::new(HashSet::new()),
+            nonce_refill: Notify::new(),
+            nonce_leases: Mutex::new(HashMap::new()),
         }
     }
 
@@ -204,6 +223,9 @@ impl Cluster {
     /// Background work until `shutdown`: ECDSA preparation, health tracking, presignature
     /// refills.
     pub async fn run_background(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if self.settings.nonces_per_key > 0 {
+            tokio::spawn(self.clone().run_nonce_refill(shutdown.clone()));
+        }
         loop {
             let ready = self.prepare_ecdsa().await;
             if ready && self.settings.presignatures_per_key > 0 {
@@ -238,6 +260,224 @@ impl Cluster {
             }
             if let Err(e) = self.presign(&key_id).await {
                 tracing::debug!(key = %key_id, error = %e.error, "presignature refill failed");
+            }
+        }
+    }
+
+    /// Keeps the FROST nonce pools of recently used keys topped up, until `shutdown`.
+    async fn run_nonce_refill(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let keys: Vec<String> = self
+                .nonce_wanted
+                .lock()
+                .map(|mut w| w.drain().collect())
+                .unwrap_or_default();
+            for key_id in keys {
+                if let Err(e) = self.refill_nonces(&key_id).await {
+                    tracing::debug!(key = %key_id, error = %e, "nonce refill failed");
+                }
+            }
+            tokio::select! {
+                _ = self.nonce_refill.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Marks a FROST key as in use: its nonce pool is looked at soon.
+    fn want_nonces(&self, key_id: &str) {
+        if self.settings.nonces_per_key <= 0 {
+            return;
+        }
+        if let Ok(mut w) = self.nonce_wanted.lock() {
+            w.insert(key_id.to_string());
+        }
+        self.nonce_refill.notify_one();
+    }
+
+    /// Tops up one FROST key's nonce pool when it is below half: one batch, one request per
+    /// signer of a healthy quorum, one transaction here.
+    pub async fn refill_nonces(&self, key_id: &str) -> Result<usize, NodeError> {
+        let target = self.settings.nonces_per_key;
+        let have = self
+            .store
+            .count_presignatures(key_id)
+            .await
+            .map_err(|e| NodeError::failure(e.to_string()))?
+            + self
+                .nonce_leases
+                .lock()
+                .map(|l| l.get(key_id).map_or(0, |v| v.len() as i64))
+                .unwrap_or(0);
+        if have * 2 >= target {
+            return Ok(0);
+        }
+        let want = usize::try_from(target - have)
+            .unwrap_or(0)
+            .min(keyfold_signer::protocol::MAX_NONCES_PER_REQUEST);
+        let parties = self
+            .quorum(&HashSet::new())
+            .ok_or_else(|| NodeError::NotReady {
+                message: "not enough healthy signers".into(),
+            })?;
+        let ids: Vec<String> = (0..want).map(|_| new_id(IdKind::Presignature)).collect();
+        let req = NoncesRequest {
+            key_id: key_id.to_string(),
+            ids: ids.clone(),
+        };
+        let answers = join_all(parties.iter().map(|p| {
+            let n = self.nodes.get(usize::from(*p)).cloned();
+            let req = &req;
+            async move {
+                match n {
+                    Some(n) => n.make_nonces(req).await,
+                    None => Err(NodeError::bad("no such signer")),
+                }
+            }
+        }))
+        .await;
+        let mut per_party = Vec::with_capacity(parties.len());
+        let mut public = None;
+        for (p, a) in parties.iter().zip(answers) {
+            let a = a?;
+            if a.commitments.len() != want {
+                return Err(NodeError::failure(format!(
+                    "signer {p} made {} nonce pairs, {want} were asked for",
+                    a.commitments.len()
+                )));
+            }
+            public.get_or_insert(a.public.clone());
+            per_party.push((*p, a.commitments));
+        }
+        let public = public.unwrap_or_default();
+        let now = self.clock.now();
+        let signers = signer_set(&parties);
+        let mut records = Vec::with_capacity(want);
+        for (i, id) in ids.into_iter().enumerate() {
+            let commitments = per_party.iter().map(|(p, c)| (*p, c[i].clone())).collect();
+            let body = serde_json::to_vec(&NonceRecord {
+                public: public.clone(),
+                commitments,
+            })
+            .map_err(|e| NodeError::failure(e.to_string()))?;
+            records.push(PresignatureRecord {
+                id,
+                key_id: key_id.to_string(),
+                signers: signers.clone(),
+                public: body,
+                created_at: now,
+            });
+        }
+        self.store
+            .add_presignatures(&records)
+            .await
+            .map_err(|e| NodeError::failure(e.to_string()))?;
+        Ok(want)
+    }
+
+    /// One pooled nonce record of `key_id` usable by healthy signers: from this process's
+    /// lease, or a new lease of up to an eighth of the pool from the store.
+    async fn lease_nonces(&self, key_id: &str) -> Option<PresignatureRecord> {
+        let healthy = self.healthy();
+        let usable = |r: &PresignatureRecord| {
+            r.signers
+                .split(',')
+                .all(|p| p.parse::<u16>().is_ok_and(|p| healthy.contains(&p)))
+        };
+        if let Ok(mut leases) = self.nonce_leases.lock()
+            && let Some(held) = leases.get_mut(key_id)
+            && let Some(i) = held.iter().position(usable)
+        {
+            return Some(held.remove(i));
+        }
+        let sets = all_signer_sets(self.group.n(), self.group.threshold, &healthy);
+        let lease = (self.settings.nonces_per_key / 8).max(1);
+        let mut got = self
+            .store
+            .take_presignatures(key_id, &sets, lease)
+            .await
+            .ok()?;
+        if got.is_empty() {
+            return None;
+        }
+        let first = got.remove(0);
+        if !got.is_empty()
+            && let Ok(mut leases) = self.nonce_leases.lock()
+        {
+            leases.entry(key_id.to_string()).or_default().extend(got);
+        }
+        Some(first)
+    }
+
+    /// FROST from the nonce pool: one request per signer, aggregated here. `None` when the
+    /// pool is empty or the attempt failed (the caller then runs the two-round protocol).
+    async fn sign_with_nonces(
+        &self,
+        key: &Key,
+        input: &SignInput,
+        message: &[u8],
+        tweak: Option<keyfold_mpc::frost::TaprootTweak>,
+        evidence: &ActionEvidence,
+    ) -> Option<[u8; 64]> {
+        let t0 = std::time::Instant::now();
+        let rec = self.lease_nonces(&key.id).await;
+        // After the take, so the refill sees the pool without it.
+        self.want_nonces(&key.id);
+        let rec = rec?;
+        let t_take = t0.elapsed();
+        let record: NonceRecord = serde_json::from_slice(&rec.public).ok()?;
+        let req = FrostShareRequest {
+            key_id: key.id.clone(),
+            nonce_id: rec.id.clone(),
+            commitments: record.commitments.clone(),
+            input: input.clone(),
+            evidence: Some(evidence.clone()),
+        };
+        let answers = join_all(record.commitments.keys().map(|p| {
+            let n = self.nodes.get(usize::from(*p)).cloned();
+            let req = &req;
+            let p = *p;
+            async move {
+                match n {
+                    Some(n) => (p, n.frost_share(req).await),
+                    None => (p, Err(NodeError::bad("no such signer"))),
+                }
+            }
+        }))
+        .await;
+        let t_nodes = t0.elapsed();
+        let mut shares = std::collections::BTreeMap::new();
+        for (p, a) in answers {
+            match a.and_then(|a| {
+                URL_SAFE_NO_PAD
+                    .decode(a.share)
+                    .map_err(|_| NodeError::failure("unreadable share"))
+            }) {
+                Ok(s) => {
+                    shares.insert(p, s);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key.id, party = p, error = %e, "preprocessed FROST share failed; signing interactively");
+                    return None;
+                }
+            }
+        }
+        let mut commitments = std::collections::BTreeMap::new();
+        for (p, c) in &record.commitments {
+            commitments.insert(*p, URL_SAFE_NO_PAD.decode(c).ok()?);
+        }
+        let public = URL_SAFE_NO_PAD.decode(&record.public).ok()?;
+        use keyfold_mpc::frost::{Ed25519, Taproot, preprocessed::aggregate};
+        let sig = match key.scheme {
+            KeyScheme::EdDsa => aggregate::<Ed25519>(&public, &commitments, &shares, message, None),
+            _ => aggregate::<Taproot>(&public, &commitments, &shares, message, tweak.as_ref()),
+        };
+        tracing::debug!(key = %key.id, take = ?t_take, nodes = ?t_nodes, total = ?t0.elapsed(), "pooled FROST signature");
+        match sig {
+            Ok(s) => Some(s.to_bytes()),
+            Err(e) => {
+                tracing::warn!(key = %key.id, error = %e, "aggregating preprocessed FROST shares failed; signing interactively");
+                None
             }
         }
     }
@@ -575,6 +815,14 @@ impl Cluster {
     }
 }
 
+/// The public part of one pooled FROST signing: each signer's commitments (base64url, by party)
+/// and the key's public key package (base64url) to aggregate with.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NonceRecord {
+    public: String,
+    commitments: std::collections::BTreeMap<u16, String>,
+}
+
 fn wire_hasher(h: Hasher) -> keyfold_signer::protocol::Hasher {
     match h {
         Hasher::Keccak256 => keyfold_signer::protocol::Hasher::Keccak256,
@@ -747,16 +995,24 @@ impl SignerCluster for Cluster {
             (KeyScheme::EdDsa, SignMaterial::Ed25519 { message }) => {
                 let public = key.public_key.clone();
                 let m = message.clone();
-                self.sign_interactive(
-                    key,
-                    Protocol::Ed25519Sign,
-                    SignInput::Message {
-                        message: hex::encode(message),
-                        taproot: false,
-                        merkle_root: None,
-                    },
-                    evidence,
-                    move |done| match done {
+                let input = SignInput::Message {
+                    message: hex::encode(message),
+                    taproot: false,
+                    merkle_root: None,
+                };
+                if let Some(sig) = self
+                    .sign_with_nonces(key, &input, message, None, evidence)
+                    .await
+                {
+                    match verify_ed25519(&public, &m, &sig) {
+                        Ok(sig) => return Ok(sig),
+                        Err(why) => {
+                            tracing::error!(key = %key.id, %why, "pooled FROST signature does not verify; signing interactively")
+                        }
+                    }
+                }
+                self.sign_interactive(key, Protocol::Ed25519Sign, input, evidence, move |done| {
+                    match done {
                         SessionDone::SchnorrSignature { signature } => {
                             let sig: [u8; 64] = hex::decode(signature)
                                 .map_err(|e| e.to_string())?
@@ -765,24 +1021,34 @@ impl SignerCluster for Cluster {
                             verify_ed25519(&public, &m, &sig)
                         }
                         _ => Err("not an Ed25519 signature".into()),
-                    },
-                )
+                    }
+                })
                 .await
             }
             (KeyScheme::Schnorr, SignMaterial::Schnorr { message, taproot }) => {
                 let output_key = schnorr_output_key(&key.public_key, *taproot)
                     .map_err(|e| DomainError::internal(format!("taproot output key: {e}")))?;
                 let m = message.clone();
-                self.sign_interactive(
-                    key,
-                    Protocol::TaprootSign,
-                    SignInput::Message {
-                        message: hex::encode(message),
-                        taproot: taproot.is_some(),
-                        merkle_root: taproot.flatten().map(hex::encode),
-                    },
-                    evidence,
-                    move |done| match done {
+                let input = SignInput::Message {
+                    message: hex::encode(message),
+                    taproot: taproot.is_some(),
+                    merkle_root: taproot.flatten().map(hex::encode),
+                };
+                let tweak =
+                    taproot.map(|merkle_root| keyfold_mpc::frost::TaprootTweak { merkle_root });
+                if let Some(sig) = self
+                    .sign_with_nonces(key, &input, message, tweak, evidence)
+                    .await
+                {
+                    match verify_bip340(&output_key, &m, &sig) {
+                        Ok(sig) => return Ok(sig),
+                        Err(why) => {
+                            tracing::error!(key = %key.id, %why, "pooled FROST signature does not verify; signing interactively")
+                        }
+                    }
+                }
+                self.sign_interactive(key, Protocol::TaprootSign, input, evidence, move |done| {
+                    match done {
                         SessionDone::SchnorrSignature { signature } => {
                             let sig: [u8; 64] = hex::decode(signature)
                                 .map_err(|e| e.to_string())?
@@ -791,8 +1057,8 @@ impl SignerCluster for Cluster {
                             verify_bip340(&output_key, &m, &sig)
                         }
                         _ => Err("not a BIP-340 signature".into()),
-                    },
-                )
+                    }
+                })
                 .await
             }
             _ => Err(DomainError::invalid(format!(

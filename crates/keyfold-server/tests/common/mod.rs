@@ -399,6 +399,7 @@ async fn assemble(
         ClusterSettings {
             session_timeout: std::time::Duration::from_secs(20),
             presignatures_per_key: presignatures,
+            nonces_per_key: presignatures,
             poll_interval: std::time::Duration::from_millis(100),
         },
     ));

@@ -1,0 +1,187 @@
+//! FROST signing with preprocessing: round one (nonces and their commitments) made ahead of
+//! time, so a signature needs one exchange with each signer instead of a relayed session.
+//!
+//! WHY: RFC 9591 §5 splits FROST into a commit round that does not depend on the message and a
+//! sign round that does. A signer can make many nonce pairs in advance, keep them sealed, and
+//! publish only the commitments. At signing time a coordinator picks one unused commitment per
+//! signer, sends every signer the same message and commitment list, and aggregates the returned
+//! shares. This is the coordinator model RFC 9591 is written for: the coordinator cannot forge
+//! (each share is checked against its signer's verifying share, and the result against the group
+//! key), it can only fail to produce a signature.
+//!
+//! The one rule that keeps the key safe: **a nonce pair is used at most once**. [`sign_share`]
+//! takes [`FrostNonces`] by value; a caller that stores them must delete them durably before it
+//! calls [`sign_share`] (Keyfold's signer deletes the sealed row in the same transaction that
+//! records the request). A signer also refuses a commitment list that does not contain its own
+//! commitment unchanged (the library's `IncorrectCommitment`).
+
+use std::collections::BTreeMap;
+
+use frost_core::keys::PublicKeyPackage;
+use frost_core::round1::{SigningCommitments, SigningNonces};
+use frost_core::round2::SignatureShare;
+use frost_core::{Identifier, SigningPackage};
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+use super::{
+    FrostKeyShare, FrostSuite, SchnorrSignature, TaprootTweak, identifier, map_frost_error,
+};
+use crate::ecdsa::primes::serde_bytes_wrapper::{ByteBuf, Bytes};
+use crate::error::{Error, Result};
+use crate::secret;
+use crate::session::PartyIndex;
+
+/// One signer's secret nonce pair, made ahead of time. Seal it, use it once.
+pub struct FrostNonces<C: FrostSuite>(SigningNonces<C>);
+
+impl<C: FrostSuite> std::fmt::Debug for FrostNonces<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FrostNonces<{}>(<redacted>)", C::NAME)
+    }
+}
+
+impl<C: FrostSuite> FrostNonces<C> {
+    /// Versioned bytes for sealing at rest.
+    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let raw = Zeroizing::new(
+            self.0
+                .serialize()
+                .map_err(|e| Error::internal(format!("serialize nonces: {e}")))?,
+        );
+        secret::encode(C::NONCES_BLOB, &Bytes(&raw))
+    }
+
+    /// Reads [`to_bytes`](Self::to_bytes) output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let b: ByteBuf = secret::decode(C::NONCES_BLOB, bytes)?;
+        let raw = Zeroizing::new(b.0);
+        SigningNonces::<C>::deserialize(&raw)
+            .map(Self)
+            .map_err(|e| Error::input(format!("nonces: {e}")))
+    }
+}
+
+/// Makes a nonce pair for `share` and returns it with its public commitments (the bytes a
+/// coordinator collects and later hands back to every signer).
+pub fn commit<C: FrostSuite>(share: &FrostKeyShare<C>) -> Result<(FrostNonces<C>, Vec<u8>)> {
+    let (nonces, commitments) =
+        frost_core::round1::commit::<C, _>(share.key.signing_share(), &mut OsRng);
+    let bytes = commitments
+        .serialize()
+        .map_err(|e| Error::internal(format!("serialize commitments: {e}")))?;
+    Ok((FrostNonces(nonces), bytes))
+}
+
+impl<C: FrostSuite> FrostKeyShare<C> {
+    /// The group's public key package (group key and every signer's verifying share), which a
+    /// coordinator needs to [`aggregate`]. Public.
+    pub fn public_package_bytes(&self) -> Result<Vec<u8>> {
+        self.public
+            .serialize()
+            .map_err(|e| Error::internal(format!("serialize public key package: {e}")))
+    }
+}
+
+/// The signing package every signer must see: the commitments of exactly the signing set.
+fn package<C: FrostSuite>(
+    n: u16,
+    threshold: u16,
+    commitments: &BTreeMap<PartyIndex, Vec<u8>>,
+    message: &[u8],
+) -> Result<SigningPackage<C>> {
+    if commitments.len() < usize::from(threshold) {
+        return Err(Error::input(format!(
+            "at least t = {threshold} signers are needed, got {}",
+            commitments.len()
+        )));
+    }
+    let mut map = BTreeMap::new();
+    for (p, bytes) in commitments {
+        if *p >= n {
+            return Err(Error::input(format!("party {p} is not in a group of {n}")));
+        }
+        let c = SigningCommitments::<C>::deserialize(bytes)
+            .map_err(|e| Error::party(*p, format!("malformed commitments: {e}")))?;
+        map.insert(identifier::<C>(*p)?, c);
+    }
+    Ok(SigningPackage::new(map, message))
+}
+
+/// Computes this signer's share of the signature of `message` by the signers whose
+/// commitments are given (this signer's own among them, unchanged). Consumes the nonces.
+pub fn sign_share<C: FrostSuite>(
+    share: &FrostKeyShare<C>,
+    nonces: FrostNonces<C>,
+    commitments: &BTreeMap<PartyIndex, Vec<u8>>,
+    message: &[u8],
+    tweak: Option<&TaprootTweak>,
+) -> Result<Vec<u8>> {
+    if tweak.is_some() && !C::SUPPORTS_TWEAK {
+        return Err(Error::input(format!(
+            "{} signatures take no tweak",
+            C::NAME
+        )));
+    }
+    if !commitments.contains_key(&share.me) {
+        return Err(Error::input(
+            "this signer's commitment is not in the package",
+        ));
+    }
+    let pkg = package::<C>(share.n, share.threshold(), commitments, message)?;
+    let parties: Vec<PartyIndex> = commitments.keys().copied().collect();
+    let out = C::sign_share(&pkg, &nonces.0, &share.key, tweak).map_err(|e| match e {
+        frost_core::Error::IncorrectCommitment | frost_core::Error::MissingCommitment => {
+            Error::input("the package does not hold this signer's commitment unchanged")
+        }
+        e => map_frost_error(&e, &parties, "sign"),
+    });
+    drop(nonces);
+    Ok(out?.serialize())
+}
+
+/// Combines the signers' shares into the group signature. Every share is checked: a wrong one
+/// fails with the party that sent it named.
+pub fn aggregate<C: FrostSuite>(
+    public_package: &[u8],
+    commitments: &BTreeMap<PartyIndex, Vec<u8>>,
+    shares: &BTreeMap<PartyIndex, Vec<u8>>,
+    message: &[u8],
+    tweak: Option<&TaprootTweak>,
+) -> Result<SchnorrSignature> {
+    if tweak.is_some() && !C::SUPPORTS_TWEAK {
+        return Err(Error::input(format!(
+            "{} signatures take no tweak",
+            C::NAME
+        )));
+    }
+    let public = PublicKeyPackage::<C>::deserialize(public_package)
+        .map_err(|e| Error::input(format!("public key package: {e}")))?;
+    let n = u16::try_from(public.verifying_shares().len())
+        .map_err(|_| Error::input("too many verifying shares"))?;
+    let t = public
+        .min_signers()
+        .ok_or_else(|| Error::input("public key package without a threshold"))?;
+    if shares.keys().ne(commitments.keys()) {
+        return Err(Error::input(
+            "shares and commitments name different signers",
+        ));
+    }
+    let pkg = package::<C>(n, t, commitments, message)?;
+    let mut map: BTreeMap<Identifier<C>, SignatureShare<C>> = BTreeMap::new();
+    for (p, bytes) in shares {
+        let s = SignatureShare::<C>::deserialize(bytes)
+            .map_err(|e| Error::party(*p, format!("malformed signature share: {e}")))?;
+        map.insert(identifier::<C>(*p)?, s);
+    }
+    let parties: Vec<PartyIndex> = shares.keys().copied().collect();
+    let sig = C::aggregate(&pkg, &map, &public, tweak)
+        .map_err(|e| map_frost_error(&e, &parties, "aggregate"))?;
+    let bytes = sig
+        .serialize()
+        .map_err(|e| Error::internal(format!("serialize signature: {e}")))?;
+    let arr: [u8; 64] = bytes
+        .try_into()
+        .map_err(|_| Error::internal("signature is not 64 bytes"))?;
+    Ok(SchnorrSignature(arr))
+}
