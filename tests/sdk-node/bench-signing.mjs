@@ -6,7 +6,10 @@
 //   BENCH_POOL      presignatures per key (default 16)
 //   BENCH_NONCES    FROST nonce pairs pooled per key (default 64; 0: every FROST signature runs
 //                   the two relayed rounds)
-//   BENCH_ONLY      `frost`: only the FROST measures (and the GET they are divided by)
+//   BENCH_KEY_POOL  keys per scheme generated ahead of time (default 8; 0: every key and
+//                   wallet creation waits for distributed key generation)
+//   BENCH_ONLY      `frost` or `keys`: only the FROST measures, or only key and wallet
+//                   creation (and the GET they are divided by)
 
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,7 +21,11 @@ import { makeTmpDir, startAndLogin, waitSchemeReady } from './lib/harness.mjs';
 const SECONDS = Number(process.env.BENCH_SECONDS || 15);
 const POOL = Number(process.env.BENCH_POOL || 16);
 const NONCES = Number(process.env.BENCH_NONCES ?? 64);
-const ONLY_FROST = process.env.BENCH_ONLY === 'frost';
+const ONLY = process.env.BENCH_ONLY || '';
+const RUN_ECDSA = ONLY === '';
+const RUN_FROST = ONLY === '' || ONLY === 'frost';
+const RUN_KEYS = ONLY === '' || ONLY === 'keys';
+const KEY_POOL = Number(process.env.BENCH_KEY_POOL ?? 8);
 
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -57,9 +64,9 @@ const hash = (i) => `0x${(BigInt(i) + 1n).toString(16).padStart(64, '0')}`;
 
 const dir = makeTmpDir();
 const cfg = path.join(dir, 'keyfold.toml');
-fs.writeFileSync(cfg, `[signing]\npresignatures_per_key = ${POOL}\nnonces_per_key = ${NONCES}\n`);
+fs.writeFileSync(cfg, `[signing]\npresignatures_per_key = ${POOL}\nnonces_per_key = ${NONCES}\npooled_keys_per_scheme = ${KEY_POOL}\n`);
 const s = await startAndLogin({ signers: true, args: ['--config', cfg] });
-const result = { binary: process.env.KEYFOLD_BIN || 'target/debug/keyfold', noncesPerKey: NONCES };
+const result = { binary: process.env.KEYFOLD_BIN || 'target/debug/keyfold', noncesPerKey: NONCES, pooledKeysPerScheme: KEY_POOL };
 try {
   await waitSchemeReady(s.k.baseUrl, 'ECDSA');
   const c = s.client;
@@ -69,7 +76,7 @@ try {
 
   result.get = stats(await timeN(300, () => c.wallets.getWallet({ walletId: evm.id })));
 
-  if (!ONLY_FROST) {
+  if (RUN_ECDSA) {
   // Warm pool: let the background task fill it (POOL presignatures), then sign fewer than that.
   const fill = performance.now();
   await sleep(Math.max(5_000, POOL * 1000));
@@ -87,6 +94,7 @@ try {
   );
 
   }
+  if (RUN_FROST) {
   result.ed25519 = stats(
     await timeN(200, (i) => c.keys.generateSignature({ keyId: ed.id, body: { kind: 'Hash', hash: hash(i) } })),
   );
@@ -99,12 +107,17 @@ try {
   result.schnorrPerSecond = await sustained(16, SECONDS, (i) =>
     c.keys.generateSignature({ keyId: tr.id, body: { kind: 'Hash', hash: hash(i) } }),
   );
-  if (!ONLY_FROST) {
+  }
+  if (RUN_ECDSA) {
   // Sustained ECDSA: long enough that the pool is drained and refilling is the bottleneck.
   result.ecdsaPerSecond = await sustained(4, Math.max(SECONDS, 4 * POOL), (i) =>
     c.wallets.generateSignature({ walletId: evm.id, body: { kind: 'Message', message: hash(100_000 + i) } }),
   );
-  // Wallet creation = DKG on all three signers (last: new ECDSA keys share the refill task).
+  }
+  if (RUN_KEYS) {
+  // Wallet creation = DKG on all three signers, or a key the cluster generated ahead of time
+  // (last: new ECDSA keys share the refill task). Let the key pool fill first.
+  await sleep(3_000);
   result.walletCreateEcdsa = stats(
     await timeN(10, () => c.wallets.createWallet({ body: { network: 'EthereumSepolia' } })),
   );
@@ -115,8 +128,8 @@ try {
   }
   result.ratios = {
     ecdsaWarmP50OverGet: result.ecdsaWarm && +(result.ecdsaWarm.p50 / result.get.p50).toFixed(2),
-    ed25519P50OverGet: +(result.ed25519.p50 / result.get.p50).toFixed(2),
-    schnorrP50OverGet: +(result.schnorr.p50 / result.get.p50).toFixed(2),
+    ed25519P50OverGet: result.ed25519 && +(result.ed25519.p50 / result.get.p50).toFixed(2),
+    schnorrP50OverGet: result.schnorr && +(result.schnorr.p50 / result.get.p50).toFixed(2),
     walletCreateP50OverGet: result.walletCreateEcdsa && +(result.walletCreateEcdsa.p50 / result.get.p50).toFixed(2),
   };
 } finally {

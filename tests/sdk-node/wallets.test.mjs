@@ -50,6 +50,7 @@ import { sepolia } from 'viem/chains';
 
 import {
   DfnsError,
+  ed25519Verifies,
   expectDfnsError,
   makeTmpDir,
   signedRaw,
@@ -405,8 +406,27 @@ describe('wallets and signatures', () => {
     assert.equal((await recoverMessageAddress({ message: 'two of three', signature: m })).toLowerCase(), evm.address.toLowerCase());
     const ed = await s.client.keys.generateSignature({ keyId: early.ed.id, body: { kind: 'Message', message: '0x6b696c6c6564' } });
     assert.equal(ed.status, 'Signed');
-    // Key generation needs every signer: a clean error, not a half-made key.
+    // Key generation needs every signer. Keys generated ahead of time (at most
+    // `pooled_keys_per_scheme` = 8 per scheme) are still handed out and sign with the two
+    // left; once the pool is empty, a clean 503, not a half-made key.
+    let pooled = 0;
+    for (;;) {
+      let key;
+      try {
+        key = await s.client.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519' } });
+      } catch (e) {
+        assert.ok(e instanceof DfnsError && e.httpStatus === 503, String(e));
+        break;
+      }
+      pooled += 1;
+      assert.ok(pooled <= 8, 'more keys than the pool held');
+      assert.equal(key.status, 'Active');
+      const sig = await s.client.keys.generateSignature({ keyId: key.id, body: { kind: 'Message', message: '0x706f6f6c6564' } });
+      assert.ok(ed25519Verifies(key.publicKey, Buffer.from('pooled'), sig.signature.encoded), 'pooled key signs');
+    }
     await expectDfnsError(() => s.client.keys.createKey({ body: { scheme: 'EdDSA', curve: 'ed25519' } }), 503);
+    const listed = await s.client.keys.listKeys({ query: { limit: 100 } });
+    assert.ok(listed.items.every((k) => k.status === 'Active'), 'no half-made key is listed');
   });
 
 });

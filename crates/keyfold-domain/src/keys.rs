@@ -97,6 +97,8 @@ const MAX_END_USER_WALLETS: usize = 16;
 enum KeySource {
     Existing(Key),
     New(KeyScheme, KeyCurve),
+    /// Generated ahead of time by the cluster: its id and public key.
+    Pooled(KeyScheme, KeyCurve, String, Vec<u8>),
 }
 
 /// A wallet about to be created (see [`KeyService::build_wallet`]).
@@ -171,16 +173,25 @@ impl KeyService {
         {
             return key_replay(existing, body.scheme, body.curve, &delegate);
         }
-        self.ensure_ready(body.scheme).await?;
+        // A key the cluster generated ahead of time is stored ready, in one write; otherwise
+        // the key is reserved, generated, then finished.
+        let pooled = self.cluster.take_pooled_key(body.scheme).await;
+        if pooled.is_none() {
+            self.ensure_ready(body.scheme).await?;
+        }
         let (custodial, delegation_pending, owner_id) = delegate.key_fields(&g.principal().user_id);
+        let (id, public_key, status) = match pooled {
+            Some((id, pk)) => (id, pk, LifecycleStatus::Active),
+            None => (new_id(IdKind::Key), Vec::new(), LifecycleStatus::Creating),
+        };
         let key = Key {
-            id: new_id(IdKind::Key),
+            id,
             org_id: org.clone(),
             scheme: body.scheme,
             curve: body.curve,
-            public_key: Vec::new(),
+            public_key,
             name,
-            status: LifecycleStatus::Creating,
+            status,
             custodial,
             delegation_pending,
             owner_id,
@@ -200,6 +211,9 @@ impl KeyService {
                 return key_replay(existing, body.scheme, body.curve, &delegate);
             }
             Err(e) => return Err(e.into()),
+        }
+        if key.status == LifecycleStatus::Active {
+            return Ok(key_response(&key));
         }
         let public_key = match self.cluster.generate_key(&key.id, key.scheme).await {
             Ok(pk) => pk,
@@ -398,8 +412,13 @@ impl KeyService {
             }
             None => {
                 let (scheme, curve) = self.networks.key_spec(&network, opts.scheme, opts.curve)?;
-                self.ensure_ready(scheme).await?;
-                KeySource::New(scheme, curve)
+                match self.cluster.take_pooled_key(scheme).await {
+                    Some((id, public_key)) => KeySource::Pooled(scheme, curve, id, public_key),
+                    None => {
+                        self.ensure_ready(scheme).await?;
+                        KeySource::New(scheme, curve)
+                    }
+                }
             }
         };
         self.build_wallet(NewWallet {
@@ -521,18 +540,33 @@ impl KeyService {
         let now = self.clock.now();
         let (existing_key, new_key) = match n.source {
             KeySource::Existing(k) => (Some(k), None),
-            KeySource::New(scheme, curve) => {
+            KeySource::New(..) | KeySource::Pooled(..) => {
+                let (scheme, curve, id, public_key, status) = match n.source {
+                    KeySource::Pooled(scheme, curve, id, pk) => {
+                        (scheme, curve, id, pk, LifecycleStatus::Active)
+                    }
+                    KeySource::New(scheme, curve) => (
+                        scheme,
+                        curve,
+                        new_id(IdKind::Key),
+                        Vec::new(),
+                        LifecycleStatus::Creating,
+                    ),
+                    KeySource::Existing(_) => {
+                        return Err(DomainError::internal("unreachable key source"));
+                    }
+                };
                 let (custodial, delegation_pending, owner_id) = n.delegate.key_fields(&n.creator);
                 (
                     None,
                     Some(Key {
-                        id: new_id(IdKind::Key),
+                        id,
                         org_id: n.org.clone(),
                         scheme,
                         curve,
-                        public_key: Vec::new(),
+                        public_key,
                         name: n.name.clone(),
-                        status: LifecycleStatus::Creating,
+                        status,
                         custodial,
                         delegation_pending,
                         owner_id,
@@ -551,14 +585,22 @@ impl KeyService {
             .or(new_key.as_ref())
             .map(|k| k.id.clone())
             .unwrap_or_default();
+        // A pooled key is ready: the wallet is stored ready too, in one write.
+        let pooled = new_key
+            .as_ref()
+            .filter(|k| k.status == LifecycleStatus::Active);
+        let (address, status) = match pooled {
+            Some(k) => (self.networks.address(&network, k)?, LifecycleStatus::Active),
+            None => (None, LifecycleStatus::Creating),
+        };
         let wallet = Wallet {
             id: new_id(IdKind::Wallet),
             org_id: org.clone(),
             key_id,
             network: network.clone(),
-            address: None,
+            address,
             name: n.name,
-            status: LifecycleStatus::Creating,
+            status,
             external_id: external_id.clone(),
             tags: n.tags,
             created_at: now,
@@ -576,6 +618,11 @@ impl KeyService {
                 return self.wallet_replay(existing, &network, &n.delegate).await;
             }
             Err(e) => return Err(e.into()),
+        }
+        if let Some(k) = new_key.as_ref()
+            && wallet.status == LifecycleStatus::Active
+        {
+            return Ok(wallet_response(&wallet, k));
         }
         let reserved_key = new_key.is_some();
         let key = match (existing_key, new_key) {

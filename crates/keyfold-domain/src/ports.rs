@@ -588,6 +588,14 @@ pub struct ClusterReadiness {
 /// The threshold signer cluster, as the domain sees it.
 #[async_trait]
 pub trait SignerCluster: Send + Sync + std::fmt::Debug {
+    /// A key generated ahead of time, now the caller's: its id (the key must keep it: the
+    /// signers hold its shares under it) and public key. `None` when the pool is empty or off.
+    async fn take_pooled_key(
+        &self,
+        _scheme: keyfold_types::keys::KeyScheme,
+    ) -> Option<(String, Vec<u8>)> {
+        None
+    }
     /// Distributed key generation for a reserved key id; returns the public key.
     async fn generate_key(
         &self,
@@ -721,6 +729,16 @@ pub struct PresignatureRecord {
     pub created_at: Timestamp,
 }
 
+/// A key the cluster generated ahead of time and nobody owns yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PooledKey {
+    /// The id the signers hold its shares under; the key keeps it.
+    pub id: String,
+    pub scheme: keyfold_types::keys::KeyScheme,
+    pub public_key: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
 #[async_trait]
 pub trait PresignatureStore: Send + Sync {
     async fn add_presignature(&self, p: &PresignatureRecord) -> StoreResult<()>;
@@ -742,6 +760,15 @@ pub trait PresignatureStore: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<PresignatureRecord>>;
     async fn count_presignatures(&self, key_id: &str) -> StoreResult<i64>;
+    /// A key generated ahead of time, into the pool.
+    async fn add_pooled_key(&self, k: &PooledKey) -> StoreResult<()>;
+    /// Removes and returns the oldest pooled key of `scheme` — in one statement, so each is
+    /// handed out once.
+    async fn take_pooled_key(
+        &self,
+        scheme: keyfold_types::keys::KeyScheme,
+    ) -> StoreResult<Option<PooledKey>>;
+    async fn count_pooled_keys(&self, scheme: keyfold_types::keys::KeyScheme) -> StoreResult<i64>;
     /// Active ECDSA keys, oldest first (for the background refill).
     async fn active_ecdsa_keys(&self, limit: i64) -> StoreResult<Vec<String>>;
 }

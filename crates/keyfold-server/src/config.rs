@@ -92,6 +92,9 @@ pub struct SigningConfig {
     /// FROST nonce pairs kept ready per Ed25519 / Schnorr key that has signed (0 disables the
     /// pool; every signature then runs the two-round protocol).
     pub nonces_per_key: i64,
+    /// Keys per scheme generated ahead of time (by the same distributed key generation), so
+    /// creating a key or a wallet does not wait for it (0 disables).
+    pub pooled_keys_per_scheme: i64,
     /// Longest a protocol run may take before the signer is dropped and another quorum tried.
     pub session_timeout_secs: u64,
     /// How long an ECDSA key creation waits for the cluster's ECDSA setup before 503.
@@ -106,6 +109,7 @@ impl Default for SigningConfig {
             token_file: None,
             presignatures_per_key: 8,
             nonces_per_key: 64,
+            pooled_keys_per_scheme: 8,
             session_timeout_secs: 60,
             ready_wait_secs: 10,
         }
@@ -275,6 +279,11 @@ impl Config {
         if !(0..=10_000).contains(&self.signing.presignatures_per_key) {
             return Err(ConfigError(
                 "signing.presignatures_per_key must be 0..=10000".into(),
+            ));
+        }
+        if !(0..=1_000).contains(&self.signing.pooled_keys_per_scheme) {
+            return Err(ConfigError(
+                "signing.pooled_keys_per_scheme must be 0..=1000".into(),
             ));
         }
         if !(0..=10_000).contains(&self.signing.nonces_per_key) {

@@ -2185,3 +2185,80 @@ async fn frost_nonces_made_ahead_sign_in_one_exchange_and_are_never_used_twice()
     sign_tr("taproot with signer 0 down").await;
     h.signers[0].set_down(false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_generated_ahead_of_time_are_handed_out_once_and_sign() {
+    let h = Harness::start_signing(Backend::Sqlite, 0).await;
+    let c = h.root().await;
+    let cluster = h.cluster.as_ref().unwrap().clone();
+    // Two per scheme (the fixture cluster's ECDSA setup is done, so ECDSA too).
+    assert_eq!(cluster.fill_key_pool(2).await, 6);
+    assert_eq!(
+        cluster.fill_key_pool(2).await,
+        0,
+        "a full pool makes nothing"
+    );
+    use keyfold_types::keys::KeyScheme;
+    assert_eq!(
+        h.store.count_pooled_keys(KeyScheme::EdDsa).await.unwrap(),
+        2
+    );
+
+    // A key from the pool: Active at once, and it signs (checked with ed25519-dalek).
+    let ed = create_key(&c, "EdDSA", "ed25519").await;
+    assert_eq!(
+        h.store.count_pooled_keys(KeyScheme::EdDsa).await.unwrap(),
+        1
+    );
+    let res = sign(
+        &c,
+        ed["id"].as_str().unwrap(),
+        json!({"kind": "Message", "message": "0102"}),
+    )
+    .await
+    .unwrap();
+    verify_ed25519(ed["publicKey"].as_str().unwrap(), &[1, 2], &res);
+
+    // A wallet from the pool with one signer down: no key generation is needed, and the
+    // other two sign.
+    h.signers[2].set_down(true);
+    let w = create_wallet(&c, json!({"network": "EthereumSepolia"})).await;
+    assert_eq!(w["status"], "Active", "{w}");
+    assert_eq!(
+        h.store.count_pooled_keys(KeyScheme::Ecdsa).await.unwrap(),
+        1
+    );
+    let pk = w["signingKey"]["publicKey"].as_str().unwrap();
+    let d = digest_of("pooled wallet");
+    let res = sign_wallet(
+        &c,
+        w["id"].as_str().unwrap(),
+        json!({"kind": "Hash", "hash": hex::encode(d)}),
+    )
+    .await
+    .unwrap();
+    verify_ecdsa(pk, &d, &res);
+    // The address is the key's, as for any EVM wallet.
+    let uncompressed = k256::ecdsa::VerifyingKey::from_sec1_bytes(&unhex(pk))
+        .unwrap()
+        .to_encoded_point(false);
+    let addr = &sha3::Keccak256::digest(&uncompressed.as_bytes()[1..])[12..];
+    assert_eq!(
+        w["address"].as_str().unwrap().to_lowercase(),
+        format!("0x{}", hex::encode(addr))
+    );
+    // The pool empties; then key generation needs every signer again: 503, nothing half-made.
+    create_key(&c, "EdDSA", "ed25519").await;
+    let err = c
+        .signed::<Value, Value>(
+            HttpMethod::Post,
+            "/keys",
+            Some(&json!({"scheme": "EdDSA", "curve": "ed25519"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    h.signers[2].set_down(false);
+    let fresh = create_key(&c, "EdDSA", "ed25519").await;
+    assert_eq!(fresh["status"], "Active");
+}

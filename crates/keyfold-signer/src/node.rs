@@ -547,6 +547,9 @@ impl SignerNode {
     /// Spends a presignature on a message this node hashes itself. The presignature is
     /// deleted from the database before the partial signature exists.
     pub async fn partial_sign(&self, req: PartialSignRequest) -> Result<PartialSignResponse> {
+        // An ECDSA key's, checked before anything is deleted (a FROST key's pooled nonces
+        // share the table).
+        self.ecdsa_share(&req.key_id).await?;
         let record = match &req.evidence {
             Some(ev) => Some(NodeRequestRecord {
                 session_id: req.presignature_id.clone(),

@@ -5,9 +5,11 @@ use keyfold_domain::StoreError;
 use keyfold_domain::model::{Key, LifecycleStatus, SignatureRecord, Wallet};
 use keyfold_domain::page::{Cursor, Page, PageRequest};
 use keyfold_domain::ports::{
-    KeyStore, PresignatureRecord, PresignatureStore, SignatureStore, StoreResult, WalletStore,
+    KeyStore, PooledKey, PresignatureRecord, PresignatureStore, SignatureStore, StoreResult,
+    WalletStore,
 };
 use keyfold_domain::time::Timestamp;
+use keyfold_types::keys::KeyScheme;
 
 use crate::rows::{KeyRow, PresignatureRow, SignatureRow, WalletRow};
 use crate::sql::{map_err, placeholders};
@@ -634,6 +636,57 @@ impl PresignatureStore for SqlStore {
             rows.into_iter().map(PresignatureRecord::from).collect();
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
+    }
+
+    async fn add_pooled_key(&self, k: &PooledKey) -> StoreResult<()> {
+        on_write!(self, |p| {
+            sqlx::query(
+                "INSERT INTO key_pool (id, scheme, public_key, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&k.id)
+            .bind(k.scheme.as_str())
+            .bind(&k.public_key)
+            .bind(k.created_at.0)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })
+        .map_err(map_err)
+    }
+
+    async fn take_pooled_key(&self, scheme: KeyScheme) -> StoreResult<Option<PooledKey>> {
+        let lock = match self.backend {
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite { .. } => "",
+        };
+        let sql = format!(
+            "DELETE FROM key_pool WHERE id = (SELECT id FROM key_pool WHERE scheme = $1 \
+             ORDER BY created_at, id LIMIT 1 {lock}) RETURNING id, public_key, created_at"
+        );
+        let row: Option<(String, Vec<u8>, i64)> = on_write!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(scheme.as_str())
+                .fetch_optional(p)
+                .await
+        })
+        .map_err(map_err)?;
+        Ok(row.map(|(id, public_key, created_at)| PooledKey {
+            id,
+            scheme,
+            public_key,
+            created_at: Timestamp(created_at),
+        }))
+    }
+
+    async fn count_pooled_keys(&self, scheme: KeyScheme) -> StoreResult<i64> {
+        let n: (i64,) = on_read!(self, |p| sqlx::query_as(
+            "SELECT COUNT(*) FROM key_pool WHERE scheme = $1"
+        )
+        .bind(scheme.as_str())
+        .fetch_one(p)
+        .await)
+        .map_err(map_err)?;
+        Ok(n.0)
     }
 
     async fn count_presignatures(&self, key_id: &str) -> StoreResult<i64> {

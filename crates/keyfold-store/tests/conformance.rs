@@ -1285,6 +1285,40 @@ async fn presignatures_are_handed_out_once(s: &dyn Store) {
             .unwrap()
             .is_empty()
     );
+
+    // Keys generated ahead of time: per scheme, oldest first, each handed out once.
+    use keyfold_domain::ports::PooledKey;
+    for (i, scheme) in [KeyScheme::EdDsa, KeyScheme::EdDsa, KeyScheme::Ecdsa]
+        .iter()
+        .enumerate()
+    {
+        s.add_pooled_key(&PooledKey {
+            id: format!("key-pool-{i}"),
+            scheme: *scheme,
+            public_key: vec![i as u8; 32],
+            created_at: T0.plus_secs(i as i64),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.count_pooled_keys(KeyScheme::EdDsa).await.unwrap(), 2);
+    assert_eq!(s.count_pooled_keys(KeyScheme::Schnorr).await.unwrap(), 0);
+    assert!(
+        s.take_pooled_key(KeyScheme::Schnorr)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let racing = join_all((0..4).map(|_| s.take_pooled_key(KeyScheme::EdDsa))).await;
+    let mut got: Vec<PooledKey> = racing.into_iter().filter_map(|r| r.unwrap()).collect();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0].id.as_str(), got[0].public_key.clone()),
+        ("key-pool-0", vec![0; 32])
+    );
+    assert_eq!(s.count_pooled_keys(KeyScheme::EdDsa).await.unwrap(), 0);
+    assert_eq!(s.count_pooled_keys(KeyScheme::Ecdsa).await.unwrap(), 1);
 }
 
 async fn transfers_and_their_nonces(s: &dyn Store) {

@@ -124,6 +124,7 @@ impl Config {
             session_timeout: Duration::from_secs(self.signing.session_timeout_secs),
             presignatures_per_key: self.signing.presignatures_per_key,
             nonces_per_key: self.signing.nonces_per_key,
+            pooled_keys: self.signing.pooled_keys_per_scheme,
             poll_interval: Duration::from_millis(500),
         }
     }

@@ -61,6 +61,8 @@ pub struct ClusterSettings {
     pub presignatures_per_key: i64,
     /// FROST nonce pairs to keep ready per Ed25519 / Schnorr key that has signed (0 disables).
     pub nonces_per_key: i64,
+    /// Keys to keep generated ahead of time, per scheme (0 disables).
+    pub pooled_keys: i64,
     /// How often the background tasks look at the cluster.
     pub poll_interval: Duration,
 }
@@ -92,12 +94,16 @@ pub struct Cluster {
     ecdsa_ready: watch::Sender<bool>,
     refill: Notify,
     /// FROST keys whose nonce pool should be looked at (they just signed).
-    nonce_wanted: Mutex<HashSet<String>>,
+    nonce_wanted: Mutex<HashMap<String, bool>>,
     nonce_refill: Notify,
     /// Pooled FROST nonce records already taken from the store, per key, handed out from
     /// memory: one store commit per lease instead of one per signature. A crash loses them
-    /// unused, which is safe (the nodes hold the nonces and spend each at most once).
+    /// unused, which is safe (the nodes hold the nonces and spend each at most once), but
+    /// their sealed nonces stay on the nodes (no expiry yet).
     nonce_leases: Mutex<HashMap<String, Vec<PresignatureRecord>>>,
+    key_pool_refill: Notify,
+    /// Whether any key was ever pooled by this process (so a disabled pool costs no query).
+    key_pool_used: std::sync::atomic::AtomicBool,
 }
 
 fn unavailable(msg: impl Into<String>) -> DomainError {
@@ -120,6 +126,7 @@ impl Cluster {
     ) -> Self {
         let (ecdsa_ready, _) = watch::channel(false);
         let all: HashSet<u16> = (0..group.n()).collect();
+        let settings_pool_on = settings.pooled_keys > 0;
         Self {
             group,
             nodes,
@@ -132,9 +139,11 @@ impl Cluster {
             }),
             ecdsa_ready,
             refill: Notify::new(),
-            nonce_wanted: Mutex::new(HashSet::new()),
+            nonce_wanted: Mutex::new(HashMap::new()),
             nonce_refill: Notify::new(),
             nonce_leases: Mutex::new(HashMap::new()),
+            key_pool_refill: Notify::new(),
+            key_pool_used: std::sync::atomic::AtomicBool::new(settings_pool_on),
         }
     }
 
@@ -226,6 +235,9 @@ impl Cluster {
         if self.settings.nonces_per_key > 0 {
             tokio::spawn(self.clone().run_nonce_refill(shutdown.clone()));
         }
+        if self.settings.pooled_keys > 0 {
+            tokio::spawn(self.clone().run_key_pool(shutdown.clone()));
+        }
         loop {
             let ready = self.prepare_ecdsa().await;
             if ready && self.settings.presignatures_per_key > 0 {
@@ -264,16 +276,68 @@ impl Cluster {
         }
     }
 
+    /// Keeps `pooled_keys` keys per scheme generated ahead of time, until `shutdown`.
+    async fn run_key_pool(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            self.fill_key_pool(self.settings.pooled_keys).await;
+            tokio::select! {
+                _ = self.key_pool_refill.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll_interval * 4) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Generates keys (distributed key generation on every signer, as for any key) until
+    /// each scheme has `target` waiting in the pool; ECDSA only once its setup is done.
+    /// Returns how many it made.
+    pub async fn fill_key_pool(&self, target: i64) -> usize {
+        let mut made = 0;
+        for scheme in [KeyScheme::EdDsa, KeyScheme::Schnorr, KeyScheme::Ecdsa] {
+            if scheme == KeyScheme::Ecdsa && !*self.ecdsa_ready.borrow() {
+                continue;
+            }
+            let Ok(mut have) = self.store.count_pooled_keys(scheme).await else {
+                continue;
+            };
+            while have < target {
+                let id = new_id(IdKind::Key);
+                let public_key = match self.dkg(&id, scheme).await {
+                    Ok(pk) => pk,
+                    Err(e) => {
+                        tracing::debug!(scheme = scheme.as_str(), error = %e, "key pool: generation failed");
+                        break;
+                    }
+                };
+                let rec = keyfold_domain::ports::PooledKey {
+                    id,
+                    scheme,
+                    public_key,
+                    created_at: self.clock.now(),
+                };
+                if let Err(e) = self.store.add_pooled_key(&rec).await {
+                    tracing::warn!(error = %e, "key pool: storing a generated key failed");
+                    break;
+                }
+                self.key_pool_used
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                have += 1;
+                made += 1;
+            }
+        }
+        made
+    }
+
     /// Keeps the FROST nonce pools of recently used keys topped up, until `shutdown`.
     async fn run_nonce_refill(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let keys: Vec<String> = self
+            let keys: Vec<(String, bool)> = self
                 .nonce_wanted
                 .lock()
                 .map(|mut w| w.drain().collect())
                 .unwrap_or_default();
-            for key_id in keys {
-                if let Err(e) = self.refill_nonces(&key_id).await {
+            for (key_id, empty) in keys {
+                if let Err(e) = self.refill_nonces(&key_id, empty).await {
                     tracing::debug!(key = %key_id, error = %e, "nonce refill failed");
                 }
             }
@@ -284,20 +348,20 @@ impl Cluster {
         }
     }
 
-    /// Marks a FROST key as in use: its nonce pool is looked at soon.
-    fn want_nonces(&self, key_id: &str) {
-        if self.settings.nonces_per_key <= 0 {
-            return;
-        }
+    /// Marks a FROST key as in use: its nonce pool is looked at soon; `empty`: the last
+    /// signature found nothing usable, so a batch is made even if the count looks full.
+    fn want_nonces(&self, key_id: &str, empty: bool) {
         if let Ok(mut w) = self.nonce_wanted.lock() {
-            w.insert(key_id.to_string());
+            let e = w.entry(key_id.to_string()).or_insert(false);
+            *e |= empty;
         }
         self.nonce_refill.notify_one();
     }
 
-    /// Tops up one FROST key's nonce pool when it is below half: one batch, one request per
-    /// signer of a healthy quorum, one transaction here.
-    pub async fn refill_nonces(&self, key_id: &str) -> Result<usize, NodeError> {
+    /// Tops up one FROST key's nonce pool when it is below half (or `empty`: nothing in it
+    /// was usable by the healthy signers): one batch, one request per signer of a healthy
+    /// quorum, one transaction here.
+    pub async fn refill_nonces(&self, key_id: &str, empty: bool) -> Result<usize, NodeError> {
         let target = self.settings.nonces_per_key;
         let have = self
             .store
@@ -309,6 +373,7 @@ impl Cluster {
                 .lock()
                 .map(|l| l.get(key_id).map_or(0, |v| v.len() as i64))
                 .unwrap_or(0);
+        let have = if empty { 0 } else { have };
         if have * 2 >= target {
             return Ok(0);
         }
@@ -325,17 +390,21 @@ impl Cluster {
             key_id: key_id.to_string(),
             ids: ids.clone(),
         };
-        let answers = join_all(parties.iter().map(|p| {
-            let n = self.nodes.get(usize::from(*p)).cloned();
-            let req = &req;
-            async move {
-                match n {
-                    Some(n) => n.make_nonces(req).await,
-                    None => Err(NodeError::bad("no such signer")),
+        let answers = tokio::time::timeout(
+            self.pooled_timeout(),
+            join_all(parties.iter().map(|p| {
+                let n = self.nodes.get(usize::from(*p)).cloned();
+                let req = &req;
+                async move {
+                    match n {
+                        Some(n) => n.make_nonces(req).await,
+                        None => Err(NodeError::bad("no such signer")),
+                    }
                 }
-            }
-        }))
-        .await;
+            })),
+        )
+        .await
+        .map_err(|_| NodeError::failure("making nonces timed out"))?;
         let mut per_party = Vec::with_capacity(parties.len());
         let mut public = None;
         for (p, a) in parties.iter().zip(answers) {
@@ -373,6 +442,12 @@ impl Cluster {
             .await
             .map_err(|e| NodeError::failure(e.to_string()))?;
         Ok(want)
+    }
+
+    /// How long one pooled exchange (a signature's shares, a refill) may take: one request
+    /// per signer, so far less than a whole protocol run.
+    fn pooled_timeout(&self) -> Duration {
+        self.settings.session_timeout.min(Duration::from_secs(10))
     }
 
     /// One pooled nonce record of `key_id` usable by healthy signers: from this process's
@@ -419,10 +494,14 @@ impl Cluster {
         tweak: Option<keyfold_mpc::frost::TaprootTweak>,
         evidence: &ActionEvidence,
     ) -> Option<[u8; 64]> {
+        if self.settings.nonces_per_key <= 0 {
+            return None;
+        }
         let t0 = std::time::Instant::now();
         let rec = self.lease_nonces(&key.id).await;
-        // After the take, so the refill sees the pool without it.
-        self.want_nonces(&key.id);
+        // After the take, so the refill sees the pool without it. Nothing usable (empty, or
+        // all for a signer that is down): refill whatever the count says.
+        self.want_nonces(&key.id, rec.is_none());
         let rec = rec?;
         let t_take = t0.elapsed();
         let record: NonceRecord = serde_json::from_slice(&rec.public).ok()?;
@@ -433,18 +512,28 @@ impl Cluster {
             input: input.clone(),
             evidence: Some(evidence.clone()),
         };
-        let answers = join_all(record.commitments.keys().map(|p| {
-            let n = self.nodes.get(usize::from(*p)).cloned();
-            let req = &req;
-            let p = *p;
-            async move {
-                match n {
-                    Some(n) => (p, n.frost_share(req).await),
-                    None => (p, Err(NodeError::bad("no such signer"))),
+        let answers = match tokio::time::timeout(
+            self.pooled_timeout(),
+            join_all(record.commitments.keys().map(|p| {
+                let n = self.nodes.get(usize::from(*p)).cloned();
+                let req = &req;
+                let p = *p;
+                async move {
+                    match n {
+                        Some(n) => (p, n.frost_share(req).await),
+                        None => (p, Err(NodeError::bad("no such signer"))),
+                    }
                 }
+            })),
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(_) => {
+                tracing::warn!(key = %key.id, "preprocessed FROST shares timed out; signing interactively");
+                return None;
             }
-        }))
-        .await;
+        };
         let t_nodes = t0.elapsed();
         let mut shares = std::collections::BTreeMap::new();
         for (p, a) in answers {
@@ -931,6 +1020,29 @@ fn verify_bip340(
 
 #[async_trait]
 impl SignerCluster for Cluster {
+    async fn take_pooled_key(&self, scheme: KeyScheme) -> Option<(String, Vec<u8>)> {
+        if !self
+            .key_pool_used
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        let taken = self.store.take_pooled_key(scheme).await;
+        self.key_pool_refill.notify_one();
+        let k = match taken {
+            Ok(Some(k)) => k,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "key pool: taking a key failed");
+                return None;
+            }
+        };
+        if scheme == KeyScheme::Ecdsa {
+            self.refill.notify_one();
+        }
+        Some((k.id, k.public_key))
+    }
+
     async fn generate_key(&self, key_id: &str, scheme: KeyScheme) -> Result<Vec<u8>, DomainError> {
         let pk = self.dkg(key_id, scheme).await?;
         if scheme == KeyScheme::Ecdsa {

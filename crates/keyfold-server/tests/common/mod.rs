@@ -400,6 +400,8 @@ async fn assemble(
             session_timeout: std::time::Duration::from_secs(20),
             presignatures_per_key: presignatures,
             nonces_per_key: presignatures,
+            // Tests that want keys generated ahead of time fill the pool themselves.
+            pooled_keys: 0,
             poll_interval: std::time::Duration::from_millis(100),
         },
     ));
