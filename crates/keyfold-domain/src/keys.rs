@@ -199,7 +199,11 @@ impl KeyService {
             created_at: self.clock.now(),
             deleted_at: None,
         };
-        match self.store.insert_key(&key).await {
+        let inserted = self.store.insert_key(&key).await;
+        if inserted.is_err() {
+            self.return_to_pool(&key).await;
+        }
+        match inserted {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) if external_id.is_some() => {
                 let ext = external_id.as_deref().unwrap_or_default();
@@ -590,7 +594,13 @@ impl KeyService {
             .as_ref()
             .filter(|k| k.status == LifecycleStatus::Active);
         let (address, status) = match pooled {
-            Some(k) => (self.networks.address(&network, k)?, LifecycleStatus::Active),
+            Some(k) => match self.networks.address(&network, k) {
+                Ok(a) => (a, LifecycleStatus::Active),
+                Err(e) => {
+                    self.return_to_pool(k).await;
+                    return Err(e);
+                }
+            },
             None => (None, LifecycleStatus::Creating),
         };
         let wallet = Wallet {
@@ -606,7 +616,13 @@ impl KeyService {
             created_at: now,
             deleted_at: None,
         };
-        match self.store.insert_wallet(&wallet, new_key.as_ref()).await {
+        let inserted = self.store.insert_wallet(&wallet, new_key.as_ref()).await;
+        if inserted.is_err()
+            && let Some(k) = pooled
+        {
+            self.return_to_pool(k).await;
+        }
+        match inserted {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) if external_id.is_some() => {
                 let ext = external_id.as_deref().unwrap_or_default();
@@ -1019,6 +1035,24 @@ impl KeyService {
             }
         }
         signature_response(&rec)
+    }
+
+    /// A key taken from the cluster's pool whose creation failed before it was stored goes
+    /// back, so its generation is not wasted (and its shares not orphaned). Only for keys
+    /// that are Active (pooled); best effort.
+    async fn return_to_pool(&self, key: &Key) {
+        if key.status != LifecycleStatus::Active {
+            return;
+        }
+        let back = crate::ports::PooledKey {
+            id: key.id.clone(),
+            scheme: key.scheme,
+            public_key: key.public_key.clone(),
+            created_at: key.created_at,
+        };
+        if let Err(e) = self.store.add_pooled_key(&back).await {
+            tracing::warn!(key = %key.id, error = %e, "a pooled key could not be returned to the pool");
+        }
     }
 
     async fn ensure_ready(&self, scheme: KeyScheme) -> Result<()> {

@@ -49,6 +49,9 @@ use tokio::sync::{Notify, watch};
 
 pub use client::{HttpNode, LocalNode, NodeClient};
 
+/// How long key creation must pause before the key pool is refilled.
+const KEY_POOL_QUIET: Duration = Duration::from_millis(300);
+
 /// The longest an aux-info run may take.
 const AUX_INFO_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -102,7 +105,8 @@ pub struct Cluster {
     /// their sealed nonces stay on the nodes (no expiry yet).
     nonce_leases: Mutex<HashMap<String, Vec<PresignatureRecord>>>,
     key_pool_refill: Notify,
-    /// Whether any key was ever pooled by this process (so a disabled pool costs no query).
+    /// Whether the pool is on or this process ever filled it (so a disabled pool costs no
+    /// query).
     key_pool_used: std::sync::atomic::AtomicBool,
 }
 
@@ -279,11 +283,23 @@ impl Cluster {
     /// Keeps `pooled_keys` keys per scheme generated ahead of time, until `shutdown`.
     async fn run_key_pool(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            self.fill_key_pool(self.settings.pooled_keys).await;
+            tokio::select! {
+                _ = self.fill_key_pool(self.settings.pooled_keys) => {}
+                _ = shutdown.changed() => return,
+            }
             tokio::select! {
                 _ = self.key_pool_refill.notified() => {}
                 _ = tokio::time::sleep(self.settings.poll_interval * 4) => {}
                 _ = shutdown.changed() => return,
+            }
+            // Refill once takes pause: key generation is a burst of CPU on every signer and
+            // would otherwise slow the very requests that are taking keys.
+            loop {
+                tokio::select! {
+                    _ = self.key_pool_refill.notified() => continue,
+                    _ = tokio::time::sleep(KEY_POOL_QUIET) => break,
+                    _ = shutdown.changed() => return,
+                }
             }
         }
     }
@@ -293,6 +309,10 @@ impl Cluster {
     /// Returns how many it made.
     pub async fn fill_key_pool(&self, target: i64) -> usize {
         let mut made = 0;
+        // Key generation needs every signer; wait for the health check to see them all.
+        if self.healthy().len() < self.nodes.len() {
+            return 0;
+        }
         for scheme in [KeyScheme::EdDsa, KeyScheme::Schnorr, KeyScheme::Ecdsa] {
             if scheme == KeyScheme::Ecdsa && !*self.ecdsa_ready.borrow() {
                 continue;
@@ -305,7 +325,7 @@ impl Cluster {
                 let public_key = match self.dkg(&id, scheme).await {
                     Ok(pk) => pk,
                     Err(e) => {
-                        tracing::debug!(scheme = scheme.as_str(), error = %e, "key pool: generation failed");
+                        tracing::warn!(scheme = scheme.as_str(), error = %e, "key pool: generation failed");
                         break;
                     }
                 };
