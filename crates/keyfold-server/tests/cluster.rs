@@ -255,15 +255,7 @@ async fn presignatures_are_pooled_and_never_used_twice() {
     );
     // The background task fills the pool (bounded generously: a presignature takes seconds
     // of CPU, and CI runs the other cluster tests alongside on 2 cores).
-    let mut pooled = 0;
-    for _ in 0..3000 {
-        pooled = h.store.count_presignatures(&id).await.unwrap();
-        if pooled >= 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(pooled >= 3, "pool never filled");
+    pool_reaches(&h, &id, 3, std::time::Duration::from_secs(300)).await;
     // Concurrent signatures: every one verifies and all use different nonces (a reused
     // presignature would repeat `r`).
     let futs = (0..6).map(|i| {
@@ -1990,10 +1982,12 @@ async fn a_mined_bitcoin_transfer_is_confirmed_on_a_node_without_txindex() {
     assert_eq!(got["status"], "Confirmed", "{got}");
 }
 
-/// Waits until `key_id` has at least `n` pooled records (presignatures or FROST nonces).
-async fn pool_reaches(h: &Harness, key_id: &str, n: i64) -> i64 {
+/// Waits (at most `within`) until `key_id` has at least `n` pooled records (presignatures or
+/// FROST nonces).
+async fn pool_reaches(h: &Harness, key_id: &str, n: i64, within: std::time::Duration) -> i64 {
     let mut pooled = 0;
-    for _ in 0..600 {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
         pooled = h.store.count_presignatures(key_id).await.unwrap();
         if pooled >= n {
             break;
@@ -2003,6 +1997,9 @@ async fn pool_reaches(h: &Harness, key_id: &str, n: i64) -> i64 {
     assert!(pooled >= n, "the pool of {key_id} never reached {n}");
     pooled
 }
+
+/// Nonce pairs are cheap: a batch is milliseconds of work.
+const NONCE_POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frost_nonces_made_ahead_sign_in_one_exchange_and_are_never_used_twice() {
@@ -2024,7 +2021,7 @@ async fn frost_nonces_made_ahead_sign_in_one_exchange_and_are_never_used_twice()
     verify_ed25519(&ed_pk, &[0, 1], &first);
     // The first signature ran the two rounds and asked for a pool: 8 nonce pairs per signer
     // of one quorum, in one batch.
-    assert_eq!(pool_reaches(&h, &ed_id, 8).await, 8);
+    assert_eq!(pool_reaches(&h, &ed_id, 8, NONCE_POOL_WAIT).await, 8);
     let requests_before: i64 = {
         let mut n = 0;
         for db in &h.signer_dbs {
@@ -2083,7 +2080,7 @@ async fn frost_nonces_made_ahead_sign_in_one_exchange_and_are_never_used_twice()
             "R repeated: a nonce was reused"
         );
     }
-    pool_reaches(&h, &ed_id, 4).await;
+    pool_reaches(&h, &ed_id, 4, NONCE_POOL_WAIT).await;
 
     // A node spends a nonce set once: replaying the exact request the coordinator sent is
     // refused, and so is a package with this signer's commitment changed (and that attempt
@@ -2178,7 +2175,7 @@ async fn frost_nonces_made_ahead_sign_in_one_exchange_and_are_never_used_twice()
         }
     };
     sign_tr("taproot first").await;
-    pool_reaches(&h, &key_id, 8).await;
+    pool_reaches(&h, &key_id, 8, NONCE_POOL_WAIT).await;
     sign_tr("taproot pooled").await;
     assert_eq!(h.store.count_presignatures(&key_id).await.unwrap(), 7);
     h.signers[0].set_down(true);

@@ -550,17 +550,12 @@ impl SignerNode {
         // An ECDSA key's, checked before anything is deleted (a FROST key's pooled nonces
         // share the table).
         self.ecdsa_share(&req.key_id).await?;
-        let record = match &req.evidence {
-            Some(ev) => Some(NodeRequestRecord {
-                session_id: req.presignature_id.clone(),
-                key_id: req.key_id.clone(),
-                protocol: "cggmp24/presignature-spend".into(),
-                evidence: serde_json::to_string(ev)
-                    .map_err(|e| NodeError::failure(format!("evidence: {e}")))?,
-                created_at: self.clock.now(),
-            }),
-            None => None,
-        };
+        let record = self.request_record(
+            &req.presignature_id,
+            &req.key_id,
+            "cggmp24/presignature-spend",
+            req.evidence.as_ref(),
+        )?;
         // Deleted and recorded in one transaction, before anything is computed from it.
         let sealed = self
             .store
@@ -697,17 +692,8 @@ impl SignerNode {
             KeyShare::Ed25519(_) => return Err(NodeError::bad("Ed25519 signatures take no tweak")),
             _ => return Err(NodeError::bad("this is not a FROST key")),
         };
-        let record = match &req.evidence {
-            Some(ev) => Some(NodeRequestRecord {
-                session_id: req.nonce_id.clone(),
-                key_id: req.key_id.clone(),
-                protocol: protocol.into(),
-                evidence: serde_json::to_string(ev)
-                    .map_err(|e| NodeError::failure(format!("evidence: {e}")))?,
-                created_at: self.clock.now(),
-            }),
-            None => None,
-        };
+        let record =
+            self.request_record(&req.nonce_id, &req.key_id, protocol, req.evidence.as_ref())?;
         let sealed = self
             .store
             .take_presignature_recording(&req.nonce_id, &req.key_id, record.as_ref())
@@ -744,6 +730,28 @@ impl SignerNode {
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// What this node records about a signing request (nothing without evidence).
+    fn request_record(
+        &self,
+        id: &str,
+        key_id: &str,
+        protocol: &str,
+        evidence: Option<&keyfold_domain::ports::ActionEvidence>,
+    ) -> Result<Option<NodeRequestRecord>> {
+        evidence
+            .map(|ev| {
+                Ok(NodeRequestRecord {
+                    session_id: id.to_string(),
+                    key_id: key_id.to_string(),
+                    protocol: protocol.to_string(),
+                    evidence: serde_json::to_string(ev)
+                        .map_err(|e| NodeError::failure(format!("evidence: {e}")))?,
+                    created_at: self.clock.now(),
+                })
+            })
+            .transpose()
+    }
 
     fn session(&self, id: &str) -> Option<Arc<AsyncMutex<Active>>> {
         self.sessions.lock().ok()?.get(id).cloned()

@@ -556,20 +556,7 @@ impl SignatureStore for SqlStore {
 #[async_trait]
 impl PresignatureStore for SqlStore {
     async fn add_presignature(&self, ps: &PresignatureRecord) -> StoreResult<()> {
-        on_write!(self, |p| {
-            sqlx::query(
-                "INSERT INTO presignatures (id, key_id, signers, public, created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&ps.id)
-            .bind(&ps.key_id)
-            .bind(&ps.signers)
-            .bind(&ps.public)
-            .bind(ps.created_at.0)
-            .execute(p)
-            .await
-            .map(|_| ())
-        })
-        .map_err(map_err)
+        self.add_presignatures(std::slice::from_ref(ps)).await
     }
 
     async fn add_presignatures(&self, batch: &[PresignatureRecord]) -> StoreResult<()> {

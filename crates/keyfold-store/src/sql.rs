@@ -138,6 +138,36 @@ fn group_views(rows: Vec<UserViewRow>) -> StoreResult<Vec<UserView>> {
     Ok(out)
 }
 
+/// One `user_actions` row (`$a: &UserAction`) through `$exec`; `Result<(), sqlx::Error>`.
+macro_rules! insert_user_action {
+    ($exec:expr, $a:expr) => {
+        sqlx::query(
+            "INSERT INTO user_actions (id, org_id, user_id, token_id, token_hash, credential_uuid, \
+             http_method, http_path, payload_hash, challenge, client_data, signature, expires_at, \
+             used_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&$a.id)
+        .bind(&$a.org_id)
+        .bind(&$a.user_id)
+        .bind(&$a.token_id)
+        .bind(&$a.token_hash)
+        .bind(&$a.credential_uuid)
+        .bind(&$a.http_method)
+        .bind(&$a.http_path)
+        .bind(&$a.payload_hash)
+        .bind(&$a.challenge)
+        .bind(&$a.client_data)
+        .bind(&$a.signature)
+        .bind($a.expires_at.0)
+        .bind($a.used_at.map(|t| t.0))
+        .bind($a.created_at.0)
+        .execute($exec)
+        .await
+        .map(|_| ())
+    };
+}
+
 /// Inserts one row; the same tokens compile for either backend's executor.
 macro_rules! insert_user {
     ($exec:expr, $u:expr) => {
@@ -1361,62 +1391,14 @@ impl UserActionStore for SqlStore {
             if used != 1 {
                 return Ok(false);
             }
-            sqlx::query(
-                "INSERT INTO user_actions (id, org_id, user_id, token_id, token_hash, credential_uuid, \
-                 http_method, http_path, payload_hash, challenge, client_data, signature, expires_at, \
-                 used_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            )
-            .bind(&a.id)
-            .bind(&a.org_id)
-            .bind(&a.user_id)
-            .bind(&a.token_id)
-            .bind(&a.token_hash)
-            .bind(&a.credential_uuid)
-            .bind(&a.http_method)
-            .bind(&a.http_path)
-            .bind(&a.payload_hash)
-            .bind(&a.challenge)
-            .bind(&a.client_data)
-            .bind(&a.signature)
-            .bind(a.expires_at.0)
-            .bind(a.used_at.map(|t| t.0))
-            .bind(a.created_at.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            insert_user_action!(&mut *tx, a).map_err(map_err)?;
             tx.commit().await.map_err(map_err)?;
             Ok(true)
         })
     }
 
     async fn insert_user_action(&self, a: &UserAction) -> StoreResult<bool> {
-        let r = on_write!(self, |p| {
-            sqlx::query(
-                "INSERT INTO user_actions (id, org_id, user_id, token_id, token_hash, credential_uuid, \
-                 http_method, http_path, payload_hash, challenge, client_data, signature, expires_at, \
-                 used_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            )
-            .bind(&a.id)
-            .bind(&a.org_id)
-            .bind(&a.user_id)
-            .bind(&a.token_id)
-            .bind(&a.token_hash)
-            .bind(&a.credential_uuid)
-            .bind(&a.http_method)
-            .bind(&a.http_path)
-            .bind(&a.payload_hash)
-            .bind(&a.challenge)
-            .bind(&a.client_data)
-            .bind(&a.signature)
-            .bind(a.expires_at.0)
-            .bind(a.used_at.map(|t| t.0))
-            .bind(a.created_at.0)
-            .execute(p)
-            .await
-            .map(|_| ())
-        });
+        let r = on_write!(self, |p| insert_user_action!(p, a));
         match r {
             Ok(_) => Ok(true),
             Err(e)
