@@ -771,6 +771,17 @@ impl SchnorrSignature {
     pub fn to_bytes(&self) -> [u8; 64] {
         self.0
     }
+
+    /// The library's signature in its 64-byte encoding.
+    fn of<C: FrostSuite>(sig: &frost_core::Signature<C>) -> Result<Self> {
+        let bytes = sig
+            .serialize()
+            .map_err(|e| Error::internal(format!("serialize signature: {e}")))?;
+        bytes
+            .try_into()
+            .map(SchnorrSignature)
+            .map_err(|_| Error::internal("signature is not 64 bytes"))
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -954,15 +965,10 @@ impl<C: FrostSuite> FrostSignSession<C> {
                 .ok_or_else(|| Error::internal("signing package missing"))?;
             let sig = C::aggregate(package, &shares, &self.share.public, self.tweak.as_ref())
                 .map_err(|e| map_frost_error(&e, &self.signers, "aggregate"))?;
-            let bytes = sig
-                .serialize()
-                .map_err(|e| Error::internal(format!("serialize signature: {e}")))?;
-            let arr: [u8; 64] = bytes
-                .try_into()
-                .map_err(|_| Error::internal("signature is not 64 bytes"))?;
+            let output = SchnorrSignature::of(&sig)?;
             self.phase = Phase::Done;
             return Ok(Step::Done {
-                output: SchnorrSignature(arr),
+                output,
                 outgoing: out,
             });
         }

@@ -2133,6 +2133,64 @@ async fn frost_nonces_made_ahead_sign_in_one_exchange_and_are_never_used_twice()
     assert!(matches!(err, NodeError::BadRequest { .. }), "{err:?}");
     let err = node.frost_share(bad).await.unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
+    // A malformed request is refused before anything is spent: the same nonces then sign.
+    let rec = h
+        .store
+        .take_presignature(&ed_id, &healthy)
+        .await
+        .unwrap()
+        .unwrap();
+    let public: Value = serde_json::from_slice(&rec.public).unwrap();
+    let good: std::collections::BTreeMap<u16, String> =
+        serde_json::from_value(public["commitments"].clone()).unwrap();
+    let party = *good.keys().next().unwrap();
+    let node = h.signers[usize::from(party)].node().clone();
+    let mut without_me = good.clone();
+    without_me.remove(&party);
+    let mut garbled = good.clone();
+    garbled.insert(party, "AAAA".into());
+    for commitments in [without_me, garbled] {
+        let err = node
+            .frost_share(keyfold_signer::protocol::FrostShareRequest {
+                nonce_id: rec.id.clone(),
+                commitments,
+                ..req.clone()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NodeError::BadRequest { .. } | NodeError::Misbehaving { .. }
+            ),
+            "{err:?}"
+        );
+    }
+    node.frost_share(keyfold_signer::protocol::FrostShareRequest {
+        nonce_id: rec.id.clone(),
+        commitments: good,
+        ..req.clone()
+    })
+    .await
+    .unwrap();
+    // Asking a node for nonces under ids it already holds, or twice in one batch: 400.
+    let ids = vec!["ps-dup".to_string(), "ps-dup".to_string()];
+    let err = node
+        .make_nonces(keyfold_signer::protocol::NoncesRequest {
+            key_id: ed_id.clone(),
+            ids,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::BadRequest { .. }), "{err:?}");
+    let ids = vec!["ps-once".to_string()];
+    let nreq = keyfold_signer::protocol::NoncesRequest {
+        key_id: ed_id.clone(),
+        ids,
+    };
+    node.make_nonces(nreq.clone()).await.unwrap();
+    let err = node.make_nonces(nreq).await.unwrap_err();
+    assert!(matches!(err, NodeError::BadRequest { .. }), "{err:?}");
 
     // Taproot key-path signatures (the BIP-341 tweak) from the pool, checked against the
     // address's output key; then one signer of the pooled quorum goes down and signing

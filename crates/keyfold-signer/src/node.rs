@@ -437,19 +437,7 @@ impl SignerNode {
                         .await?
                     }
                     (Protocol::TaprootSign, KeyShare::Taproot(share)) => {
-                        let tweak = if taproot {
-                            let merkle_root = match root {
-                                Some(r) if !r.is_empty() => {
-                                    Some(unhex("merkleRoot", &r)?.try_into().map_err(|_| {
-                                        NodeError::bad("merkleRoot must be 32 bytes")
-                                    })?)
-                                }
-                                _ => None,
-                            };
-                            Some(TaprootTweak { merkle_root })
-                        } else {
-                            None
-                        };
+                        let tweak = taproot_tweak(taproot, root.as_deref())?;
                         spawn(move || {
                             Ok(keyfold_mpc::boxed(frost::sign::<Taproot>(
                                 sid, &share, &signers, &msg, tweak,
@@ -596,6 +584,10 @@ impl SignerNode {
         if req.ids.iter().any(|id| id.is_empty() || id.len() > 64) {
             return Err(NodeError::bad("nonce ids must be 1 to 64 characters"));
         }
+        let distinct: std::collections::HashSet<&String> = req.ids.iter().collect();
+        if distinct.len() != req.ids.len() {
+            return Err(NodeError::bad("nonce ids must be distinct"));
+        }
         let share = self.share(&req.key_id).await?;
         let n = req.ids.len();
         // Curve arithmetic off the async threads, like every protocol step.
@@ -636,7 +628,12 @@ impl SignerNode {
         self.store
             .put_presignatures(&req.key_id, &batch, self.clock.now())
             .await
-            .map_err(store_err)?;
+            .map_err(|e| match e {
+                keyfold_domain::StoreError::Conflict(_) => {
+                    NodeError::bad("a nonce id is already taken")
+                }
+                e => store_err(e),
+            })?;
         Ok(NoncesResponse {
             commitments,
             public,
@@ -648,47 +645,31 @@ impl SignerNode {
     /// signs at most once, even across crashes and retries.
     pub async fn frost_share(&self, req: FrostShareRequest) -> Result<FrostShareResponse> {
         let share = self.share(&req.key_id).await?;
-        let me = self
-            .members()
-            .iter()
-            .position(|m| m.signer_id == self.cfg.signer_id)
-            .and_then(|i| u16::try_from(i).ok())
-            .ok_or_else(|| NodeError::NotReady {
-                message: "this node does not know its cluster yet".into(),
-            })?;
         let (msg, tweak) = match &req.input {
             SignInput::Message {
                 message,
                 taproot,
                 merkle_root,
-            } => {
-                let tweak = if *taproot {
-                    let merkle_root = match merkle_root {
-                        Some(r) if !r.is_empty() => Some(
-                            unhex("merkleRoot", r)?
-                                .try_into()
-                                .map_err(|_| NodeError::bad("merkleRoot must be 32 bytes"))?,
-                        ),
-                        _ => None,
-                    };
-                    Some(TaprootTweak { merkle_root })
-                } else {
-                    None
-                };
-                (unhex("message", message)?, tweak)
-            }
+            } => (
+                unhex("message", message)?,
+                taproot_tweak(*taproot, merkle_root.as_deref())?,
+            ),
             _ => return Err(NodeError::bad("FROST signing needs a message")),
         };
-        if !req.commitments.contains_key(&me) {
-            return Err(NodeError::bad("the commitments do not include this signer"));
-        }
         let mut commitments = std::collections::BTreeMap::new();
         for (p, c) in &req.commitments {
             commitments.insert(*p, unb64(c)?);
         }
+        // Everything about the request is checked before the nonces are spent.
         let protocol = match &share {
-            KeyShare::Ed25519(_) if tweak.is_none() => "frost-ed25519/preprocessed-sign",
-            KeyShare::Taproot(_) => "frost-secp256k1-tr/preprocessed-sign",
+            KeyShare::Ed25519(s) if tweak.is_none() => {
+                frost::preprocessed::check_package(s, &commitments).map_err(mpc_err)?;
+                "frost-ed25519/preprocessed-sign"
+            }
+            KeyShare::Taproot(s) => {
+                frost::preprocessed::check_package(s, &commitments).map_err(mpc_err)?;
+                "frost-secp256k1-tr/preprocessed-sign"
+            }
             KeyShare::Ed25519(_) => return Err(NodeError::bad("Ed25519 signatures take no tweak")),
             _ => return Err(NodeError::bad("this is not a FROST key")),
         };
@@ -1071,6 +1052,23 @@ impl SignerNode {
             _ => Err(NodeError::bad(format!("key {key_id} is not an ECDSA key"))),
         }
     }
+}
+
+/// The BIP-341 key-path tweak a FROST request asks for (`taproot`, with an optional merkle
+/// root in hex; empty means none).
+fn taproot_tweak(taproot: bool, merkle_root: Option<&str>) -> Result<Option<TaprootTweak>> {
+    if !taproot {
+        return Ok(None);
+    }
+    let merkle_root = match merkle_root {
+        Some(r) if !r.is_empty() => Some(
+            unhex("merkleRoot", r)?
+                .try_into()
+                .map_err(|_| NodeError::bad("merkleRoot must be 32 bytes"))?,
+        ),
+        _ => None,
+    };
+    Ok(Some(TaprootTweak { merkle_root }))
 }
 
 fn m_self<'g>(group: &'g Group, signer_id: &str) -> Option<&'g crate::protocol::Member> {

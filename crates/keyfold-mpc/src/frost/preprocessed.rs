@@ -108,6 +108,21 @@ fn package<C: FrostSuite>(
     Ok(SigningPackage::new(map, message))
 }
 
+/// Checks a signing package (commitments of at least `t` signers of this group, this signer
+/// among them, every one well formed) without the nonces: a caller checks before it spends
+/// them, so a malformed request burns nothing.
+pub fn check_package<C: FrostSuite>(
+    share: &FrostKeyShare<C>,
+    commitments: &BTreeMap<PartyIndex, Vec<u8>>,
+) -> Result<()> {
+    if !commitments.contains_key(&share.me) {
+        return Err(Error::input(
+            "this signer's commitment is not in the package",
+        ));
+    }
+    package::<C>(share.n, share.threshold(), commitments, &[]).map(|_| ())
+}
+
 /// Computes this signer's share of the signature of `message` by the signers whose
 /// commitments are given (this signer's own among them, unchanged). Consumes the nonces.
 pub fn sign_share<C: FrostSuite>(
@@ -123,11 +138,7 @@ pub fn sign_share<C: FrostSuite>(
             C::NAME
         )));
     }
-    if !commitments.contains_key(&share.me) {
-        return Err(Error::input(
-            "this signer's commitment is not in the package",
-        ));
-    }
+    check_package(share, commitments)?;
     let pkg = package::<C>(share.n, share.threshold(), commitments, message)?;
     let parties: Vec<PartyIndex> = commitments.keys().copied().collect();
     let out = C::sign_share(&pkg, &nonces.0, &share.key, tweak).map_err(|e| match e {
@@ -177,11 +188,5 @@ pub fn aggregate<C: FrostSuite>(
     let parties: Vec<PartyIndex> = shares.keys().copied().collect();
     let sig = C::aggregate(&pkg, &map, &public, tweak)
         .map_err(|e| map_frost_error(&e, &parties, "aggregate"))?;
-    let bytes = sig
-        .serialize()
-        .map_err(|e| Error::internal(format!("serialize signature: {e}")))?;
-    let arr: [u8; 64] = bytes
-        .try_into()
-        .map_err(|_| Error::internal("signature is not 64 bytes"))?;
-    Ok(SchnorrSignature(arr))
+    SchnorrSignature::of(&sig)
 }

@@ -381,7 +381,7 @@ impl Cluster {
     /// Tops up one FROST key's nonce pool when it is below half (or `empty`: nothing in it
     /// was usable by the healthy signers): one batch, one request per signer of a healthy
     /// quorum, one transaction here.
-    pub async fn refill_nonces(&self, key_id: &str, empty: bool) -> Result<usize, NodeError> {
+    async fn refill_nonces(&self, key_id: &str, empty: bool) -> Result<usize, NodeError> {
         let target = self.settings.nonces_per_key;
         let have = self
             .store
@@ -468,6 +468,43 @@ impl Cluster {
     /// per signer, so far less than a whole protocol run.
     fn pooled_timeout(&self) -> Duration {
         self.settings.session_timeout.min(Duration::from_secs(10))
+    }
+
+    /// FROST (Ed25519 or BIP-340): from the nonce pool when it can, else the two relayed
+    /// rounds; `verify` checks the 64-byte signature against the key either way.
+    #[allow(clippy::too_many_arguments)]
+    async fn sign_frost(
+        &self,
+        key: &Key,
+        protocol: Protocol,
+        input: SignInput,
+        message: &[u8],
+        tweak: Option<keyfold_mpc::frost::TaprootTweak>,
+        evidence: &ActionEvidence,
+        verify: impl Fn(&[u8; 64]) -> Result<ClusterSignature, String> + Send + Sync,
+    ) -> Result<ClusterSignature, DomainError> {
+        if let Some(sig) = self
+            .sign_with_nonces(key, &input, message, tweak, evidence)
+            .await
+        {
+            match verify(&sig) {
+                Ok(sig) => return Ok(sig),
+                Err(why) => {
+                    tracing::error!(key = %key.id, %why, "pooled FROST signature does not verify; signing interactively")
+                }
+            }
+        }
+        self.sign_interactive(key, protocol, input, evidence, |done| match done {
+            SessionDone::SchnorrSignature { signature } => {
+                let sig: [u8; 64] = hex::decode(signature)
+                    .map_err(|e| e.to_string())?
+                    .try_into()
+                    .map_err(|_| "not 64 bytes")?;
+                verify(&sig)
+            }
+            _ => Err("not a Schnorr signature".into()),
+        })
+        .await
     }
 
     /// One pooled nonce record of `key_id` usable by healthy signers: from this process's
@@ -1126,41 +1163,25 @@ impl SignerCluster for Cluster {
             }
             (KeyScheme::EdDsa, SignMaterial::Ed25519 { message }) => {
                 let public = key.public_key.clone();
-                let m = message.clone();
                 let input = SignInput::Message {
                     message: hex::encode(message),
                     taproot: false,
                     merkle_root: None,
                 };
-                if let Some(sig) = self
-                    .sign_with_nonces(key, &input, message, None, evidence)
-                    .await
-                {
-                    match verify_ed25519(&public, &m, &sig) {
-                        Ok(sig) => return Ok(sig),
-                        Err(why) => {
-                            tracing::error!(key = %key.id, %why, "pooled FROST signature does not verify; signing interactively")
-                        }
-                    }
-                }
-                self.sign_interactive(key, Protocol::Ed25519Sign, input, evidence, move |done| {
-                    match done {
-                        SessionDone::SchnorrSignature { signature } => {
-                            let sig: [u8; 64] = hex::decode(signature)
-                                .map_err(|e| e.to_string())?
-                                .try_into()
-                                .map_err(|_| "not 64 bytes")?;
-                            verify_ed25519(&public, &m, &sig)
-                        }
-                        _ => Err("not an Ed25519 signature".into()),
-                    }
-                })
+                self.sign_frost(
+                    key,
+                    Protocol::Ed25519Sign,
+                    input,
+                    message,
+                    None,
+                    evidence,
+                    |sig| verify_ed25519(&public, message, sig),
+                )
                 .await
             }
             (KeyScheme::Schnorr, SignMaterial::Schnorr { message, taproot }) => {
                 let output_key = schnorr_output_key(&key.public_key, *taproot)
                     .map_err(|e| DomainError::internal(format!("taproot output key: {e}")))?;
-                let m = message.clone();
                 let input = SignInput::Message {
                     message: hex::encode(message),
                     taproot: taproot.is_some(),
@@ -1168,29 +1189,15 @@ impl SignerCluster for Cluster {
                 };
                 let tweak =
                     taproot.map(|merkle_root| keyfold_mpc::frost::TaprootTweak { merkle_root });
-                if let Some(sig) = self
-                    .sign_with_nonces(key, &input, message, tweak, evidence)
-                    .await
-                {
-                    match verify_bip340(&output_key, &m, &sig) {
-                        Ok(sig) => return Ok(sig),
-                        Err(why) => {
-                            tracing::error!(key = %key.id, %why, "pooled FROST signature does not verify; signing interactively")
-                        }
-                    }
-                }
-                self.sign_interactive(key, Protocol::TaprootSign, input, evidence, move |done| {
-                    match done {
-                        SessionDone::SchnorrSignature { signature } => {
-                            let sig: [u8; 64] = hex::decode(signature)
-                                .map_err(|e| e.to_string())?
-                                .try_into()
-                                .map_err(|_| "not 64 bytes")?;
-                            verify_bip340(&output_key, &m, &sig)
-                        }
-                        _ => Err("not a BIP-340 signature".into()),
-                    }
-                })
+                self.sign_frost(
+                    key,
+                    Protocol::TaprootSign,
+                    input,
+                    message,
+                    tweak,
+                    evidence,
+                    |sig| verify_bip340(&output_key, message, sig),
+                )
                 .await
             }
             _ => Err(DomainError::invalid(format!(
