@@ -7,12 +7,15 @@
 //!            (revoked? identity and org active?) and the identity's operations, per request
 //! action     POST /auth/action/init → challenge bound to method + path + sha256(body)
 //!            POST /auth/action      → signed challenge → single-use user action token
-//!            x-dfns-useraction: token on the mutating request → check_action() compares
-//!            method, path and body with what was signed; consume_action() spends it once
+//!            x-dfns-useraction: token on the mutating request → check_action() opens it
+//!            and compares method, path and body with what was signed; consume_action()
+//!            spends it once (or the domain does, in the transaction of its first write)
 //! ```
 //!
-//! Every secret we hand out is stored only as a hash, every single-use thing is spent by a
-//! conditional update (so two racing requests cannot both win), and every failure of proof is
+//! Every secret we hand out is stored only as a hash; action challenges and user action
+//! tokens are not stored at all but sealed under the server secret, and recorded when spent.
+//! Every single-use thing is spent by a conditional update or a unique insert (so two racing
+//! requests cannot both win), and every failure of proof is
 //! `Unauthenticated` with a message that says what was wrong but never leaks whether a user
 //! exists.
 
@@ -77,7 +80,24 @@ pub struct AuthService {
     /// claims never change, so re-verifying the signature on every request buys nothing;
     /// expiry is still checked per request and revocation lives in the token's row.
     verified: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
+    /// Action challenges this process traded for a token, until they expire: a challenge is
+    /// answered once per process without a write. What makes an action single use for
+    /// every process sharing the database is the unique `user_actions.challenge` at the
+    /// spend.
+    answered: Mutex<Answered>,
 }
+
+/// See [`AuthService::first_answer`].
+#[derive(Debug, Default)]
+struct Answered {
+    expires: HashMap<String, Timestamp>,
+    /// The size at which expired entries are dropped next (grows with the live set, so
+    /// pruning stays linear overall).
+    prune_at: usize,
+}
+
+/// Answered challenges remembered before expired ones are dropped.
+const ANSWERED_PRUNE_AT: usize = 10_000;
 
 /// Verified tokens remembered before the cache starts over.
 const VERIFIED_CAPACITY: usize = 50_000;
@@ -106,6 +126,7 @@ impl AuthService {
             keys: RwLock::new(Arc::new(keys)),
             last_reload: Mutex::new(None),
             verified: Mutex::new(HashMap::new()),
+            answered: Mutex::new(Answered::default()),
         })
     }
 
@@ -742,14 +763,23 @@ impl AuthService {
             ),
             _ => (String::new(), String::new()),
         };
+        // Nothing is written here: the action travels sealed in its token and is recorded
+        // when the request it approves spends it (`consume_action`, or the signature row's
+        // own transaction). An answered challenge is refused now rather than at the spend.
+        if self.store.challenge_answered(&challenge.challenge).await?
+            || !self.first_answer(&challenge)
+        {
+            return Err(DomainError::unauthenticated(
+                "the action challenge was already used or has expired",
+            ));
+        }
         let now = self.clock.now();
-        let token = format!("kfua_{}", random_b64(32));
         let action = UserAction {
             id: new_id(IdKind::UserAction),
             org_id: challenge.org_id.clone(),
             user_id: challenge.user_id.clone(),
             token_id: principal.token_id.clone(),
-            token_hash: sha256_hex(token.as_bytes()),
+            token_hash: String::new(),
             credential_uuid: cred.uuid.clone(),
             http_method: challenge.http_method.clone().unwrap_or_default(),
             http_path: challenge.http_path.clone().unwrap_or_default(),
@@ -761,12 +791,87 @@ impl AuthService {
             used_at: None,
             created_at: now,
         };
-        if !self.store.insert_user_action(&action).await? {
-            return Err(DomainError::unauthenticated(
-                "the action challenge was already used or has expired",
-            ));
+        self.seal_user_action(&action)
+    }
+
+    /// Records that this process answers `c` now; false when it did before. Expired entries
+    /// are dropped as the map grows (an expired challenge cannot be answered anyway).
+    fn first_answer(&self, c: &Challenge) -> bool {
+        let Ok(mut answered) = self.answered.lock() else {
+            return false;
+        };
+        if answered.expires.len() >= answered.prune_at {
+            let now = self.clock.now();
+            answered.expires.retain(|_, expires| *expires > now);
+            answered.prune_at = (answered.expires.len() * 2).max(ANSWERED_PRUNE_AT);
         }
-        Ok(token)
+        answered
+            .expires
+            .insert(c.challenge.clone(), c.expires_at)
+            .is_none()
+    }
+
+    /// A user action token is the action itself, sealed (XChaCha20-Poly1305 under the server
+    /// secret, its own associated data): only this server can make one, nothing in it can be
+    /// changed, and checking it reads nothing. It is single use because spending it inserts
+    /// the action under the unique `user_actions.challenge`.
+    fn seal_user_action(&self, a: &UserAction) -> Result<String> {
+        let body = SealedUserAction {
+            id: a.id.clone(),
+            org: a.org_id.clone(),
+            user: a.user_id.clone(),
+            token: a.token_id.clone(),
+            credential: a.credential_uuid.clone(),
+            method: a.http_method.clone(),
+            path: a.http_path.clone(),
+            payload: a.payload_hash.clone(),
+            challenge: a.challenge.clone(),
+            client_data: a.client_data.clone(),
+            signature: a.signature.clone(),
+            expires: a.expires_at.0,
+            created: a.created_at.0,
+        };
+        let json = serde_json::to_vec(&body)
+            .map_err(|e| DomainError::internal(format!("encoding a user action: {e}")))?;
+        let sealed = self.sealer.seal(USER_ACTION_AAD, &json)?;
+        Ok(format!(
+            "{USER_ACTION_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        ))
+    }
+
+    /// The user action sealed in `token`, or 401. Its `token_hash` is the token's SHA-256.
+    fn open_user_action(&self, token: &str) -> Result<UserAction> {
+        let invalid = || DomainError::unauthenticated("the user action token is not valid");
+        let b64 = token
+            .strip_prefix(USER_ACTION_PREFIX)
+            .filter(|b| b.len() <= MAX_USER_ACTION_TOKEN)
+            .ok_or_else(invalid)?;
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|_| invalid())?;
+        let json = self
+            .sealer
+            .open(USER_ACTION_AAD, &sealed)
+            .map_err(|_| invalid())?;
+        let b: SealedUserAction = serde_json::from_slice(&json).map_err(|_| invalid())?;
+        Ok(UserAction {
+            id: b.id,
+            org_id: b.org,
+            user_id: b.user,
+            token_id: b.token,
+            token_hash: sha256_hex(token.as_bytes()),
+            credential_uuid: b.credential,
+            http_method: b.method,
+            http_path: b.path,
+            payload_hash: b.payload,
+            challenge: b.challenge,
+            client_data: b.client_data,
+            signature: b.signature,
+            expires_at: Timestamp(b.expires),
+            used_at: None,
+            created_at: Timestamp(b.created),
+        })
     }
 
     /// Checks that the `x-dfns-useraction` token authorizes *this* request — same identity,
@@ -780,16 +885,12 @@ impl AuthService {
         path: &str,
         body: &[u8],
     ) -> Result<UserAction> {
-        if token.is_empty() || token.len() > 256 {
+        if token.is_empty() || token.len() > USER_ACTION_PREFIX.len() + MAX_USER_ACTION_TOKEN {
             return Err(DomainError::unauthenticated(
                 "the x-dfns-useraction header is malformed",
             ));
         }
-        let action = self
-            .store
-            .find_user_action(&sha256_hex(token.as_bytes()))
-            .await?
-            .ok_or_else(|| DomainError::unauthenticated("the user action token is not valid"))?;
+        let action = self.open_user_action(token)?;
         if action.user_id != principal.user_id || action.org_id != principal.org_id {
             return Err(DomainError::unauthenticated(
                 "the user action was signed by another identity",
@@ -800,11 +901,6 @@ impl AuthService {
         if action.token_id != principal.token_id {
             return Err(DomainError::unauthenticated(
                 "the user action was signed through another access token",
-            ));
-        }
-        if action.used_at.is_some() {
-            return Err(DomainError::unauthenticated(
-                "the user action was already used",
             ));
         }
         if action.expires_at <= self.clock.now() {
@@ -829,18 +925,17 @@ impl AuthService {
         Ok(action)
     }
 
-    /// Spends a checked user action. Exactly one of several racing requests succeeds.
+    /// Spends a checked user action: records it, used. Exactly one of several racing
+    /// requests succeeds (the unique `user_actions.challenge`).
     pub async fn consume_action(&self, action: &UserAction) -> Result<()> {
         if self
             .store
-            .consume_user_action(&action.id, self.clock.now())
+            .insert_user_action(&action.spent_at(self.clock.now()))
             .await?
         {
             Ok(())
         } else {
-            Err(DomainError::unauthenticated(
-                "the user action was already used",
-            ))
+            Err(DomainError::action_already_used())
         }
     }
 
@@ -1129,6 +1224,30 @@ fn bad_login_code() -> DomainError {
 /// [`SealedActionChallenge`]).
 const ACTION_CHALLENGE_PREFIX: &str = "kfac_";
 const ACTION_CHALLENGE_AAD: &[u8] = b"keyfold: sealed action challenge v1";
+
+/// What a user action token starts with (the rest: base64url of the sealed
+/// [`SealedUserAction`]), and the longest rest accepted.
+const USER_ACTION_PREFIX: &str = "kfua_";
+const USER_ACTION_AAD: &[u8] = b"keyfold: sealed user action v1";
+const MAX_USER_ACTION_TOKEN: usize = 16 * 1024;
+
+/// A user action as it travels, sealed, in its token until a request spends it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedUserAction {
+    id: String,
+    org: String,
+    user: String,
+    token: String,
+    credential: String,
+    method: String,
+    path: String,
+    payload: String,
+    challenge: String,
+    client_data: String,
+    signature: String,
+    expires: i64,
+    created: i64,
+}
 
 /// An action challenge as it travels, sealed, in its identifier.
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -48,6 +48,10 @@ impl DomainError {
     pub fn conflict(msg: impl Into<String>) -> Self {
         Self::Conflict(msg.into())
     }
+    /// A user action token presented again after a request spent it.
+    pub fn action_already_used() -> Self {
+        Self::unauthenticated("the user action was already used")
+    }
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::Internal(msg.into())
     }

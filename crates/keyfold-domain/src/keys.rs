@@ -24,13 +24,22 @@ use keyfold_types::wallets::{
 use crate::authz::{Granted, Operation, Principal, op};
 use crate::error::{DomainError, Result, StoreError};
 use crate::ids::{IdKind, looks_like, new_id};
-use crate::model::{Key, LifecycleStatus, SignatureRecord, Wallet};
+use crate::model::{Key, LifecycleStatus, SignatureRecord, UserAction, Wallet};
 use crate::page::{Page, PageRequest};
 use crate::ports::{
     ActionEvidence, ChainRpc, CompletedSignature, Networks, PreparedSignature, SignerCluster, Store,
 };
 use crate::time::{Clock, Timestamp};
 use crate::validate;
+
+/// A user action that approved a signing request, checked but not yet spent: the signing
+/// path spends it in the transaction that records the request (one commit less per
+/// signature), and records `evidence` with the signers.
+#[derive(Debug, Clone)]
+pub struct ApprovingAction {
+    pub action: UserAction,
+    pub evidence: ActionEvidence,
+}
 
 /// How long a retried signature request waits for the original to finish.
 const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
@@ -301,15 +310,28 @@ impl KeyService {
         g: &Granted<op::KeysSignaturesCreate>,
         key_id: &str,
         body: GenerateSignatureBody,
-        evidence: ActionEvidence,
+        approval: ApprovingAction,
     ) -> Result<SignatureResponse> {
-        let key = self.active_key(g.principal(), key_id).await?;
-        let network = match &body.network {
-            Some(n) => Some(self.networks.canonical(n)?),
-            None => None,
-        };
-        self.sign(g.principal(), &key, None, network, body, evidence)
+        let mut spent = false;
+        let r = async {
+            let key = self.active_key(g.principal(), key_id).await?;
+            let network = match &body.network {
+                Some(n) => Some(self.networks.canonical(n)?),
+                None => None,
+            };
+            self.sign(
+                g.principal(),
+                &key,
+                None,
+                network,
+                body,
+                &approval,
+                &mut spent,
+            )
             .await
+        }
+        .await;
+        self.spent_whatever_the_outcome(&approval, spent, r).await
     }
 
     pub async fn list_key_signatures(
@@ -854,26 +876,32 @@ impl KeyService {
         g: &Granted<op::WalletsGenerateSignature>,
         wallet_id: &str,
         body: GenerateSignatureBody,
-        evidence: ActionEvidence,
+        approval: ApprovingAction,
     ) -> Result<SignatureResponse> {
-        let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
-        if let Some(n) = &body.network
-            && self.networks.canonical(n)? != w.network
-        {
-            return Err(DomainError::invalid(format!(
-                "this wallet is on {}, not {n}",
-                w.network
-            )));
+        let mut spent = false;
+        let r = async {
+            let (w, k) = self.active_wallet(g.principal(), wallet_id).await?;
+            if let Some(n) = &body.network
+                && self.networks.canonical(n)? != w.network
+            {
+                return Err(DomainError::invalid(format!(
+                    "this wallet is on {}, not {n}",
+                    w.network
+                )));
+            }
+            self.sign(
+                g.principal(),
+                &k,
+                Some(&w),
+                Some(w.network.clone()),
+                body,
+                &approval,
+                &mut spent,
+            )
+            .await
         }
-        self.sign(
-            g.principal(),
-            &k,
-            Some(&w),
-            Some(w.network.clone()),
-            body,
-            evidence,
-        )
-        .await
+        .await;
+        self.spent_whatever_the_outcome(&approval, spent, r).await
     }
 
     pub async fn list_wallet_signatures(
@@ -914,6 +942,31 @@ impl KeyService {
 
     // ------------------------------------------------------------------ signing core
 
+    /// A user action approves one request, whatever its outcome: when the request ended
+    /// before `sign` spent the action with the signature row (refused, or answered from an
+    /// earlier request with the same externalId), it is spent now — and a token spent
+    /// already is refused before anything else is said.
+    async fn spent_whatever_the_outcome(
+        &self,
+        approval: &ApprovingAction,
+        spent: bool,
+        r: Result<SignatureResponse>,
+    ) -> Result<SignatureResponse> {
+        if !spent
+            && !self
+                .store
+                .insert_user_action(&approval.action.spent_at(self.clock.now()))
+                .await?
+        {
+            return Err(DomainError::action_already_used());
+        }
+        r
+    }
+
+    /// Signs `body` with `key`. The user action is spent in the transaction that records the
+    /// request (`*spent` says whether that happened), so a signature costs one commit before
+    /// the signers run and one after.
+    #[allow(clippy::too_many_arguments)]
     async fn sign(
         &self,
         requester: &Principal,
@@ -921,8 +974,10 @@ impl KeyService {
         wallet: Option<&Wallet>,
         network: Option<String>,
         body: GenerateSignatureBody,
-        evidence: ActionEvidence,
+        approval: &ApprovingAction,
+        spent: &mut bool,
     ) -> Result<SignatureResponse> {
+        let evidence = &approval.evidence;
         may_sign(requester, key)?;
         let external_id = optional_text("externalId", body.external_id.as_deref())?;
         if let Some(ext) = &external_id
@@ -957,8 +1012,16 @@ impl KeyService {
             created_at: self.clock.now(),
             signed_at: None,
         };
-        match self.store.insert_signature(&rec).await {
-            Ok(()) => {}
+        match self
+            .store
+            .insert_signature_spending(&rec, &approval.action.spent_at(rec.created_at))
+            .await
+        {
+            Ok(true) => *spent = true,
+            Ok(false) => {
+                *spent = true;
+                return Err(DomainError::action_already_used());
+            }
             Err(StoreError::Conflict(_)) if external_id.is_some() => {
                 let ext = external_id.as_deref().unwrap_or_default();
                 let existing = self
@@ -970,7 +1033,7 @@ impl KeyService {
             }
             Err(e) => return Err(e.into()),
         }
-        let outcome = self.sign_all(key, &prepared, &evidence, &rec.id).await;
+        let outcome = self.sign_all(key, &prepared, evidence, &rec.id).await;
         match outcome {
             Ok(done) => {
                 rec.status = SignatureStatus::Signed;

@@ -297,6 +297,16 @@ pub struct UserAction {
     pub created_at: Timestamp,
 }
 
+impl UserAction {
+    /// The action as recorded when a request spends it.
+    pub fn spent_at(&self, now: Timestamp) -> UserAction {
+        UserAction {
+            used_at: Some(now),
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permission {
     pub id: String,

@@ -276,21 +276,12 @@ pub trait TokenStore: Send + Sync {
 
 #[async_trait]
 pub trait UserActionStore: Send + Sync {
-    /// Uses the action challenge and records the signed action — atomically. False when the
-    /// challenge was already used or has expired.
-    async fn record_user_action(
-        &self,
-        action: &UserAction,
-        challenge_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool>;
-    /// Records a signed action whose challenge was never stored (a sealed, stateless action
-    /// challenge): the unique `challenge` column makes it single use. False when an action
+    /// Records a spent (or dead) user action; action challenges and tokens are never stored
+    /// before, so the unique `challenge` column makes each single use. False when an action
     /// for the same challenge exists already.
     async fn insert_user_action(&self, action: &UserAction) -> StoreResult<bool>;
-    async fn find_user_action(&self, token_hash: &str) -> StoreResult<Option<UserAction>>;
-    /// Marks the action used when unused and unexpired; true for exactly one caller.
-    async fn consume_user_action(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Whether an action answering `challenge` was recorded.
+    async fn challenge_answered(&self, challenge: &str) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -480,9 +471,15 @@ pub trait WalletStore: Send + Sync {
 
 #[async_trait]
 pub trait SignatureStore: Send + Sync {
-    /// Records a request (status `Executing`) before the signers run. Conflict
-    /// `signatures.external_id` on a reused externalId for the same key.
-    async fn insert_signature(&self, rec: &SignatureRecord) -> StoreResult<()>;
+    /// Records a request (status `Executing`) before the signers run, and spends the user
+    /// action that approved it (see [`UserActionStore::insert_user_action`]), in one
+    /// transaction. False, and nothing written, when the action was spent already; Conflict
+    /// `signatures.external_id`, and nothing written, on a reused externalId for the key.
+    async fn insert_signature_spending(
+        &self,
+        rec: &SignatureRecord,
+        action: &UserAction,
+    ) -> StoreResult<bool>;
     /// Records the outcome; false when the request is not `Executing` any more.
     async fn finish_signature(&self, rec: &SignatureRecord) -> StoreResult<bool>;
     async fn get_signature(

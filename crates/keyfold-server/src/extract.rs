@@ -209,17 +209,31 @@ pub struct Signed<T> {
 impl<T> Signed<T> {
     /// What signers are told about the user action behind a signing request.
     pub fn evidence(&self) -> keyfold_domain::ports::ActionEvidence {
-        keyfold_domain::ports::ActionEvidence {
-            user_action_id: self.action.id.clone(),
-            user_id: self.action.user_id.clone(),
-            credential_uuid: self.action.credential_uuid.clone(),
-            challenge: self.action.challenge.clone(),
-            client_data: self.action.client_data.clone(),
-            signature: self.action.signature.clone(),
-            http_method: self.action.http_method.clone(),
-            http_path: self.action.http_path.clone(),
-            body: self.raw.clone(),
-        }
+        evidence(&self.action, &self.raw)
+    }
+}
+
+/// A request body approved by a user action that is verified but **not spent**: for the
+/// handlers whose domain call spends the action in the transaction of its first write
+/// (signature requests; see `keyfold_domain::keys::ApprovingAction`). Every path of such a
+/// call must spend it.
+#[derive(Debug)]
+pub struct Approved<T> {
+    pub body: T,
+    pub approving: keyfold_domain::keys::ApprovingAction,
+}
+
+fn evidence(action: &UserAction, raw: &str) -> keyfold_domain::ports::ActionEvidence {
+    keyfold_domain::ports::ActionEvidence {
+        user_action_id: action.id.clone(),
+        user_id: action.user_id.clone(),
+        credential_uuid: action.credential_uuid.clone(),
+        challenge: action.challenge.clone(),
+        client_data: action.client_data.clone(),
+        signature: action.signature.clone(),
+        http_method: action.http_method.clone(),
+        http_path: action.http_path.clone(),
+        body: raw.to_string(),
     }
 }
 
@@ -237,9 +251,33 @@ impl<'de> serde::Deserialize<'de> for Empty {
 impl<T: DeserializeOwned + Send> FromRequest<AppState> for Signed<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let (mut parts, body) = req.into_parts();
-        let Auth(principal) = Auth::from_request_parts(&mut parts, state).await?;
-        let token = parts
+        let (body, action, raw) = checked_action(req, state).await?;
+        state.auth.consume_action(&action).await?;
+        Ok(Signed { body, action, raw })
+    }
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Approved<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (body, action, raw) = checked_action(req, state).await?;
+        let evidence = evidence(&action, &raw);
+        Ok(Approved {
+            body,
+            approving: keyfold_domain::keys::ApprovingAction { action, evidence },
+        })
+    }
+}
+
+/// The parsed body, the user action that approves this exact request (checked, not spent)
+/// and the raw body it signed.
+async fn checked_action<T: DeserializeOwned>(
+    req: Request,
+    state: &AppState,
+) -> Result<(T, UserAction, String), ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let Auth(principal) = Auth::from_request_parts(&mut parts, state).await?;
+    let token = parts
             .headers
             .get(USER_ACTION_HEADER)
             .ok_or_else(|| {
@@ -250,25 +288,23 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Signed<T> {
             .to_str()
             .map_err(|_| DomainError::unauthenticated("the x-dfns-useraction header is malformed"))?
             .to_string();
-        let method = parts.method.as_str().to_string();
-        let path = parts.uri.path().to_string();
-        let bytes = read_body(Request::from_parts(parts, body), state).await?;
-        let action = state
-            .auth
-            .check_action(&principal, &token, &method, &path, &bytes)
-            .await?;
-        // An empty body reads as JSON null: fine for `Empty` and optional bodies, "required"
-        // for the rest.
-        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-            serde_json::from_slice(b"null")
-                .map_err(|_| ApiError::bad_request("a JSON request body is required"))?
-        } else {
-            parse_json(&bytes)?
-        };
-        state.auth.consume_action(&action).await?;
-        let raw = String::from_utf8_lossy(&bytes).into_owned();
-        Ok(Signed { body, action, raw })
-    }
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let bytes = read_body(Request::from_parts(parts, body), state).await?;
+    let action = state
+        .auth
+        .check_action(&principal, &token, &method, &path, &bytes)
+        .await?;
+    // An empty body reads as JSON null: fine for `Empty` and optional bodies, "required"
+    // for the rest.
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_slice(b"null")
+            .map_err(|_| ApiError::bad_request("a JSON request body is required"))?
+    } else {
+        parse_json(&bytes)?
+    };
+    let raw = String::from_utf8_lossy(&bytes).into_owned();
+    Ok((body, action, raw))
 }
 
 /// A path parameter (the id segment), with our error shape.

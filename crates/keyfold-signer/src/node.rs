@@ -660,16 +660,21 @@ impl SignerNode {
         for (p, c) in &req.commitments {
             commitments.insert(*p, unb64(c)?);
         }
-        // Everything about the request is checked before the nonces are spent.
-        let protocol = match &share {
-            KeyShare::Ed25519(s) if tweak.is_none() => {
-                frost::preprocessed::check_package(s, &commitments).map_err(mpc_err)?;
-                "frost-ed25519/preprocessed-sign"
-            }
-            KeyShare::Taproot(s) => {
-                frost::preprocessed::check_package(s, &commitments).map_err(mpc_err)?;
-                "frost-secp256k1-tr/preprocessed-sign"
-            }
+        // Everything about the request is checked before the nonces are spent; the parsed
+        // package is what is signed.
+        let (protocol, package) = match &share {
+            KeyShare::Ed25519(s) if tweak.is_none() => (
+                "frost-ed25519/preprocessed-sign",
+                Checked::Ed25519(
+                    frost::preprocessed::check_package(s, &commitments).map_err(mpc_err)?,
+                ),
+            ),
+            KeyShare::Taproot(s) => (
+                "frost-secp256k1-tr/preprocessed-sign",
+                Checked::Taproot(
+                    frost::preprocessed::check_package(s, &commitments).map_err(mpc_err)?,
+                ),
+            ),
             KeyShare::Ed25519(_) => return Err(NodeError::bad("Ed25519 signatures take no tweak")),
             _ => return Err(NodeError::bad("this is not a FROST key")),
         };
@@ -689,17 +694,17 @@ impl SignerNode {
         .map_err(|e| keystore_err("nonces", e))?;
         let out = tokio::task::spawn_blocking(move || {
             let bytes = bytes.expose_secret();
-            match &share {
-                KeyShare::Ed25519(s) => {
+            match (&share, &package) {
+                (KeyShare::Ed25519(s), Checked::Ed25519(package)) => {
                     let nonces = frost::preprocessed::FrostNonces::<Ed25519>::from_bytes(bytes)
                         .map_err(mpc_err)?;
-                    frost::preprocessed::sign_share(s, nonces, &commitments, &msg, None)
+                    frost::preprocessed::sign_checked(s, nonces, package, &msg, None)
                         .map_err(mpc_err)
                 }
-                KeyShare::Taproot(s) => {
+                (KeyShare::Taproot(s), Checked::Taproot(package)) => {
                     let nonces = frost::preprocessed::FrostNonces::<Taproot>::from_bytes(bytes)
                         .map_err(mpc_err)?;
-                    frost::preprocessed::sign_share(s, nonces, &commitments, &msg, tweak.as_ref())
+                    frost::preprocessed::sign_checked(s, nonces, package, &msg, tweak.as_ref())
                         .map_err(mpc_err)
                 }
                 _ => Err(NodeError::bad("this is not a FROST key")),
@@ -1052,6 +1057,12 @@ impl SignerNode {
             _ => Err(NodeError::bad(format!("key {key_id} is not an ECDSA key"))),
         }
     }
+}
+
+/// A pooled FROST request's package, checked for this node's share (of either suite).
+enum Checked {
+    Ed25519(frost::preprocessed::CheckedPackage<Ed25519>),
+    Taproot(frost::preprocessed::CheckedPackage<Taproot>),
 }
 
 /// The BIP-341 key-path tweak a FROST request asks for (`taproot`, with an optional merkle

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use keyfold_domain::StoreError;
-use keyfold_domain::model::{Key, LifecycleStatus, SignatureRecord, Wallet};
+use keyfold_domain::model::{Key, LifecycleStatus, SignatureRecord, UserAction, Wallet};
 use keyfold_domain::page::{Cursor, Page, PageRequest};
 use keyfold_domain::ports::{
     KeyStore, PooledKey, PresignatureRecord, PresignatureStore, SignatureStore, StoreResult,
@@ -12,7 +12,7 @@ use keyfold_domain::time::Timestamp;
 use keyfold_types::keys::KeyScheme;
 
 use crate::rows::{KeyRow, PresignatureRow, SignatureRow, WalletRow};
-use crate::sql::{map_err, placeholders};
+use crate::sql::{insert_user_action, is_unique_violation, map_err, placeholders};
 use crate::{Backend, SqlStore, on_read, on_write};
 
 const KEY_COLS: &str = "id, org_id, scheme, curve, public_key, name, status, custodial, owner_id, \
@@ -401,39 +401,57 @@ impl WalletStore for SqlStore {
     }
 }
 
+/// One `signatures` row (`$r: &SignatureRecord`) through `$exec`; `Result<(), sqlx::Error>`.
+macro_rules! insert_signature {
+    ($exec:expr, $r:expr) => {
+        sqlx::query(
+            "INSERT INTO signatures (id, org_id, key_id, wallet_id, requester_id, token_id, kind, \
+             request_body, network, status, reason, signature, signed_data, tx_hash, external_id, \
+             user_action_id, created_at, signed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        )
+        .bind(&$r.id)
+        .bind(&$r.org_id)
+        .bind(&$r.key_id)
+        .bind(&$r.wallet_id)
+        .bind(&$r.requester_id)
+        .bind(&$r.token_id)
+        .bind(&$r.kind)
+        .bind(&$r.request_body)
+        .bind(&$r.network)
+        .bind($r.status.as_str())
+        .bind(&$r.reason)
+        .bind(&$r.signature)
+        .bind(&$r.signed_data)
+        .bind(&$r.tx_hash)
+        .bind(&$r.external_id)
+        .bind(&$r.user_action_id)
+        .bind($r.created_at.0)
+        .bind($r.signed_at.map(|t| t.0))
+        .execute($exec)
+        .await
+        .map(|_| ())
+    };
+}
+
 #[async_trait]
 impl SignatureStore for SqlStore {
-    async fn insert_signature(&self, r: &SignatureRecord) -> StoreResult<()> {
+    async fn insert_signature_spending(
+        &self,
+        r: &SignatureRecord,
+        action: &UserAction,
+    ) -> StoreResult<bool> {
         on_write!(self, |p| {
-            sqlx::query(
-                "INSERT INTO signatures (id, org_id, key_id, wallet_id, requester_id, token_id, kind, \
-                 request_body, network, status, reason, signature, signed_data, tx_hash, external_id, \
-                 user_action_id, created_at, signed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-            )
-            .bind(&r.id)
-            .bind(&r.org_id)
-            .bind(&r.key_id)
-            .bind(&r.wallet_id)
-            .bind(&r.requester_id)
-            .bind(&r.token_id)
-            .bind(&r.kind)
-            .bind(&r.request_body)
-            .bind(&r.network)
-            .bind(r.status.as_str())
-            .bind(&r.reason)
-            .bind(&r.signature)
-            .bind(&r.signed_data)
-            .bind(&r.tx_hash)
-            .bind(&r.external_id)
-            .bind(&r.user_action_id)
-            .bind(r.created_at.0)
-            .bind(r.signed_at.map(|t| t.0))
-            .execute(p)
-            .await
-            .map(|_| ())
+            let mut tx = p.begin().await.map_err(map_err)?;
+            match insert_user_action!(&mut *tx, action) {
+                Ok(()) => {}
+                Err(e) if is_unique_violation(&e) => return Ok(false),
+                Err(e) => return Err(map_err(e)),
+            }
+            insert_signature!(&mut *tx, r).map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
         })
-        .map_err(map_err)
     }
 
     async fn finish_signature(&self, r: &SignatureRecord) -> StoreResult<bool> {

@@ -5,7 +5,7 @@
 use keyfold_domain::StoreError;
 use keyfold_domain::model::{
     AccessToken, App, AppKind, Challenge, ChallengeKind, CodePurpose, Credential, JwtKey,
-    OneTimeCode, Org, OutboxMessage, TokenKind, User, UserAction,
+    OneTimeCode, Org, OutboxMessage, TokenKind, User,
 };
 use keyfold_domain::time::Timestamp;
 use keyfold_types::auth::CredentialKind;
@@ -265,47 +265,6 @@ pub(crate) struct SessionRow {
     pub org_active: bool,
     pub assigned_to: Option<String>,
     pub operations: Option<String>,
-}
-
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct UserActionRow {
-    id: String,
-    org_id: String,
-    user_id: String,
-    token_id: String,
-    token_hash: String,
-    credential_uuid: String,
-    http_method: String,
-    http_path: String,
-    payload_hash: String,
-    challenge: String,
-    client_data: String,
-    signature: String,
-    expires_at: i64,
-    used_at: Option<i64>,
-    created_at: i64,
-}
-
-impl From<UserActionRow> for UserAction {
-    fn from(r: UserActionRow) -> Self {
-        UserAction {
-            id: r.id,
-            org_id: r.org_id,
-            user_id: r.user_id,
-            token_id: r.token_id,
-            token_hash: r.token_hash,
-            credential_uuid: r.credential_uuid,
-            http_method: r.http_method,
-            http_path: r.http_path,
-            payload_hash: r.payload_hash,
-            challenge: r.challenge,
-            client_data: r.client_data,
-            signature: r.signature,
-            expires_at: Timestamp(r.expires_at),
-            used_at: ts(r.used_at),
-            created_at: Timestamp(r.created_at),
-        }
-    }
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -90,8 +90,6 @@ const CHALLENGE_COLS: &str = "id, org_id, kind, user_id, challenge, token_id, ht
     http_path, payload_hash, detail, expires_at, used_at, created_at";
 const CODE_COLS: &str =
     "id, org_id, user_id, purpose, code_hash, attempts, expires_at, used_at, created_at";
-const ACTION_COLS: &str = "id, org_id, user_id, token_id, token_hash, credential_uuid, \
-    http_method, http_path, payload_hash, challenge, client_data, signature, expires_at, used_at, created_at";
 const OUTBOX_COLS: &str =
     "id, kind, payload, attempts, next_attempt_at, last_error, sent_at, created_at";
 
@@ -166,6 +164,14 @@ macro_rules! insert_user_action {
         .await
         .map(|_| ())
     };
+}
+
+pub(crate) use insert_user_action;
+
+/// Whether `e` is a unique violation (for inserts whose conflict is an answer, not an error).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.kind() == ErrorKind::UniqueViolation)
 }
 
 /// Inserts one row; the same tokens compile for either backend's executor.
@@ -1379,53 +1385,23 @@ impl TokenStore for SqlStore {
 
 #[async_trait]
 impl UserActionStore for SqlStore {
-    async fn record_user_action(
-        &self,
-        a: &UserAction,
-        challenge_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        on_write!(self, |p| {
-            let mut tx = p.begin().await.map_err(map_err)?;
-            let used = spend!(&mut *tx, "challenges", challenge_id, now)?;
-            if used != 1 {
-                return Ok(false);
-            }
-            insert_user_action!(&mut *tx, a).map_err(map_err)?;
-            tx.commit().await.map_err(map_err)?;
-            Ok(true)
-        })
-    }
-
     async fn insert_user_action(&self, a: &UserAction) -> StoreResult<bool> {
-        let r = on_write!(self, |p| insert_user_action!(p, a));
-        match r {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_database_error()
-                    .is_some_and(|d| d.kind() == ErrorKind::UniqueViolation) =>
-            {
-                Ok(false)
-            }
+        match on_write!(self, |p| insert_user_action!(p, a)) {
+            Ok(()) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
             Err(e) => Err(map_err(e)),
         }
     }
 
-    async fn find_user_action(&self, token_hash: &str) -> StoreResult<Option<UserAction>> {
-        let sql = format!("SELECT {ACTION_COLS} FROM user_actions WHERE token_hash = $1");
-        let row: Option<UserActionRow> = on_read!(self, |p| {
-            sqlx::query_as(&sql)
-                .bind(token_hash)
+    async fn challenge_answered(&self, challenge: &str) -> StoreResult<bool> {
+        let row: Option<(String,)> = on_read!(self, |p| {
+            sqlx::query_as("SELECT id FROM user_actions WHERE challenge = $1")
+                .bind(challenge)
                 .fetch_optional(p)
                 .await
         })
         .map_err(map_err)?;
-        Ok(row.map(UserAction::from))
-    }
-
-    async fn consume_user_action(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        let done = on_write!(self, |p| spend!(p, "user_actions", id, now))?;
-        Ok(done == 1)
+        Ok(row.is_some())
     }
 }
 

@@ -41,7 +41,7 @@ conformance!(
     external_ids_are_unique,
     users_paginate_newest_first,
     challenges_are_single_use_under_a_race,
-    user_actions_record_once_and_consume_once,
+    user_actions_are_recorded_once_per_challenge,
     registration_is_all_or_nothing,
     codes_replace_and_count_attempts,
     sessions_carry_identity_state_and_operations,
@@ -388,64 +388,35 @@ async fn challenges_are_single_use_under_a_race(s: &dyn Store) {
     assert!(!s.use_challenge(&old.id, T0).await.unwrap());
 }
 
-async fn user_actions_record_once_and_consume_once(s: &dyn Store) {
-    let b = org_fixture();
-    s.bootstrap(&b).await.unwrap();
-    let c = challenge(
-        &b.org.id,
-        &b.root.id,
-        ChallengeKind::Action,
-        T0.plus_secs(60),
-    );
-    s.insert_challenge(&c).await.unwrap();
-    let action = |hash: &str| UserAction {
+/// A spent user action as the auth service records it (tokens and challenges are sealed, not
+/// stored, until then).
+fn spent_action(b: &Bootstrap, challenge: &str) -> UserAction {
+    UserAction {
         id: keyfold_domain::ids::new_id(keyfold_domain::ids::IdKind::UserAction),
         org_id: b.org.id.clone(),
         user_id: b.root.id.clone(),
         token_id: "to-1".into(),
-        token_hash: hash.into(),
+        token_hash: format!("h-{challenge}"),
         credential_uuid: b.credential.uuid.clone(),
         http_method: "POST".into(),
         http_path: "/auth/users".into(),
         payload_hash: "ab".into(),
-        challenge: format!("c-{hash}"),
+        challenge: challenge.into(),
         client_data: "cd".into(),
         signature: "sig".into(),
         expires_at: T0.plus_secs(60),
-        used_at: None,
+        used_at: Some(T0),
         created_at: T0,
-    };
-    let a = action("h1");
-    assert!(s.record_user_action(&a, &c.id, T0).await.unwrap());
-    // The challenge is spent: a second action from it is refused and not stored.
-    let a2 = action("h2");
-    assert!(!s.record_user_action(&a2, &c.id, T0).await.unwrap());
-    assert_eq!(s.find_user_action("h2").await.unwrap(), None);
-    assert_eq!(s.find_user_action("h1").await.unwrap(), Some(a.clone()));
-    let wins = join_all((0..8).map(|_| s.consume_user_action(&a.id, T0))).await;
-    assert_eq!(wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
-    // Expired actions cannot be consumed.
-    let c3 = challenge(
-        &b.org.id,
-        &b.root.id,
-        ChallengeKind::Action,
-        T0.plus_secs(60),
-    );
-    s.insert_challenge(&c3).await.unwrap();
-    let a3 = action("h3");
-    assert!(s.record_user_action(&a3, &c3.id, T0).await.unwrap());
-    assert!(
-        !s.consume_user_action(&a3.id, T0.plus_secs(61))
-            .await
-            .unwrap()
-    );
-    // Sealed (unstored) challenges: the action's unique challenge makes it single use,
-    // also between racers, and a refused one is not stored.
-    let a4 = action("h4");
-    let racing = join_all((0..4).map(|i| {
-        let mut a = a4.clone();
-        a.id = format!("{}-{i}", a4.id);
-        a.token_hash = format!("h4-{i}");
+    }
+}
+
+async fn user_actions_are_recorded_once_per_challenge(s: &dyn Store) {
+    let b = org_fixture();
+    s.bootstrap(&b).await.unwrap();
+    assert!(!s.challenge_answered("c-1").await.unwrap());
+    // Racing spends of one action (or of two actions answering one challenge): one wins.
+    let racing = join_all((0..6).map(|_| {
+        let a = spent_action(&b, "c-1");
         async move { s.insert_user_action(&a).await }
     }))
     .await;
@@ -453,17 +424,13 @@ async fn user_actions_record_once_and_consume_once(s: &dyn Store) {
         racing.into_iter().filter(|w| *w.as_ref().unwrap()).count(),
         1
     );
-    let mut stored = 0;
-    for i in 0..4 {
-        if s.find_user_action(&format!("h4-{i}"))
+    assert!(s.challenge_answered("c-1").await.unwrap());
+    assert!(!s.challenge_answered("c-2").await.unwrap());
+    assert!(
+        s.insert_user_action(&spent_action(&b, "c-2"))
             .await
             .unwrap()
-            .is_some()
-        {
-            stored += 1;
-        }
-    }
-    assert_eq!(stored, 1);
+    );
 }
 
 async fn registration_is_all_or_nothing(s: &dyn Store) {
@@ -1135,10 +1102,17 @@ async fn signatures_are_recorded_once_per_external_id(s: &dyn Store) {
         signed_at: None,
     };
     let mut r1 = rec(Some("sig-ext"), T0);
-    s.insert_signature(&r1).await.unwrap();
-    let results = join_all((0..4).map(|_| {
+    assert!(
+        s.insert_signature_spending(&r1, &spent_action(&b, "c-0"))
+            .await
+            .unwrap()
+    );
+    // A reused externalId writes nothing: not the row, not the action (its challenge is
+    // still unanswered).
+    let results = join_all((0..4).map(|i| {
         let r = rec(Some("sig-ext"), T0);
-        async move { s.insert_signature(&r).await }
+        let a = spent_action(&b, &format!("c-ext-{i}"));
+        async move { s.insert_signature_spending(&r, &a).await }
     }))
     .await;
     assert!(
@@ -1146,6 +1120,29 @@ async fn signatures_are_recorded_once_per_external_id(s: &dyn Store) {
             .iter()
             .all(|r| *r == Err(StoreError::Conflict("signatures.external_id".into())))
     );
+    for i in 0..4 {
+        assert!(!s.challenge_answered(&format!("c-ext-{i}")).await.unwrap());
+    }
+    // One action approves one request: racing requests spending it, one row.
+    let spending = spent_action(&b, "c-race");
+    let raced: Vec<_> = (0..4).map(|_| rec(None, T0.plus_secs(10))).collect();
+    let results = join_all(
+        raced
+            .iter()
+            .map(|r| s.insert_signature_spending(r, &spending)),
+    )
+    .await;
+    assert_eq!(
+        results.into_iter().filter(|w| *w.as_ref().unwrap()).count(),
+        1
+    );
+    let mut stored = vec![];
+    for r in &raced {
+        if s.get_signature(&b.org.id, &r.id).await.unwrap().is_some() {
+            stored.push(r.id.clone());
+        }
+    }
+    assert_eq!(stored.len(), 1, "a refused spend writes no signature row");
     r1.status = SignatureStatus::Signed;
     r1.signature = Some("{}".into());
     r1.signed_at = Some(T0.plus_secs(1));
@@ -1163,7 +1160,11 @@ async fn signatures_are_recorded_once_per_external_id(s: &dyn Store) {
     );
     // An interrupted request (left Executing) is failed by the recovery sweep.
     let r2 = rec(None, T0.plus_secs(2));
-    s.insert_signature(&r2).await.unwrap();
+    assert!(
+        s.insert_signature_spending(&r2, &spent_action(&b, "c-2"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         s.fail_interrupted_signatures(T0.plus_secs(1), "x")
             .await
@@ -1193,8 +1194,9 @@ async fn signatures_are_recorded_once_per_external_id(s: &dyn Store) {
         )
         .await
         .unwrap();
-    assert_eq!(listed.items.len(), 2);
-    assert_eq!(listed.items[0].id, r2.id, "newest first");
+    assert_eq!(listed.items.len(), 3);
+    assert_eq!(listed.items[0].id, stored[0], "newest first");
+    assert_eq!(listed.items[1].id, r2.id, "newest first");
 }
 
 async fn presignatures_are_handed_out_once(s: &dyn Store) {

@@ -83,13 +83,21 @@ impl<C: FrostSuite> FrostKeyShare<C> {
     }
 }
 
-/// The signing package every signer must see: the commitments of exactly the signing set.
-fn package<C: FrostSuite>(
+/// The commitments of a signing set, parsed and checked once. Parsing is most of a signer's
+/// work here: every point is decoded and checked to be in the prime-order group (for Ed25519 a
+/// full scalar multiplication each), so a caller checks a package once and signs with it.
+#[derive(Debug, Clone)]
+pub struct CheckedPackage<C: FrostSuite> {
+    commitments: BTreeMap<Identifier<C>, SigningCommitments<C>>,
+    parties: Vec<PartyIndex>,
+}
+
+/// Parses the commitments of at least `t` signers of a group of `n`.
+fn parse_package<C: FrostSuite>(
     n: u16,
     threshold: u16,
     commitments: &BTreeMap<PartyIndex, Vec<u8>>,
-    message: &[u8],
-) -> Result<SigningPackage<C>> {
+) -> Result<CheckedPackage<C>> {
     if commitments.len() < usize::from(threshold) {
         return Err(Error::input(format!(
             "at least t = {threshold} signers are needed, got {}",
@@ -105,22 +113,32 @@ fn package<C: FrostSuite>(
             .map_err(|e| Error::party(*p, format!("malformed commitments: {e}")))?;
         map.insert(identifier::<C>(*p)?, c);
     }
-    Ok(SigningPackage::new(map, message))
+    Ok(CheckedPackage {
+        commitments: map,
+        parties: commitments.keys().copied().collect(),
+    })
+}
+
+impl<C: FrostSuite> CheckedPackage<C> {
+    /// The package every signer must see for `message`.
+    fn for_message(&self, message: &[u8]) -> SigningPackage<C> {
+        SigningPackage::new(self.commitments.clone(), message)
+    }
 }
 
 /// Checks a signing package (commitments of at least `t` signers of this group, this signer
 /// among them, every one well formed) without the nonces: a caller checks before it spends
-/// them, so a malformed request burns nothing.
+/// them, so a malformed request burns nothing. Sign with [`sign_checked`].
 pub fn check_package<C: FrostSuite>(
     share: &FrostKeyShare<C>,
     commitments: &BTreeMap<PartyIndex, Vec<u8>>,
-) -> Result<()> {
+) -> Result<CheckedPackage<C>> {
     if !commitments.contains_key(&share.me) {
         return Err(Error::input(
             "this signer's commitment is not in the package",
         ));
     }
-    package::<C>(share.n, share.threshold(), commitments, &[]).map(|_| ())
+    parse_package::<C>(share.n, share.threshold(), commitments)
 }
 
 /// Computes this signer's share of the signature of `message` by the signers whose
@@ -132,23 +150,60 @@ pub fn sign_share<C: FrostSuite>(
     message: &[u8],
     tweak: Option<&TaprootTweak>,
 ) -> Result<Vec<u8>> {
+    let package = check_package(share, commitments)?;
+    sign_checked(share, nonces, &package, message, tweak)
+}
+
+/// [`sign_share`] with a package [`check_package`] returned for this share.
+pub fn sign_checked<C: FrostSuite>(
+    share: &FrostKeyShare<C>,
+    nonces: FrostNonces<C>,
+    package: &CheckedPackage<C>,
+    message: &[u8],
+    tweak: Option<&TaprootTweak>,
+) -> Result<Vec<u8>> {
     if tweak.is_some() && !C::SUPPORTS_TWEAK {
         return Err(Error::input(format!(
             "{} signatures take no tweak",
             C::NAME
         )));
     }
-    check_package(share, commitments)?;
-    let pkg = package::<C>(share.n, share.threshold(), commitments, message)?;
-    let parties: Vec<PartyIndex> = commitments.keys().copied().collect();
+    let pkg = package.for_message(message);
     let out = C::sign_share(&pkg, &nonces.0, &share.key, tweak).map_err(|e| match e {
         frost_core::Error::IncorrectCommitment | frost_core::Error::MissingCommitment => {
             Error::input("the package does not hold this signer's commitment unchanged")
         }
-        e => map_frost_error(&e, &parties, "sign"),
+        e => map_frost_error(&e, &package.parties, "sign"),
     });
     drop(nonces);
     Ok(out?.serialize())
+}
+
+/// A group's public key package, parsed (its points decoded and checked once): what a
+/// coordinator keeps per key to [`aggregate_with`].
+#[derive(Debug, Clone)]
+pub struct PublicPackage<C: FrostSuite> {
+    public: PublicKeyPackage<C>,
+    n: u16,
+    threshold: u16,
+}
+
+impl<C: FrostSuite> PublicPackage<C> {
+    /// Reads [`FrostKeyShare::public_package_bytes`] output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let public = PublicKeyPackage::<C>::deserialize(bytes)
+            .map_err(|e| Error::input(format!("public key package: {e}")))?;
+        let n = u16::try_from(public.verifying_shares().len())
+            .map_err(|_| Error::input("too many verifying shares"))?;
+        let threshold = public
+            .min_signers()
+            .ok_or_else(|| Error::input("public key package without a threshold"))?;
+        Ok(Self {
+            public,
+            n,
+            threshold,
+        })
+    }
 }
 
 /// Combines the signers' shares into the group signature. Every share is checked: a wrong one
@@ -160,25 +215,30 @@ pub fn aggregate<C: FrostSuite>(
     message: &[u8],
     tweak: Option<&TaprootTweak>,
 ) -> Result<SchnorrSignature> {
+    let public = PublicPackage::<C>::from_bytes(public_package)?;
+    aggregate_with(&public, commitments, shares, message, tweak)
+}
+
+/// [`aggregate`] with the key's public package parsed already.
+pub fn aggregate_with<C: FrostSuite>(
+    public: &PublicPackage<C>,
+    commitments: &BTreeMap<PartyIndex, Vec<u8>>,
+    shares: &BTreeMap<PartyIndex, Vec<u8>>,
+    message: &[u8],
+    tweak: Option<&TaprootTweak>,
+) -> Result<SchnorrSignature> {
     if tweak.is_some() && !C::SUPPORTS_TWEAK {
         return Err(Error::input(format!(
             "{} signatures take no tweak",
             C::NAME
         )));
     }
-    let public = PublicKeyPackage::<C>::deserialize(public_package)
-        .map_err(|e| Error::input(format!("public key package: {e}")))?;
-    let n = u16::try_from(public.verifying_shares().len())
-        .map_err(|_| Error::input("too many verifying shares"))?;
-    let t = public
-        .min_signers()
-        .ok_or_else(|| Error::input("public key package without a threshold"))?;
     if shares.keys().ne(commitments.keys()) {
         return Err(Error::input(
             "shares and commitments name different signers",
         ));
     }
-    let pkg = package::<C>(n, t, commitments, message)?;
+    let pkg = parse_package::<C>(public.n, public.threshold, commitments)?.for_message(message);
     let mut map: BTreeMap<Identifier<C>, SignatureShare<C>> = BTreeMap::new();
     for (p, bytes) in shares {
         let s = SignatureShare::<C>::deserialize(bytes)
@@ -186,7 +246,7 @@ pub fn aggregate<C: FrostSuite>(
         map.insert(identifier::<C>(*p)?, s);
     }
     let parties: Vec<PartyIndex> = shares.keys().copied().collect();
-    let sig = C::aggregate(&pkg, &map, &public, tweak)
+    let sig = C::aggregate(&pkg, &map, &public.public, tweak)
         .map_err(|e| map_frost_error(&e, &parties, "aggregate"))?;
     SchnorrSignature::of(&sig)
 }

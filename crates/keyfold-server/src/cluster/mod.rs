@@ -70,6 +70,22 @@ pub struct ClusterSettings {
     pub poll_interval: Duration,
 }
 
+/// How many keys' parsed public key packages the coordinator keeps.
+const PUBLIC_PACKAGE_CACHE: usize = 4096;
+
+#[derive(Debug, Clone)]
+enum ParsedPublicPackage {
+    Ed25519(Arc<keyfold_mpc::frost::preprocessed::PublicPackage<keyfold_mpc::frost::Ed25519>>),
+    Taproot(Arc<keyfold_mpc::frost::preprocessed::PublicPackage<keyfold_mpc::frost::Taproot>>),
+}
+
+#[derive(Debug)]
+struct CachedPublicPackage {
+    /// The record's bytes it was parsed from (base64url).
+    b64: String,
+    parsed: ParsedPublicPackage,
+}
+
 /// Why a run failed, and whom to blame.
 #[derive(Debug)]
 struct RunError {
@@ -104,6 +120,10 @@ pub struct Cluster {
     /// unused, which is safe (the nodes hold the nonces and spend each at most once), but
     /// their sealed nonces stay on the nodes (no expiry yet).
     nonce_leases: Mutex<HashMap<String, Vec<PresignatureRecord>>>,
+    /// Parsed public key packages of FROST keys that sign from the pool. Parsing checks
+    /// every point (for Ed25519 a scalar multiplication each), which was a good part of a
+    /// pooled signature's coordinator work. Bounded: emptied when it outgrows its limit.
+    public_packages: Mutex<HashMap<String, CachedPublicPackage>>,
     key_pool_refill: Notify,
     /// Whether the pool is on or this process ever filled it (so a disabled pool costs no
     /// query).
@@ -146,6 +166,7 @@ impl Cluster {
             nonce_wanted: Mutex::new(HashMap::new()),
             nonce_refill: Notify::new(),
             nonce_leases: Mutex::new(HashMap::new()),
+            public_packages: Mutex::new(HashMap::new()),
             key_pool_refill: Notify::new(),
             key_pool_used: std::sync::atomic::AtomicBool::new(settings_pool_on),
         }
@@ -612,11 +633,16 @@ impl Cluster {
         for (p, c) in &record.commitments {
             commitments.insert(*p, URL_SAFE_NO_PAD.decode(c).ok()?);
         }
-        let public = URL_SAFE_NO_PAD.decode(&record.public).ok()?;
-        use keyfold_mpc::frost::{Ed25519, Taproot, preprocessed::aggregate};
-        let sig = match key.scheme {
-            KeyScheme::EdDsa => aggregate::<Ed25519>(&public, &commitments, &shares, message, None),
-            _ => aggregate::<Taproot>(&public, &commitments, &shares, message, tweak.as_ref()),
+        use keyfold_mpc::frost::preprocessed::aggregate_with;
+        let sig = match self.public_package(key, &record.public) {
+            Ok(ParsedPublicPackage::Ed25519(p)) => {
+                aggregate_with(&p, &commitments, &shares, message, None).map_err(|e| e.to_string())
+            }
+            Ok(ParsedPublicPackage::Taproot(p)) => {
+                aggregate_with(&p, &commitments, &shares, message, tweak.as_ref())
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
         };
         tracing::debug!(key = %key.id, take = ?t_take, nodes = ?t_nodes, total = ?t0.elapsed(), "pooled FROST signature");
         match sig {
@@ -626,6 +652,41 @@ impl Cluster {
                 None
             }
         }
+    }
+
+    /// `key`'s parsed public key package, from the cache when its bytes are the same.
+    fn public_package(&self, key: &Key, b64: &str) -> Result<ParsedPublicPackage, String> {
+        use keyfold_mpc::frost::preprocessed::PublicPackage;
+        if let Ok(cache) = self.public_packages.lock()
+            && let Some(c) = cache.get(&key.id)
+            && c.b64 == b64
+        {
+            return Ok(c.parsed.clone());
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|_| "public key package is not base64url".to_string())?;
+        let parsed = match key.scheme {
+            KeyScheme::EdDsa => ParsedPublicPackage::Ed25519(Arc::new(
+                PublicPackage::from_bytes(&bytes).map_err(|e| e.to_string())?,
+            )),
+            _ => ParsedPublicPackage::Taproot(Arc::new(
+                PublicPackage::from_bytes(&bytes).map_err(|e| e.to_string())?,
+            )),
+        };
+        if let Ok(mut cache) = self.public_packages.lock() {
+            if cache.len() >= PUBLIC_PACKAGE_CACHE {
+                cache.clear();
+            }
+            cache.insert(
+                key.id.clone(),
+                CachedPublicPackage {
+                    b64: b64.to_string(),
+                    parsed: parsed.clone(),
+                },
+            );
+        }
+        Ok(parsed)
     }
 
     /// Makes one presignature for `key_id` on a healthy quorum and indexes it.

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::Errors;
 use crate::error::ApiResult;
-use crate::extract::{Empty, PathId, PathParams, Perm, QueryParams, Signed};
+use crate::extract::{Approved, Empty, PathId, PathParams, Perm, QueryParams, Signed};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -126,12 +126,11 @@ async fn generate_signature(
     State(s): State<AppState>,
     Perm(g): Perm<op::KeysSignaturesCreate>,
     PathId(id): PathId,
-    signed: Signed<GenerateSignatureBody>,
+    approved: Approved<GenerateSignatureBody>,
 ) -> ApiResult<Json<SignatureResponse>> {
-    let evidence = signed.evidence();
     Ok(Json(
         s.keys()?
-            .sign_with_key(&g, &id, signed.body, evidence)
+            .sign_with_key(&g, &id, approved.body, approved.approving)
             .await?,
     ))
 }

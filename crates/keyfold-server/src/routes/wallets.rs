@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::Errors;
 use crate::error::ApiResult;
-use crate::extract::{PathId, PathParams, Perm, QueryParams, Signed};
+use crate::extract::{Approved, PathId, PathParams, Perm, QueryParams, Signed};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -143,12 +143,11 @@ async fn generate_signature(
     State(s): State<AppState>,
     Perm(g): Perm<op::WalletsGenerateSignature>,
     PathId(id): PathId,
-    signed: Signed<GenerateSignatureBody>,
+    approved: Approved<GenerateSignatureBody>,
 ) -> ApiResult<Json<SignatureResponse>> {
-    let evidence = signed.evidence();
     Ok(Json(
         s.keys()?
-            .sign_with_wallet(&g, &id, signed.body, evidence)
+            .sign_with_wallet(&g, &id, approved.body, approved.approving)
             .await?,
     ))
 }
