@@ -2317,3 +2317,77 @@ async fn keys_generated_ahead_of_time_are_handed_out_once_and_sign() {
     let fresh = create_key(&c, "EdDSA", "ed25519").await;
     assert_eq!(fresh["status"], "Active");
 }
+
+/// A signature request spends its user action in the transaction that records it: of
+/// requests racing one token, exactly one signs; a refused request spends its action too;
+/// an externalId retry answered from the first request still spends the retry's action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_action_approves_exactly_one_signature_request() {
+    let h = Harness::start_signing(Backend::Sqlite, 0).await;
+    let c = h.root().await;
+    let token = c.token().unwrap().to_string();
+    let key = create_key(&c, "EdDSA", "ed25519").await;
+    let (id, pk) = (
+        key["id"].as_str().unwrap().to_string(),
+        key["publicKey"].as_str().unwrap().to_string(),
+    );
+    let path = format!("/keys/{id}/signatures");
+    let post = |body: String, ua: String| {
+        let req = h
+            .http()
+            .post(format!("{}{path}", h.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("x-dfns-useraction", ua)
+            .body(body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let count = || async {
+        let list: Value = c.get(&path).await.unwrap();
+        list["items"].as_array().unwrap().len()
+    };
+
+    let body = json!({"kind": "Message", "message": "0a0b"}).to_string();
+    let ua = c.user_action(HttpMethod::Post, &path, &body).await.unwrap();
+    let answers = futures::future::join_all((0..6).map(|_| post(body.clone(), ua.clone()))).await;
+    let signed: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(signed.len(), 1, "{answers:?}");
+    verify_ed25519(&pk, &[0x0a, 0x0b], signed[0]);
+    for (s, v) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*s, 401, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("already used"),
+            "{v}"
+        );
+    }
+    assert_eq!(count().await, 1);
+
+    // Refused (a hash of the wrong length): 400, nothing recorded, and the action is spent.
+    let bad = json!({"kind": "Hash", "hash": "0x1234"}).to_string();
+    let ua = c.user_action(HttpMethod::Post, &path, &bad).await.unwrap();
+    assert_eq!(post(bad.clone(), ua.clone()).await.0, 400);
+    assert_eq!(post(bad, ua).await.0, 401);
+    assert_eq!(count().await, 1);
+
+    // An externalId retry returns the first signature and spends its own action.
+    let body = json!({"kind": "Message", "message": "0c", "externalId": "once"}).to_string();
+    let ua1 = c.user_action(HttpMethod::Post, &path, &body).await.unwrap();
+    let (s1, first) = post(body.clone(), ua1).await;
+    assert_eq!(s1, 200, "{first}");
+    let ua2 = c.user_action(HttpMethod::Post, &path, &body).await.unwrap();
+    let (s2, again) = post(body.clone(), ua2.clone()).await;
+    assert_eq!((s2, &again["id"]), (200, &first["id"]), "{again}");
+    assert_eq!(post(body, ua2).await.0, 401);
+    assert_eq!(count().await, 2);
+}
