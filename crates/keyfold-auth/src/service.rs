@@ -797,9 +797,7 @@ impl AuthService {
     /// Records that this process answers `c` now; false when it did before. Expired entries
     /// are dropped as the map grows (an expired challenge cannot be answered anyway).
     fn first_answer(&self, c: &Challenge) -> bool {
-        let Ok(mut answered) = self.answered.lock() else {
-            return false;
-        };
+        let mut answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
         if answered.expires.len() >= answered.prune_at {
             let now = self.clock.now();
             answered.expires.retain(|_, expires| *expires > now);
@@ -834,10 +832,14 @@ impl AuthService {
         let json = serde_json::to_vec(&body)
             .map_err(|e| DomainError::internal(format!("encoding a user action: {e}")))?;
         let sealed = self.sealer.seal(USER_ACTION_AAD, &json)?;
-        Ok(format!(
-            "{USER_ACTION_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
-        ))
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+        // A token `check_action` would refuse is refused here, where the caller can tell why.
+        if b64.len() > MAX_USER_ACTION_TOKEN {
+            return Err(DomainError::invalid(
+                "the signed assertion is too large for a user action token",
+            ));
+        }
+        Ok(format!("{USER_ACTION_PREFIX}{b64}"))
     }
 
     /// The user action sealed in `token`, or 401. Its `token_hash` is the token's SHA-256.

@@ -952,15 +952,25 @@ impl KeyService {
         spent: bool,
         r: Result<SignatureResponse>,
     ) -> Result<SignatureResponse> {
-        if !spent
-            && !self
-                .store
-                .insert_user_action(&approval.action.spent_at(self.clock.now()))
-                .await?
-        {
-            return Err(DomainError::action_already_used());
+        if !spent {
+            self.spend_now(approval, &mut false).await?;
         }
         r
+    }
+
+    /// Spends the approving action now (`*spent` then says so); 401 when it was spent
+    /// already.
+    async fn spend_now(&self, approval: &ApprovingAction, spent: &mut bool) -> Result<()> {
+        let fresh = self
+            .store
+            .insert_user_action(&approval.action.spent_at(self.clock.now()))
+            .await?;
+        *spent = true;
+        if fresh {
+            Ok(())
+        } else {
+            Err(DomainError::action_already_used())
+        }
     }
 
     /// Signs `body` with `key`. The user action is spent in the transaction that records the
@@ -986,6 +996,8 @@ impl KeyService {
                 .find_signature_by_external_id(&key.org_id, &key.id, ext)
                 .await?
         {
+            // Spent before the (possibly long) wait: a replayed token is refused at once.
+            self.spend_now(approval, spent).await?;
             return self.settled(existing).await;
         }
         // Bad input is refused before anything is written.
@@ -1029,6 +1041,7 @@ impl KeyService {
                     .find_signature_by_external_id(&key.org_id, &key.id, ext)
                     .await?
                     .ok_or_else(|| DomainError::conflict("externalId is already in use"))?;
+                self.spend_now(approval, spent).await?;
                 return self.settled(existing).await;
             }
             Err(e) => return Err(e.into()),

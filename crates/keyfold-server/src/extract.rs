@@ -216,7 +216,8 @@ impl<T> Signed<T> {
 /// A request body approved by a user action that is verified but **not spent**: for the
 /// handlers whose domain call spends the action in the transaction of its first write
 /// (signature requests; see `keyfold_domain::keys::ApprovingAction`). Every path of such a
-/// call must spend it.
+/// call that reaches the domain spends it; one that never gets there (the service not
+/// configured, the client gone) did nothing, and its action stays spendable until it expires.
 #[derive(Debug)]
 pub struct Approved<T> {
     pub body: T,

@@ -90,6 +90,8 @@ impl<C: FrostSuite> FrostKeyShare<C> {
 pub struct CheckedPackage<C: FrostSuite> {
     commitments: BTreeMap<Identifier<C>, SigningCommitments<C>>,
     parties: Vec<PartyIndex>,
+    /// The signer it was checked for (none: checked for a coordinator).
+    checked_for: Option<PartyIndex>,
 }
 
 /// Parses the commitments of at least `t` signers of a group of `n`.
@@ -116,6 +118,7 @@ fn parse_package<C: FrostSuite>(
     Ok(CheckedPackage {
         commitments: map,
         parties: commitments.keys().copied().collect(),
+        checked_for: None,
     })
 }
 
@@ -138,7 +141,9 @@ pub fn check_package<C: FrostSuite>(
             "this signer's commitment is not in the package",
         ));
     }
-    parse_package::<C>(share.n, share.threshold(), commitments)
+    let mut package = parse_package::<C>(share.n, share.threshold(), commitments)?;
+    package.checked_for = Some(share.me);
+    Ok(package)
 }
 
 /// Computes this signer's share of the signature of `message` by the signers whose
@@ -167,6 +172,9 @@ pub fn sign_checked<C: FrostSuite>(
             "{} signatures take no tweak",
             C::NAME
         )));
+    }
+    if package.checked_for != Some(share.me) {
+        return Err(Error::input("the package was not checked for this signer"));
     }
     let pkg = package.for_message(message);
     let out = C::sign_share(&pkg, &nonces.0, &share.key, tweak).map_err(|e| match e {
