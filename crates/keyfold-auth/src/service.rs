@@ -639,30 +639,15 @@ impl AuthService {
             expires: c.expires_at.0,
             created: c.created_at.0,
         };
-        let json = serde_json::to_vec(&body)
-            .map_err(|e| DomainError::internal(format!("encoding a challenge: {e}")))?;
-        let sealed = self.sealer.seal(ACTION_CHALLENGE_AAD, &json)?;
-        Ok(format!(
-            "{ACTION_CHALLENGE_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
-        ))
+        self.seal_json(ACTION_CHALLENGE_PREFIX, ACTION_CHALLENGE_AAD, &body)
     }
 
     /// The live action challenge sealed in `identifier`, or 401.
     fn open_action_challenge(&self, identifier: &str) -> Result<Challenge> {
         let invalid = || DomainError::unauthenticated("the challenge is unknown, used or expired");
-        let b64 = identifier
-            .strip_prefix(ACTION_CHALLENGE_PREFIX)
-            .filter(|b| b.len() <= 16 * 1024)
+        let b: SealedActionChallenge = self
+            .open_json(ACTION_CHALLENGE_PREFIX, ACTION_CHALLENGE_AAD, identifier)
             .ok_or_else(invalid)?;
-        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(b64)
-            .map_err(|_| invalid())?;
-        let json = self
-            .sealer
-            .open(ACTION_CHALLENGE_AAD, &sealed)
-            .map_err(|_| invalid())?;
-        let b: SealedActionChallenge = serde_json::from_slice(&json).map_err(|_| invalid())?;
         let c = Challenge {
             id: b.id,
             org_id: b.org,
@@ -829,34 +814,49 @@ impl AuthService {
             expires: a.expires_at.0,
             created: a.created_at.0,
         };
-        let json = serde_json::to_vec(&body)
-            .map_err(|e| DomainError::internal(format!("encoding a user action: {e}")))?;
-        let sealed = self.sealer.seal(USER_ACTION_AAD, &json)?;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+        let token = self.seal_json(USER_ACTION_PREFIX, USER_ACTION_AAD, &body)?;
         // A token `check_action` would refuse is refused here, where the caller can tell why.
-        if b64.len() > MAX_USER_ACTION_TOKEN {
+        if token.len() > USER_ACTION_PREFIX.len() + MAX_SEALED_B64 {
             return Err(DomainError::invalid(
                 "the signed assertion is too large for a user action token",
             ));
         }
-        Ok(format!("{USER_ACTION_PREFIX}{b64}"))
+        Ok(token)
+    }
+
+    /// `prefix` + base64url of `body` as JSON, sealed under the server secret with `aad`.
+    fn seal_json<T: serde::Serialize>(&self, prefix: &str, aad: &[u8], body: &T) -> Result<String> {
+        let json = serde_json::to_vec(body)
+            .map_err(|e| DomainError::internal(format!("encoding a sealed value: {e}")))?;
+        let sealed = self.sealer.seal(aad, &json)?;
+        Ok(format!(
+            "{prefix}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        ))
+    }
+
+    /// Reads [`Self::seal_json`] output; `None` for anything this server did not seal so.
+    fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+        aad: &[u8],
+        text: &str,
+    ) -> Option<T> {
+        let b64 = text
+            .strip_prefix(prefix)
+            .filter(|b| b.len() <= MAX_SEALED_B64)?;
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .ok()?;
+        let json = self.sealer.open(aad, &sealed).ok()?;
+        serde_json::from_slice(&json).ok()
     }
 
     /// The user action sealed in `token`, or 401. Its `token_hash` is the token's SHA-256.
     fn open_user_action(&self, token: &str) -> Result<UserAction> {
-        let invalid = || DomainError::unauthenticated("the user action token is not valid");
-        let b64 = token
-            .strip_prefix(USER_ACTION_PREFIX)
-            .filter(|b| b.len() <= MAX_USER_ACTION_TOKEN)
-            .ok_or_else(invalid)?;
-        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(b64)
-            .map_err(|_| invalid())?;
-        let json = self
-            .sealer
-            .open(USER_ACTION_AAD, &sealed)
-            .map_err(|_| invalid())?;
-        let b: SealedUserAction = serde_json::from_slice(&json).map_err(|_| invalid())?;
+        let b: SealedUserAction = self
+            .open_json(USER_ACTION_PREFIX, USER_ACTION_AAD, token)
+            .ok_or_else(|| DomainError::unauthenticated("the user action token is not valid"))?;
         Ok(UserAction {
             id: b.id,
             org_id: b.org,
@@ -887,7 +887,7 @@ impl AuthService {
         path: &str,
         body: &[u8],
     ) -> Result<UserAction> {
-        if token.is_empty() || token.len() > USER_ACTION_PREFIX.len() + MAX_USER_ACTION_TOKEN {
+        if token.is_empty() || token.len() > USER_ACTION_PREFIX.len() + MAX_SEALED_B64 {
             return Err(DomainError::unauthenticated(
                 "the x-dfns-useraction header is malformed",
             ));
@@ -1228,10 +1228,11 @@ const ACTION_CHALLENGE_PREFIX: &str = "kfac_";
 const ACTION_CHALLENGE_AAD: &[u8] = b"keyfold: sealed action challenge v1";
 
 /// What a user action token starts with (the rest: base64url of the sealed
-/// [`SealedUserAction`]), and the longest rest accepted.
+/// [`SealedUserAction`]).
 const USER_ACTION_PREFIX: &str = "kfua_";
 const USER_ACTION_AAD: &[u8] = b"keyfold: sealed user action v1";
-const MAX_USER_ACTION_TOKEN: usize = 16 * 1024;
+/// The longest base64 body of a sealed challenge or token accepted.
+const MAX_SEALED_B64: usize = 16 * 1024;
 
 /// A user action as it travels, sealed, in its token until a request spends it.
 #[derive(serde::Serialize, serde::Deserialize)]
