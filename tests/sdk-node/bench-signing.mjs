@@ -101,9 +101,11 @@ try {
   result.schnorr = stats(
     await timeN(200, (i) => c.keys.generateSignature({ keyId: tr.id, body: { kind: 'Hash', hash: hash(i) } })),
   );
+  console.error(`[bench] ${new Date().toISOString()} sustained Ed25519 starts`);
   result.ed25519PerSecond = await sustained(16, SECONDS, (i) =>
     c.keys.generateSignature({ keyId: ed.id, body: { kind: 'Hash', hash: hash(i) } }),
   );
+  console.error(`[bench] ${new Date().toISOString()} sustained Schnorr starts`);
   result.schnorrPerSecond = await sustained(16, SECONDS, (i) =>
     c.keys.generateSignature({ keyId: tr.id, body: { kind: 'Hash', hash: hash(i) } }),
   );

@@ -3,8 +3,11 @@
 //! The Dfns key signer (`@dfns/sdk-keysigner`) signs with Node's `crypto.sign(undefined, …)`,
 //! which means: ECDSA over SHA-256 with a DER signature for P-256 and secp256k1 keys, plain
 //! Ed25519 for Ed25519 keys, RSASSA-PKCS1-v1_5 with SHA-256 for RSA keys. Public keys arrive
-//! as PEM SubjectPublicKeyInfo. Everything here is the RustCrypto crates doing the math; this
-//! module only picks the right one and decodes the envelopes (base64url, hex, JSON).
+//! as PEM SubjectPublicKeyInfo. Everything here is audited libraries doing the math — the
+//! RustCrypto crates, and `ring` for P-256 verification (every user action of the SDK's
+//! default key signer is one; ring's is several times faster than the pure-Rust `p256`, which
+//! still parses the keys) — this module only picks the right one and decodes the envelopes
+//! (base64url, hex, JSON).
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
@@ -22,7 +25,8 @@ type Result<T> = std::result::Result<T, DomainError>;
 /// A credential's public key, parsed once.
 #[derive(Debug, Clone)]
 pub enum PublicKey {
-    P256(p256::ecdsa::VerifyingKey),
+    /// The uncompressed SEC1 point (65 bytes), as ring takes it; parsed and checked by `p256`.
+    P256(Box<[u8]>),
     Secp256k1(k256::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
     Rsa(rsa::RsaPublicKey),
@@ -39,7 +43,8 @@ impl PublicKey {
             return Err(DomainError::invalid("publicKey is too long"));
         }
         if let Ok(k) = p256::PublicKey::from_public_key_pem(pem) {
-            return Ok(Self::P256(k.into()));
+            use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+            return Ok(Self::P256(k.to_encoded_point(false).as_bytes().into()));
         }
         if let Ok(k) = k256::PublicKey::from_public_key_pem(pem) {
             return Ok(Self::Secp256k1(k.into()));
@@ -67,11 +72,15 @@ impl PublicKey {
     pub fn verify(&self, message: &[u8], signature: &[u8], algorithm: Option<&str>) -> Result<()> {
         check_algorithm(self, algorithm)?;
         let ok = match self {
-            Self::P256(k) => {
-                let sig = p256::ecdsa::Signature::from_der(signature)
-                    .or_else(|_| p256::ecdsa::Signature::from_slice(signature))
-                    .map_err(|_| bad_signature())?;
-                k.verify(message, &sig).is_ok()
+            Self::P256(point) => {
+                // DER as Node makes it, or the raw 64-byte r‖s some clients send.
+                let with = |alg| {
+                    ring::signature::UnparsedPublicKey::new(alg, &point[..])
+                        .verify(message, signature)
+                        .is_ok()
+                };
+                with(&ring::signature::ECDSA_P256_SHA256_ASN1)
+                    || (signature.len() == 64 && with(&ring::signature::ECDSA_P256_SHA256_FIXED))
             }
             Self::Secp256k1(k) => {
                 let sig = k256::ecdsa::Signature::from_der(signature)
@@ -313,6 +322,26 @@ mod tests {
         check_all_paths(&pem, |m| {
             let s: p256::ecdsa::Signature = sk.sign(m);
             s.to_der().as_bytes().to_vec()
+        });
+    }
+
+    #[test]
+    fn p256_raw_and_high_s() {
+        let sk = p256::ecdsa::SigningKey::random(&mut OsRng);
+        let pem = p256::PublicKey::from(sk.verifying_key())
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        // The raw 64-byte r‖s form some clients send.
+        check_all_paths(&pem, |m| {
+            let s: p256::ecdsa::Signature = sk.sign(m);
+            s.to_bytes().to_vec()
+        });
+        // High s, as OpenSSL (Node) may produce: valid ECDSA, so it verifies.
+        check_all_paths(&pem, |m| {
+            let s: p256::ecdsa::Signature = sk.sign(m);
+            let (r, s) = s.split_scalars();
+            let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+            high.to_der().as_bytes().to_vec()
         });
     }
 

@@ -1063,6 +1063,10 @@ impl AuthService {
         second: Option<&Assertion>,
         required: bool,
     ) -> Result<()> {
+        if second.is_none() && !required {
+            // Nothing sent and nothing demanded (a user action): no credential to read.
+            return Ok(());
+        }
         let creds = self.store.list_credentials(org_id, user_id).await?;
         let totp = creds
             .iter()

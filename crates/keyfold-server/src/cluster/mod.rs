@@ -529,8 +529,10 @@ impl Cluster {
     }
 
     /// One pooled nonce record of `key_id` usable by healthy signers: from this process's
-    /// lease, or a new lease of up to an eighth of the pool from the store.
-    async fn lease_nonces(&self, key_id: &str) -> Option<PresignatureRecord> {
+    /// lease, or a new lease of up to an eighth of the pool from the store. The flag says
+    /// whether the store was asked (only then can the pool have run low: a record served
+    /// from the lease leaves the store's count as it was, so it wakes no refill check).
+    async fn lease_nonces(&self, key_id: &str) -> (Option<PresignatureRecord>, bool) {
         let healthy = self.healthy();
         let usable = |r: &PresignatureRecord| {
             r.signers
@@ -541,25 +543,21 @@ impl Cluster {
             && let Some(held) = leases.get_mut(key_id)
             && let Some(i) = held.iter().position(usable)
         {
-            return Some(held.remove(i));
+            return (Some(held.remove(i)), false);
         }
         let sets = all_signer_sets(self.group.n(), self.group.threshold, &healthy);
         let lease = (self.settings.nonces_per_key / 8).max(1);
-        let mut got = self
-            .store
-            .take_presignatures(key_id, &sets, lease)
-            .await
-            .ok()?;
-        if got.is_empty() {
-            return None;
-        }
+        let mut got = match self.store.take_presignatures(key_id, &sets, lease).await {
+            Ok(got) if !got.is_empty() => got,
+            _ => return (None, true),
+        };
         let first = got.remove(0);
         if !got.is_empty()
             && let Ok(mut leases) = self.nonce_leases.lock()
         {
             leases.entry(key_id.to_string()).or_default().extend(got);
         }
-        Some(first)
+        (Some(first), true)
     }
 
     /// FROST from the nonce pool: one request per signer, aggregated here. `None` when the
@@ -576,10 +574,12 @@ impl Cluster {
             return None;
         }
         let t0 = std::time::Instant::now();
-        let rec = self.lease_nonces(&key.id).await;
+        let (rec, from_store) = self.lease_nonces(&key.id).await;
         // After the take, so the refill sees the pool without it. Nothing usable (empty, or
         // all for a signer that is down): refill whatever the count says.
-        self.want_nonces(&key.id, rec.is_none());
+        if from_store || rec.is_none() {
+            self.want_nonces(&key.id, rec.is_none());
+        }
         let rec = rec?;
         let t_take = t0.elapsed();
         let record: NonceRecord = serde_json::from_slice(&rec.public).ok()?;
