@@ -982,11 +982,19 @@ impl AuthService {
                 )));
             }
         };
+        // The identity's own list (which the store may serve from its cache), not a lookup
+        // by id: a credential of anyone else is not found either way.
         let cred = self
             .store
-            .find_credential(org_id, cred_id)
+            .list_credentials(org_id, user_id)
             .await?
-            .filter(|c| c.user_id == user_id && c.kind == kind && c.token_id.as_deref() == pat)
+            .into_iter()
+            .find(|c| {
+                c.cred_id == *cred_id
+                    && c.user_id == user_id
+                    && c.kind == kind
+                    && c.token_id.as_deref() == pat
+            })
             .ok_or_else(|| {
                 DomainError::unauthenticated(
                     "the credential is not one of this identity's credentials",

@@ -65,7 +65,7 @@ pub(crate) enum Backend {
 pub struct SqlStore {
     pub(crate) backend: Backend,
     /// SQLite only: this process is the sole writer, so sessions can be cached (see `cache`).
-    pub(crate) sessions: Option<std::sync::Arc<cache::SessionCache>>,
+    pub(crate) sessions: Option<std::sync::Arc<cache::AuthCache>>,
 }
 
 /// Runs `$body` with `$p` bound to a pool that may read.
@@ -158,7 +158,14 @@ impl SqlStore {
     /// After committing a change that can alter any session.
     pub(crate) fn sessions_changed(&self) {
         if let Some(c) = &self.sessions {
-            c.invalidate();
+            c.sessions_changed();
+        }
+    }
+
+    /// After committing a change to any credential (its state, counter, or a new one).
+    pub(crate) fn credentials_changed(&self) {
+        if let Some(c) = &self.sessions {
+            c.credentials_changed();
         }
     }
 

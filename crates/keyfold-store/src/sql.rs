@@ -374,7 +374,7 @@ impl OrgStore for SqlStore {
 
     async fn bootstrap(&self, b: &Bootstrap) -> StoreResult<()> {
         let ops = ops_to_json(&b.admin_permission.operations)?;
-        on_write!(self, |p| {
+        let r = on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
             sqlx::query(
                 "INSERT INTO orgs (id, name, is_active, created_at) VALUES ($1, $2, $3, $4)",
@@ -423,7 +423,9 @@ impl OrgStore for SqlStore {
             .await
             .map_err(map_err)?;
             tx.commit().await.map_err(map_err)
-        })
+        });
+        self.sessions_changed();
+        r
     }
 
     async fn get_org(&self, org_id: &str) -> StoreResult<Option<Org>> {
@@ -838,19 +840,17 @@ impl UserStore for SqlStore {
 #[async_trait]
 impl CredentialStore for SqlStore {
     async fn list_credentials(&self, org_id: &str, user_id: &str) -> StoreResult<Vec<Credential>> {
-        let sql = format!(
-            "SELECT {CRED_COLS} FROM credentials WHERE org_id = $1 AND user_id = $2 \
-             ORDER BY created_at, uuid"
-        );
-        let rows: Vec<CredentialRow> = on_read!(self, |p| {
-            sqlx::query_as(&sql)
-                .bind(org_id)
-                .bind(user_id)
-                .fetch_all(p)
-                .await
-        })
-        .map_err(map_err)?;
-        rows.into_iter().map(Credential::try_from).collect()
+        let Some(cache) = &self.sessions else {
+            return self.load_credentials(org_id, user_id).await;
+        };
+        let key = (org_id.to_string(), user_id.to_string());
+        if let Some(hit) = cache.credentials.get(&key) {
+            return Ok(hit);
+        }
+        let generation = cache.credentials.generation();
+        let creds = self.load_credentials(org_id, user_id).await?;
+        cache.credentials.put(key, generation, &creds);
+        Ok(creds)
     }
 
     async fn find_credential(
@@ -877,7 +877,7 @@ impl CredentialStore for SqlStore {
         credential: &Credential,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        on_write!(self, |p| {
+        let r = on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
             if spend!(&mut *tx, "challenges", challenge_id, now)? != 1 {
                 return Ok(false);
@@ -892,7 +892,9 @@ impl CredentialStore for SqlStore {
                 .map_err(map_err)?;
             tx.commit().await.map_err(map_err)?;
             Ok(true)
-        })
+        });
+        self.credentials_changed();
+        r
     }
 
     async fn set_credential_active(
@@ -902,7 +904,7 @@ impl CredentialStore for SqlStore {
         uuid: &str,
         active: bool,
     ) -> StoreResult<CredentialToggle> {
-        on_write!(self, |p| {
+        let r = on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
             // Lock the user's row: concurrent deactivations of a user's credentials take
             // turns, so two of them cannot each leave the other as the last one and both
@@ -948,7 +950,9 @@ impl CredentialStore for SqlStore {
                 .map_err(map_err)?;
             tx.commit().await.map_err(map_err)?;
             Ok(CredentialToggle::Done)
-        })
+        });
+        self.credentials_changed();
+        r
     }
 
     async fn advance_sign_count(&self, uuid: &str, counter: i64) -> StoreResult<bool> {
@@ -966,6 +970,7 @@ impl CredentialStore for SqlStore {
             .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
+        self.credentials_changed();
         Ok(n == 1)
     }
 }
@@ -1120,7 +1125,7 @@ impl RegistrationStore for SqlStore {
         credentials: &[Credential],
         now: Timestamp,
     ) -> StoreResult<bool> {
-        on_write!(self, |p| {
+        let r = on_write!(self, |p| {
             let mut tx = p.begin().await.map_err(map_err)?;
             let c = spend!(&mut *tx, "challenges", challenge_id, now)?;
             let k = spend!(&mut *tx, "one_time_codes", code_id, now)?;
@@ -1141,11 +1146,29 @@ impl RegistrationStore for SqlStore {
             }
             tx.commit().await.map_err(map_err)?;
             Ok(true)
-        })
+        });
+        self.credentials_changed();
+        r
     }
 }
 
 impl SqlStore {
+    async fn load_credentials(&self, org_id: &str, user_id: &str) -> StoreResult<Vec<Credential>> {
+        let sql = format!(
+            "SELECT {CRED_COLS} FROM credentials WHERE org_id = $1 AND user_id = $2 \
+             ORDER BY created_at, uuid"
+        );
+        let rows: Vec<CredentialRow> = on_read!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(org_id)
+                .bind(user_id)
+                .fetch_all(p)
+                .await
+        })
+        .map_err(map_err)?;
+        rows.into_iter().map(Credential::try_from).collect()
+    }
+
     async fn load_session(&self, token_id: &str) -> StoreResult<Option<SessionRecord>> {
         // One round trip: the token, its identity, its org, and (one row per permission) the
         // operations granted to the identity.
@@ -1216,13 +1239,13 @@ impl TokenStore for SqlStore {
         let Some(cache) = &self.sessions else {
             return self.load_session(token_id).await;
         };
-        if let Some(hit) = cache.get(token_id) {
+        if let Some(hit) = cache.sessions.get(token_id) {
             return Ok(Some(hit));
         }
-        let generation = cache.generation();
+        let generation = cache.sessions.generation();
         let rec = self.load_session(token_id).await?;
         if let Some(r) = &rec {
-            cache.put(token_id, generation, r);
+            cache.sessions.put(token_id.to_string(), generation, r);
         }
         Ok(rec)
     }

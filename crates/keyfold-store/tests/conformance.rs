@@ -1831,12 +1831,19 @@ fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
+/// Whether a credential is active, read both by id and through its user's list (which the
+/// SQLite backend caches: the two must agree right after every write).
 async fn is_active_cred(s: &dyn Store, org: &str, cred_id: &str) -> bool {
-    s.find_credential(org, cred_id)
+    let by_id = s.find_credential(org, cred_id).await.unwrap().unwrap();
+    let listed = s
+        .list_credentials(org, &by_id.user_id)
         .await
         .unwrap()
-        .unwrap()
-        .is_active
+        .into_iter()
+        .find(|c| c.cred_id == cred_id)
+        .unwrap();
+    assert_eq!(listed, by_id, "the user's credential list is up to date");
+    by_id.is_active
 }
 
 async fn pats_are_created_whole_and_managed(s: &dyn Store) {
@@ -2464,12 +2471,15 @@ async fn sign_counts_only_move_forward(s: &dyn Store) {
     let k = cred_of(org, &u.id, "counted", CredentialKind::Fido2);
     add_cred(s, &k).await;
     let count = || async {
-        s.find_credential(org, "counted")
-            .await
-            .unwrap()
-            .unwrap()
-            .sign_count
+        let by_id = s.find_credential(org, "counted").await.unwrap().unwrap();
+        let listed = s.list_credentials(org, &u.id).await.unwrap();
+        assert!(
+            listed.contains(&by_id),
+            "the user's credential list is up to date"
+        );
+        by_id.sign_count
     };
+    assert_eq!(count().await, 0);
     assert!(s.advance_sign_count(&k.uuid, 5).await.unwrap());
     assert_eq!(count().await, 5);
     assert!(!s.advance_sign_count(&k.uuid, 5).await.unwrap(), "equal");
