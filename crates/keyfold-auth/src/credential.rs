@@ -314,35 +314,25 @@ mod tests {
     }
 
     #[test]
-    fn p256_der() {
+    fn p256_der_raw_and_high_s() {
         let sk = p256::ecdsa::SigningKey::random(&mut OsRng);
         let pem = p256::PublicKey::from(sk.verifying_key())
             .to_public_key_pem(LineEnding::LF)
             .unwrap();
-        check_all_paths(&pem, |m| {
-            let s: p256::ecdsa::Signature = sk.sign(m);
-            s.to_der().as_bytes().to_vec()
-        });
-    }
-
-    #[test]
-    fn p256_raw_and_high_s() {
-        let sk = p256::ecdsa::SigningKey::random(&mut OsRng);
-        let pem = p256::PublicKey::from(sk.verifying_key())
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap();
-        // The raw 64-byte r‖s form some clients send.
-        check_all_paths(&pem, |m| {
-            let s: p256::ecdsa::Signature = sk.sign(m);
-            s.to_bytes().to_vec()
-        });
-        // High s, as OpenSSL (Node) may produce: valid ECDSA, so it verifies.
-        check_all_paths(&pem, |m| {
-            let s: p256::ecdsa::Signature = sk.sign(m);
-            let (r, s) = s.split_scalars();
-            let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
-            high.to_der().as_bytes().to_vec()
-        });
+        // DER as Node signs; the raw 64-byte r‖s some clients send; and high s, as OpenSSL
+        // may produce (valid ECDSA, so it verifies).
+        let encodings: [fn(p256::ecdsa::Signature) -> Vec<u8>; 3] = [
+            |s| s.to_der().as_bytes().to_vec(),
+            |s| s.to_bytes().to_vec(),
+            |s| {
+                let (r, s) = s.split_scalars();
+                let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+                high.to_der().as_bytes().to_vec()
+            },
+        ];
+        for encode in encodings {
+            check_all_paths(&pem, |m| encode(sk.sign(m)));
+        }
     }
 
     #[test]
