@@ -79,8 +79,13 @@ impl PublicKey {
                         .verify(message, signature)
                         .is_ok()
                 };
-                with(&ring::signature::ECDSA_P256_SHA256_ASN1)
-                    || (signature.len() == 64 && with(&ring::signature::ECDSA_P256_SHA256_FIXED))
+                // The raw form only when the bytes are not DER at all (as before: one reading
+                // of the bytes, never two tries at a signature).
+                if p256::ecdsa::Signature::from_der(signature).is_ok() {
+                    with(&ring::signature::ECDSA_P256_SHA256_ASN1)
+                } else {
+                    signature.len() == 64 && with(&ring::signature::ECDSA_P256_SHA256_FIXED)
+                }
             }
             Self::Secp256k1(k) => {
                 let sig = k256::ecdsa::Signature::from_der(signature)

@@ -970,7 +970,9 @@ impl CredentialStore for SqlStore {
             .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
-        self.credentials_changed();
+        if n > 0 {
+            self.credentials_changed();
+        }
         Ok(n == 1)
     }
 }

@@ -530,8 +530,10 @@ impl Cluster {
 
     /// One pooled nonce record of `key_id` usable by healthy signers: from this process's
     /// lease, or a new lease of up to an eighth of the pool from the store. The flag says
-    /// whether the store was asked (only then can the pool have run low: a record served
-    /// from the lease leaves the store's count as it was, so it wakes no refill check).
+    /// whether the store was asked: only then is the refill check woken (it counts the store
+    /// and the lease), so the pool is looked at once per lease of `nonces_per_key / 8`
+    /// records instead of once per signature — a pool that drops below half while a lease is
+    /// served is topped up at most that many signatures later.
     async fn lease_nonces(&self, key_id: &str) -> (Option<PresignatureRecord>, bool) {
         let healthy = self.healthy();
         let usable = |r: &PresignatureRecord| {
@@ -577,7 +579,7 @@ impl Cluster {
         let (rec, from_store) = self.lease_nonces(&key.id).await;
         // After the take, so the refill sees the pool without it. Nothing usable (empty, or
         // all for a signer that is down): refill whatever the count says.
-        if from_store || rec.is_none() {
+        if from_store {
             self.want_nonces(&key.id, rec.is_none());
         }
         let rec = rec?;
