@@ -58,6 +58,22 @@ impl<K: Eq + Hash, V: Clone> Generational<K, V> {
         }
     }
 
+    /// The cached value, or `load`'s, cached under the generation taken before it ran (so a
+    /// load that raced a write is never served afterwards).
+    pub(crate) async fn read_through<E, F, Fut>(&self, key: K, load: F) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<V, E>>,
+    {
+        if let Some(hit) = self.get(&key) {
+            return Ok(hit);
+        }
+        let generation = self.generation();
+        let value = load().await?;
+        self.put(key, generation, &value);
+        Ok(value)
+    }
+
     pub(crate) fn put(&self, key: K, generation: u64, value: &V) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= CAPACITY {

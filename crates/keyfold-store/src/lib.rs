@@ -65,7 +65,8 @@ pub(crate) enum Backend {
 pub struct SqlStore {
     pub(crate) backend: Backend,
     /// SQLite only: this process is the sole writer, so sessions can be cached (see `cache`).
-    pub(crate) sessions: Option<std::sync::Arc<cache::AuthCache>>,
+    /// Sessions and credentials cached in memory (SQLite only: see `cache`).
+    pub(crate) cache: Option<std::sync::Arc<cache::AuthCache>>,
 }
 
 /// Runs `$body` with `$p` bound to a pool that may read.
@@ -134,7 +135,7 @@ impl SqlStore {
                     .map_err(sql::unavailable)?;
                 Ok(Self {
                     backend: Backend::Sqlite { read, write },
-                    sessions: Some(Default::default()),
+                    cache: Some(Default::default()),
                 })
             }
             Some(BackendKind::Postgres) => {
@@ -146,7 +147,7 @@ impl SqlStore {
                     .map_err(sql::unavailable)?;
                 Ok(Self {
                     backend: Backend::Postgres(pool),
-                    sessions: None,
+                    cache: None,
                 })
             }
             None => Err(StoreError::Unavailable(
@@ -157,14 +158,14 @@ impl SqlStore {
 
     /// After committing a change that can alter any session.
     pub(crate) fn sessions_changed(&self) {
-        if let Some(c) = &self.sessions {
+        if let Some(c) = &self.cache {
             c.sessions_changed();
         }
     }
 
     /// After committing a change to any credential (its state, counter, or a new one).
     pub(crate) fn credentials_changed(&self) {
-        if let Some(c) = &self.sessions {
+        if let Some(c) = &self.cache {
             c.credentials_changed();
         }
     }

@@ -840,17 +840,14 @@ impl UserStore for SqlStore {
 #[async_trait]
 impl CredentialStore for SqlStore {
     async fn list_credentials(&self, org_id: &str, user_id: &str) -> StoreResult<Vec<Credential>> {
-        let Some(cache) = &self.sessions else {
+        let Some(cache) = &self.cache else {
             return self.load_credentials(org_id, user_id).await;
         };
         let key = (org_id.to_string(), user_id.to_string());
-        if let Some(hit) = cache.credentials.get(&key) {
-            return Ok(hit);
-        }
-        let generation = cache.credentials.generation();
-        let creds = self.load_credentials(org_id, user_id).await?;
-        cache.credentials.put(key, generation, &creds);
-        Ok(creds)
+        cache
+            .credentials
+            .read_through(key, || self.load_credentials(org_id, user_id))
+            .await
     }
 
     async fn find_credential(
@@ -1238,9 +1235,11 @@ impl TokenStore for SqlStore {
     }
 
     async fn session(&self, token_id: &str) -> StoreResult<Option<SessionRecord>> {
-        let Some(cache) = &self.sessions else {
+        let Some(cache) = &self.cache else {
             return self.load_session(token_id).await;
         };
+        // Not `read_through`: an unknown token is not cached (a new token's insert bumps no
+        // generation), so only found sessions are kept.
         if let Some(hit) = cache.sessions.get(token_id) {
             return Ok(Some(hit));
         }
