@@ -857,6 +857,25 @@ describe('credentials via the Dfns SDK', () => {
     );
   });
 
+  test('a login code is dead after five wrong guesses, even when they arrive at once', async () => {
+    const u = await newUser('ppk-guess');
+    const encryptedPrivateKey = `enc-${crypto.randomBytes(12).toString('hex')}`;
+    await addCredential(u, 'PasswordProtectedKey', { encryptedPrivateKey });
+    const init = (loginCode) =>
+      raw(base(), { method: 'POST', path: '/auth/login/init', body: { orgId: orgId(), username: u.email, loginCode } });
+    const sent = await raw(base(), { method: 'POST', path: '/auth/login/code', body: { orgId: orgId(), username: u.email } });
+    assert.equal(sent.status, 200, sent.text);
+    const code = await waitMailCode(u.email, /Your login code is: ([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})/);
+    // twenty wrong guesses at once (that each is counted before it is compared, so no more
+    // than five are ever compared, is the store conformance suite's codes test)
+    const wrong = await Promise.all(Array.from({ length: 20 }, (_, i) => init(`WRNG-${String(i).padStart(4, '0')}-CODE`)));
+    for (const r of wrong) rawRefused(r, 401, 'a wrong login code');
+    // the guesses are used up: the right code no longer unlocks the key
+    const late = await init(code);
+    rawRefused(late, 401, 'the right code after five wrong guesses');
+    assert.ok(!late.text.includes(encryptedPrivateKey));
+  });
+
   test('login/init does not tell who exists: a username that cannot log in seems to have a key', async () => {
     const init = (username) => raw(base(), { method: 'POST', path: '/auth/login/init', body: { orgId: orgId(), username } });
     const u = await newUser('real');

@@ -24,6 +24,28 @@ fn bad_code() -> DomainError {
 }
 
 impl AuthService {
+    /// Checks a guess at a code, counting it first: a code survives [`MAX_CODE_ATTEMPTS`]
+    /// wrong guesses however many arrive at once. A right guess is not counted.
+    pub(crate) async fn guess_code(
+        &self,
+        code: &keyfold_domain::model::OneTimeCode,
+        guess: &str,
+    ) -> Result<bool> {
+        if code.attempts >= MAX_CODE_ATTEMPTS
+            || !self
+                .store
+                .claim_code_attempt(&code.id, MAX_CODE_ATTEMPTS)
+                .await?
+        {
+            return Ok(false);
+        }
+        if !ct_eq(&code.code_hash, &code_hash(guess)) {
+            return Ok(false);
+        }
+        self.store.refund_code_attempt(&code.id).await?;
+        Ok(true)
+    }
+
     /// `POST /auth/registration/init`.
     pub async fn registration_init(
         &self,
@@ -45,10 +67,8 @@ impl AuthService {
             .store
             .live_code(&body.org_id, &user.id, CodePurpose::Registration, now)
             .await?
-            .filter(|c| c.attempts < MAX_CODE_ATTEMPTS)
             .ok_or_else(bad_code)?;
-        if !ct_eq(&code.code_hash, &code_hash(&body.registration_code)) {
-            self.store.record_code_attempt(&code.id).await?;
+        if !self.guess_code(&code, &body.registration_code).await? {
             return Err(bad_code());
         }
         let org = self

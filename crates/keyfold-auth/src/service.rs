@@ -85,6 +85,9 @@ pub struct AuthService {
     /// every process sharing the database is the unique `user_actions.challenge` at the
     /// spend.
     answered: Mutex<Answered>,
+    /// When this service started: on a database this process writes alone, every challenge
+    /// issued since was answered (if at all) through [`Self::first_answer`].
+    started: Timestamp,
 }
 
 /// See [`AuthService::first_answer`].
@@ -118,6 +121,7 @@ impl AuthService {
             records = store.jwt_keys().await?;
         }
         let keys = KeySet::from_records(&records, &sealer)?;
+        let started = clock.now();
         Ok(Self {
             store,
             clock,
@@ -127,6 +131,7 @@ impl AuthService {
             last_reload: Mutex::new(None),
             verified: Mutex::new(HashMap::new()),
             answered: Mutex::new(Answered::default()),
+            started,
         })
     }
 
@@ -239,13 +244,8 @@ impl AuthService {
                     .store
                     .live_code(&org_id, &user.id, CodePurpose::Login, now)
                     .await?
-                    .filter(|c| c.attempts < crate::registration::MAX_CODE_ATTEMPTS)
                     .ok_or_else(bad_login_code)?;
-                if !keyfold_domain::secrets::ct_eq(
-                    &live.code_hash,
-                    &keyfold_domain::secrets::code_hash(code),
-                ) {
-                    self.store.record_code_attempt(&live.id).await?;
+                if !self.guess_code(&live, code).await? {
                     return Err(bad_login_code());
                 }
                 Some(live.id)
@@ -710,6 +710,7 @@ impl AuthService {
         {
             // A wrong second factor spends the challenge: a dead action (its token is known
             // to nobody) takes its place.
+            self.first_answer(&challenge);
             let now = self.clock.now();
             self.store
                 .insert_user_action(&UserAction {
@@ -751,8 +752,11 @@ impl AuthService {
         // Nothing is written here: the action travels sealed in its token and is recorded
         // when the request it approves spends it (`consume_action`, or the signature row's
         // own transaction). An answered challenge is refused now rather than at the spend.
-        if self.store.challenge_answered(&challenge.challenge).await?
-            || !self.first_answer(&challenge)
+        // A challenge issued since this process started, on a database it writes alone, can
+        // only have been answered here, which `first_answer` knows without a read.
+        let answered_here_only = self.store.sole_writer() && challenge.created_at >= self.started;
+        if !self.first_answer(&challenge)
+            || (!answered_here_only && self.store.challenge_answered(&challenge.challenge).await?)
         {
             return Err(DomainError::unauthenticated(
                 "the action challenge was already used or has expired",

@@ -187,8 +187,13 @@ pub trait CodeStore: Send + Sync {
         purpose: CodePurpose,
         now: Timestamp,
     ) -> StoreResult<Option<OneTimeCode>>;
-    /// Counts a wrong guess; returns the new attempt count.
-    async fn record_code_attempt(&self, code_id: &str) -> StoreResult<i64>;
+    /// Claims one guess at a code before the guess is compared: counts it, unless `max`
+    /// guesses are counted already or the code is used, and says whether it did. Claiming
+    /// first is what keeps concurrent guesses within `max` (counting after a wrong answer
+    /// lets every guess in flight through a check that read the old count).
+    async fn claim_code_attempt(&self, code_id: &str, max: i64) -> StoreResult<bool>;
+    /// Gives back a claimed guess that turned out right.
+    async fn refund_code_attempt(&self, code_id: &str) -> StoreResult<()>;
     /// Stores a code that is handed to the caller rather than mailed, burning the user's
     /// earlier live codes of the same purpose.
     async fn replace_code_quietly(&self, code: &OneTimeCode) -> StoreResult<()>;
@@ -282,6 +287,11 @@ pub trait UserActionStore: Send + Sync {
     async fn insert_user_action(&self, action: &UserAction) -> StoreResult<bool>;
     /// Whether an action answering `challenge` was recorded.
     async fn challenge_answered(&self, challenge: &str) -> StoreResult<bool>;
+    /// Whether this process is the database's only writer (SQLite, locked), so that an
+    /// action it did not record since it opened the database was recorded by nobody.
+    fn sole_writer(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]

@@ -64,9 +64,13 @@ pub(crate) enum Backend {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(crate) backend: Backend,
-    /// SQLite only: this process is the sole writer, so sessions can be cached (see `cache`).
-    /// Sessions and credentials cached in memory (SQLite only: see `cache`).
+    /// Sessions and credentials cached in memory (SQLite, sole writer only: see `cache`).
     pub(crate) cache: Option<std::sync::Arc<cache::AuthCache>>,
+    /// SQLite opened as the sole writer ([`StoreOptions::sole_writer`]).
+    pub(crate) sole_writer: bool,
+    /// The lock that keeps it so, held while any clone of the store lives (none for an
+    /// in-memory database).
+    _lock: Option<std::sync::Arc<std::fs::File>>,
 }
 
 /// Runs `$body` with `$p` bound to a pool that may read.
@@ -89,6 +93,43 @@ macro_rules! on_write {
 }
 pub(crate) use {on_read, on_write};
 
+/// Takes the exclusive lock on `<file>.lock` beside a SQLite database file (none for an
+/// in-memory database, which no other process can open). The lock is the operating system's
+/// (`flock`): it dies with the process, so a crash never leaves it behind.
+fn lock_sqlite(
+    file: &std::path::Path,
+) -> Result<Option<std::sync::Arc<std::fs::File>>, StoreError> {
+    let name = file.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(None);
+    }
+    let mut path = name.to_owned();
+    path.push(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot open {}: {e}",
+                std::path::Path::new(&path).display()
+            ))
+        })?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(std::sync::Arc::new(lock))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "the SQLite database {} is in use by another Keyfold process; SQLite serves one \
+             process (run several replicas on PostgreSQL)",
+            file.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            std::path::Path::new(&path).display()
+        ))),
+    }
+}
+
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -97,6 +138,12 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a request waits for a free connection before the store reports unavailable.
     pub acquire_timeout: Duration,
+    /// SQLite: whether this process is to be the database's only writer (the default, for
+    /// servers). It then holds an exclusive lock on `<file>.lock`, so a second server on the
+    /// same file fails to start instead of serving from caches the other's writes make stale,
+    /// and it caches what only it can change. Off for short operator tools (`keyfold admin`)
+    /// that write beside a running server: they take no lock and cache nothing.
+    pub sole_writer: bool,
 }
 
 impl StoreOptions {
@@ -105,6 +152,7 @@ impl StoreOptions {
             url: url.into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            sole_writer: true,
         }
     }
 }
@@ -121,6 +169,11 @@ impl SqlStore {
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
+                let lock = if opts.sole_writer {
+                    lock_sqlite(base.get_filename())?
+                } else {
+                    None
+                };
                 let write = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(opts.acquire_timeout.max(Duration::from_secs(30)))
@@ -135,7 +188,9 @@ impl SqlStore {
                     .map_err(sql::unavailable)?;
                 Ok(Self {
                     backend: Backend::Sqlite { read, write },
-                    cache: Some(Default::default()),
+                    cache: opts.sole_writer.then(Default::default),
+                    sole_writer: opts.sole_writer,
+                    _lock: lock,
                 })
             }
             Some(BackendKind::Postgres) => {
@@ -148,6 +203,8 @@ impl SqlStore {
                 Ok(Self {
                     backend: Backend::Postgres(pool),
                     cache: None,
+                    sole_writer: false,
+                    _lock: None,
                 })
             }
             None => Err(StoreError::Unavailable(

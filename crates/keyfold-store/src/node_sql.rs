@@ -17,8 +17,15 @@ use crate::{Backend, SqlStore, StoreOptions, on_read, on_write};
 pub struct SqlNodeStore(SqlStore);
 
 impl SqlNodeStore {
+    /// Connects. A node's store caches nothing, so it takes no sole-writer lock: a signer
+    /// restarted by `keyfold dev` may briefly overlap the one it replaces (that one exits
+    /// within half a second of its parent), and every spend is a transaction of its own.
     pub async fn connect(opts: &StoreOptions) -> Result<Self, StoreError> {
-        Ok(Self(SqlStore::connect(opts).await?))
+        let opts = StoreOptions {
+            sole_writer: false,
+            ..opts.clone()
+        };
+        Ok(Self(SqlStore::connect(&opts).await?))
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

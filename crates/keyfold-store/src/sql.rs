@@ -1060,15 +1060,34 @@ impl CodeStore for SqlStore {
         row.map(OneTimeCode::try_from).transpose()
     }
 
-    async fn record_code_attempt(&self, code_id: &str) -> StoreResult<i64> {
-        let attempts: Option<(i64,)> = on_write!(self, |p| {
-            sqlx::query_as("UPDATE one_time_codes SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts")
-                .bind(code_id)
-                .fetch_optional(p)
-                .await
+    async fn claim_code_attempt(&self, code_id: &str, max: i64) -> StoreResult<bool> {
+        let done = on_write!(self, |p| {
+            sqlx::query(
+                "UPDATE one_time_codes SET attempts = attempts + 1 \
+                 WHERE id = $1 AND attempts < $2 AND used_at IS NULL",
+            )
+            .bind(code_id)
+            .bind(max)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
-        Ok(attempts.map(|a| a.0).unwrap_or(0))
+        Ok(done == 1)
+    }
+
+    async fn refund_code_attempt(&self, code_id: &str) -> StoreResult<()> {
+        on_write!(self, |p| {
+            sqlx::query(
+                "UPDATE one_time_codes SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0",
+            )
+            .bind(code_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(map_err)?;
+        Ok(())
     }
 }
 
@@ -1426,6 +1445,10 @@ impl UserActionStore for SqlStore {
         })
         .map_err(map_err)?;
         Ok(row.is_some())
+    }
+
+    fn sole_writer(&self) -> bool {
+        self.sole_writer
     }
 }
 

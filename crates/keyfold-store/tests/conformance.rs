@@ -509,10 +509,31 @@ async fn codes_replace_and_count_attempts(s: &dyn Store) {
     let u = user(&b.org.id, "c@acme.test", T0);
     let k1 = code(&b.org.id, &u.id, T0);
     s.create_user(&u, Some(&k1), None).await.unwrap();
-    assert_eq!(s.record_code_attempt(&k1.id).await.unwrap(), 1);
-    assert_eq!(s.record_code_attempt(&k1.id).await.unwrap(), 2);
+    // Guesses are claimed before they are compared: however many race, at most `max` count.
+    let claims = join_all((0..8).map(|_| s.claim_code_attempt(&k1.id, 5))).await;
+    assert_eq!(
+        claims.into_iter().filter(|c| *c.as_ref().unwrap()).count(),
+        5
+    );
+    let attempts = || async {
+        s.live_code(&b.org.id, &u.id, CodePurpose::Registration, T0)
+            .await
+            .unwrap()
+            .filter(|c| c.id == k1.id)
+            .map(|c| c.attempts)
+    };
+    assert_eq!(attempts().await, Some(5));
+    // A right guess gives its claim back.
+    s.refund_code_attempt(&k1.id).await.unwrap();
+    assert_eq!(attempts().await, Some(4));
+    assert!(s.claim_code_attempt(&k1.id, 5).await.unwrap());
+    assert!(!s.claim_code_attempt(&k1.id, 5).await.unwrap());
+    assert!(!s.claim_code_attempt("kc-missing", 5).await.unwrap());
     let k2 = code(&b.org.id, &u.id, T0.plus_secs(1));
     s.replace_code(&k2, &mail(T0)).await.unwrap();
+    // A burnt code takes no more guesses.
+    s.refund_code_attempt(&k1.id).await.unwrap();
+    assert!(!s.claim_code_attempt(&k1.id, 5).await.unwrap());
     let live = s
         .live_code(&b.org.id, &u.id, CodePurpose::Registration, T0.plus_secs(2))
         .await

@@ -42,7 +42,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
             username,
         } => {
             let cfg = load(&config)?;
-            let (store, _) = dev::open(&cfg).await?;
+            let (store, _) = dev::open(&cfg, false).await?;
             if !store.list_orgs().await?.is_empty() {
                 bail!("this database already holds an organization");
             }
@@ -58,7 +58,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::RotateJwtKey { config } => {
             let cfg = load(&config)?;
-            let (store, sealer) = dev::open(&cfg).await?;
+            let (store, sealer) = dev::open(&cfg, false).await?;
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
             let auth =
                 AuthService::start(Arc::new(store), clock, sealer, cfg.auth_settings()).await?;

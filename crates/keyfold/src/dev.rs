@@ -52,7 +52,7 @@ pub async fn run(
         write_private_file(path, Sealer::generate_hex().as_bytes())?;
         tracing::info!(file = %path.display(), "generated the server secret key");
     }
-    let (store, sealer) = open(&cfg).await?;
+    let (store, sealer) = open(&cfg, true).await?;
     restrict_database_files(&data_dir);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let admin_path = data_dir.join("admin.json");
@@ -85,7 +85,7 @@ pub async fn run_api(config: PathBuf, listen: Option<std::net::SocketAddr>) -> a
     let started = Instant::now();
     let mut cfg = Config::load(&Config::default(), Some(&config))?;
     let listener = bind(&mut cfg, listen).await?;
-    let (store, sealer) = open(&cfg).await?;
+    let (store, sealer) = open(&cfg, true).await?;
     if store.list_orgs().await?.is_empty() {
         tracing::warn!(
             "the database holds no organization yet: run `keyfold admin init --config …`"
@@ -120,11 +120,13 @@ async fn bind(
     Ok(listener)
 }
 
-/// Connects, migrates, and loads the sealing key.
-pub async fn open(cfg: &Config) -> anyhow::Result<(SqlStore, Sealer)> {
+/// Connects, migrates, and loads the sealing key. A server is its SQLite database's sole
+/// writer (see [`StoreOptions::sole_writer`]); an operator tool is not (`sole_writer` false).
+pub async fn open(cfg: &Config, sole_writer: bool) -> anyhow::Result<(SqlStore, Sealer)> {
     let sealer = Sealer::from_hex(&cfg.secret_key_hex()?)?;
     let mut opts = StoreOptions::new(&cfg.database.url);
     opts.max_connections = cfg.database.max_connections;
+    opts.sole_writer = sole_writer;
     let store = SqlStore::connect(&opts).await?;
     store.migrate().await?;
     Ok((store, sealer))
