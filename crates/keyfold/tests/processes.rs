@@ -1,5 +1,5 @@
 //! The `keyfold` binary as processes: `keyfold dev` with its three signer processes (first
-//! start, restart on the same data), and `keyfold signer` refusing a cluster file that pins
+//! start, a second server on the same data refused, restart on the same data), and `keyfold signer` refusing a cluster file that pins
 //! other keys than its own. (Building this test also builds the binary the Node, Python and
 //! schemathesis suites run, with the same features as the rest of `cargo test`.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -125,6 +125,22 @@ async fn dev_starts_three_signers_and_restarts_on_the_same_data() {
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[0]["signerId"], "signer-1");
     let org = admin.org_id().unwrap().to_string();
+
+    // A second server on the same SQLite file refuses to start (the first caches what only
+    // it can change), before it touches the signers or the cluster file.
+    let second = Command::new(BIN)
+        .args(["dev", "--data-dir"])
+        .arg(&dir)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let why = String::from_utf8_lossy(&second.stderr);
+    assert!(why.contains("in use by another Keyfold process"), "{why}");
+    assert_eq!(signer_pids(&dir).len(), 3);
+    wait_healthy(&dev.url).await;
     drop(dev);
 
     // The signers follow their parent down.
