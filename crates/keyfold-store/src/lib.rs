@@ -227,6 +227,13 @@ impl SqlStore {
         }
     }
 
+    /// After committing a change to one user's credentials only (a counter, say).
+    pub(crate) fn user_credentials_changed(&self, org_id: &str, user_id: &str) {
+        if let Some(c) = &self.cache {
+            c.user_credentials_changed(org_id, user_id);
+        }
+    }
+
     pub fn kind(&self) -> BackendKind {
         match self.backend {
             Backend::Sqlite { .. } => BackendKind::Sqlite,

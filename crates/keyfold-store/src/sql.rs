@@ -953,24 +953,25 @@ impl CredentialStore for SqlStore {
     }
 
     async fn advance_sign_count(&self, uuid: &str, counter: i64) -> StoreResult<bool> {
-        let n = on_write!(self, |p| {
-            sqlx::query(
+        let owner: Option<(String, String)> = on_write!(self, |p| {
+            sqlx::query_as(
                 // WebAuthn §7.2 step 21: a zero counter passes only while the stored one is
                 // zero too (an authenticator without a counter); otherwise it must grow.
                 "UPDATE credentials SET sign_count = $1 \
-                 WHERE uuid = $2 AND (sign_count < $1 OR ($1 = 0 AND sign_count = 0))",
+                 WHERE uuid = $2 AND (sign_count < $1 OR ($1 = 0 AND sign_count = 0)) \
+                 RETURNING org_id, user_id",
             )
             .bind(counter)
             .bind(uuid)
-            .execute(p)
+            .fetch_optional(p)
             .await
-            .map(|r| r.rows_affected())
         })
         .map_err(map_err)?;
-        if n > 0 {
-            self.credentials_changed();
+        // Every passkey use advances a counter: only its owner's cached list goes.
+        if let Some((org_id, user_id)) = &owner {
+            self.user_credentials_changed(org_id, user_id);
         }
-        Ok(n == 1)
+        Ok(owner.is_some())
     }
 }
 
