@@ -755,8 +755,9 @@ impl AuthService {
         // A challenge issued since this process started, on a database it writes alone, can
         // only have been answered here, which `first_answer` knows without a read.
         let answered_here_only = self.store.sole_writer() && challenge.created_at >= self.started;
-        if !self.first_answer(&challenge)
-            || (!answered_here_only && self.store.challenge_answered(&challenge.challenge).await?)
+        // The read comes first: a store error must not leave the challenge marked answered.
+        if (!answered_here_only && self.store.challenge_answered(&challenge.challenge).await?)
+            || !self.first_answer(&challenge)
         {
             return Err(DomainError::unauthenticated(
                 "the action challenge was already used or has expired",

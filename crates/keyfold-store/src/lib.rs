@@ -93,14 +93,13 @@ macro_rules! on_write {
 }
 pub(crate) use {on_read, on_write};
 
-/// Takes the exclusive lock on `<file>.lock` beside a SQLite database file (none for an
-/// in-memory database, which no other process can open). The lock is the operating system's
+/// Takes the exclusive lock on `<file>.lock` beside a SQLite database file. The lock is the operating system's
 /// (`flock`): it dies with the process, so a crash never leaves it behind.
 fn lock_sqlite(
     file: &std::path::Path,
 ) -> Result<Option<std::sync::Arc<std::fs::File>>, StoreError> {
     let name = file.as_os_str();
-    if name.is_empty() || name == ":memory:" {
+    if name.is_empty() {
         return Ok(None);
     }
     let mut path = name.to_owned();
@@ -169,7 +168,10 @@ impl SqlStore {
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                let lock = if opts.sole_writer {
+                // An in-memory database (which sqlx renames `file:sqlx-in-memory-N`) is
+                // this process's alone: nothing to lock.
+                let in_memory = opts.url.contains(":memory:") || opts.url.contains("mode=memory");
+                let lock = if opts.sole_writer && !in_memory {
                     lock_sqlite(base.get_filename())?
                 } else {
                     None

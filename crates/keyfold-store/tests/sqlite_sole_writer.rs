@@ -36,3 +36,31 @@ async fn a_second_sole_writer_is_refused_until_the_first_is_gone() {
     let pg = keyfold_store::testing::TestDb::postgres().await;
     assert!(!pg.store.sole_writer());
 }
+
+#[tokio::test]
+async fn in_memory_databases_take_no_lock() {
+    let cwd = std::env::current_dir().unwrap();
+    let before: Vec<_> = std::fs::read_dir(&cwd)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let a = SqlStore::connect(&StoreOptions::new("sqlite::memory:"))
+        .await
+        .unwrap();
+    let b = SqlStore::connect(&StoreOptions::new("sqlite::memory:"))
+        .await
+        .unwrap();
+    assert!(a.sole_writer() && b.sole_writer());
+    let after: Vec<_> = std::fs::read_dir(&cwd)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "no lock file appeared in {}",
+        cwd.display()
+    );
+}

@@ -1,7 +1,8 @@
 //! The `keyfold` binary as processes: `keyfold dev` with its three signer processes (first
-//! start, a second server on the same data refused, restart on the same data), and `keyfold signer` refusing a cluster file that pins
-//! other keys than its own. (Building this test also builds the binary the Node, Python and
-//! schemathesis suites run, with the same features as the rest of `cargo test`.)
+//! start, a second server on the same data refused, restart on the same data), and `keyfold
+//! signer` refusing a cluster file that pins other keys than its own. (Building this test
+//! also builds the binary the Node, Python and schemathesis suites run, with the same
+//! features as the rest of `cargo test`.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
