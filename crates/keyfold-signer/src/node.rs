@@ -660,10 +660,10 @@ impl SignerNode {
         for (p, c) in &req.commitments {
             commitments.insert(*p, unb64(c)?);
         }
-        // Everything about the request is checked before the nonces are spent, except this
-        // signer's own commitment: it is compared with the nonces' when they are opened (a
-        // wrong one, malformed or not, burns the pair, as a different valid one always did).
-        // The parsed package is what is signed.
+        // Everything about the request is checked before the nonces are spent, except that
+        // this signer's own commitment is compared with the nonces' when they are opened: a
+        // malformed one is refused now, a well-formed wrong one burns the pair (as a
+        // different valid one always did). The parsed package is what is signed.
         let (protocol, package) = match &share {
             KeyShare::Ed25519(s) if tweak.is_none() => (
                 "frost-ed25519/preprocessed-sign",

@@ -127,6 +127,19 @@ fn parse_package<C: FrostSuite>(
             .map_err(|e| Error::party(*p, format!("malformed commitments: {e}")))?;
         map.insert(identifier::<C>(*p)?, c);
     }
+    // The signer's own bytes are compared with its nonces' commitment only once the nonces
+    // are spent. So that a malformed request still burns nothing, bytes not shaped like a
+    // checked peer's (every encoding of a suite's commitments has one length) are decoded
+    // now, which refuses them; bytes of the right shape that are not this signer's
+    // commitment burn the pair, as a different valid commitment always did.
+    if let Some((mine, bytes)) = &checked_for
+        && !commitments
+            .iter()
+            .any(|(q, other)| q != mine && other.len() == bytes.len())
+    {
+        SigningCommitments::<C>::deserialize(bytes)
+            .map_err(|e| Error::party(*mine, format!("malformed commitments: {e}")))?;
+    }
     Ok(CheckedPackage {
         commitments: map,
         parties: commitments.keys().copied().collect(),
