@@ -3,11 +3,11 @@
 //! Every authenticated request reads its session (token row, identity, org, operations), and
 //! every user action reads the caller's credentials twice (the challenge lists them, the
 //! answer is checked against one). With SQLite this process is the database's only writer, so
-//! it knows every change that can alter either: those store methods call `invalidate` *after*
-//! they commit, and a reader records the generation *before* it queries. An entry is served
-//! only while its cache's generation is unchanged, so a read that raced a write is never served
-//! afterwards, and a logout, deactivation, permission or credential change counts on the very
-//! next request. A change to sessions also drops the credentials (conservative: a user's
+//! it knows every change that can alter either: those store methods invalidate (everything, or
+//! one key) *after* they commit, and a reader takes a ticket *before* it queries. A value read
+//! under a ticket older than an invalidation covering its key is never kept, so a read that
+//! raced a write is never served afterwards, and a logout, deactivation, permission or
+//! credential change counts on the very next request. A change to sessions also drops the credentials (conservative: a user's
 //! credentials are only read for sessions that exist).
 //!
 //! PostgreSQL deployments may run several API replicas that cannot see each other's writes,
@@ -105,28 +105,32 @@ impl<K: Eq + Hash + Clone, V: Clone> Generational<K, V> {
     }
 
     /// Call after committing any change that can alter cached values of any key.
+    ///
+    /// The generation is taken *inside* the lock, in both invalidations: marks are then
+    /// recorded in the order they were taken and only ever grow. (Taken before the lock, two
+    /// writers could record out of order, an older mark overwriting a newer one, and a read
+    /// that predates the newer write would be kept.)
     pub(crate) fn invalidate(&self) {
+        // A poisoned lock is taken anyway: an invalidation must never be skipped.
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.entries.clear();
-            inner.touched.clear();
-            inner.all = g;
-        }
+        inner.entries.clear();
+        inner.touched.clear();
+        inner.all = g;
     }
 
     /// Call after committing a change that can alter `key`'s value only.
     pub(crate) fn invalidate_key(&self, key: &K) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.entries.remove(key);
-            if inner.touched.len() >= CAPACITY {
-                // Bounded memory: forgetting the keys means covering all of them.
-                inner.entries.clear();
-                inner.touched.clear();
-                inner.all = g;
-            } else {
-                inner.touched.insert(key.clone(), g);
-            }
+        inner.entries.remove(key);
+        if !inner.touched.contains_key(key) && inner.touched.len() >= CAPACITY {
+            // Bounded memory: forgetting the keys means covering all of them.
+            inner.entries.clear();
+            inner.touched.clear();
+            inner.all = g;
+        } else {
+            inner.touched.insert(key.clone(), g);
         }
     }
 }
@@ -177,6 +181,20 @@ mod tests {
         c.invalidate_key(&"a");
         assert_eq!(c.get("a"), None);
         assert_eq!(c.get("b"), Some(2));
+    }
+
+    #[test]
+    fn a_ticket_older_than_every_mark_is_refused_for_every_key() {
+        let c: Generational<&str, u32> = Generational::default();
+        let t = c.generation();
+        c.invalidate_key(&"a");
+        c.invalidate();
+        c.invalidate_key(&"a");
+        // Every mark is newer than the ticket: the read it tags is refused for either key.
+        c.put("a", t, &1);
+        c.put("b", t, &2);
+        assert_eq!((c.get("a"), c.get("b")), (None, None));
+        assert!(c.generation() >= t + 3);
     }
 
     #[test]

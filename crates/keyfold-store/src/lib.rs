@@ -222,7 +222,7 @@ impl SqlStore {
         }
     }
 
-    /// After committing a change to any credential (its state, counter, or a new one).
+    /// After committing a change to any credential (its state, or a new one).
     pub(crate) fn credentials_changed(&self) {
         if let Some(c) = &self.cache {
             c.credentials_changed();
