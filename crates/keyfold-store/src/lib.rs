@@ -64,10 +64,9 @@ pub(crate) enum Backend {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(crate) backend: Backend,
-    /// Sessions and credentials cached in memory (SQLite, sole writer only: see `cache`).
+    /// Sessions and credentials cached in memory: present exactly when this process is the
+    /// database's sole writer (SQLite, [`StoreOptions::sole_writer`]; see `cache`).
     pub(crate) cache: Option<std::sync::Arc<cache::AuthCache>>,
-    /// SQLite opened as the sole writer ([`StoreOptions::sole_writer`]).
-    pub(crate) sole_writer: bool,
     /// The lock that keeps it so, held while any clone of the store lives (none for an
     /// in-memory database).
     _lock: Option<std::sync::Arc<std::fs::File>>,
@@ -93,8 +92,8 @@ macro_rules! on_write {
 }
 pub(crate) use {on_read, on_write};
 
-/// Takes the exclusive lock on `<file>.lock` beside a SQLite database file. The lock is the operating system's
-/// (`flock`): it dies with the process, so a crash never leaves it behind.
+/// Takes the exclusive lock on `<file>.lock` beside a SQLite database file. The lock is the
+/// operating system's (`flock`): it dies with the process, so a crash never leaves it behind.
 fn lock_sqlite(
     file: &std::path::Path,
 ) -> Result<Option<std::sync::Arc<std::fs::File>>, StoreError> {
@@ -191,7 +190,6 @@ impl SqlStore {
                 Ok(Self {
                     backend: Backend::Sqlite { read, write },
                     cache: opts.sole_writer.then(Default::default),
-                    sole_writer: opts.sole_writer,
                     _lock: lock,
                 })
             }
@@ -205,7 +203,6 @@ impl SqlStore {
                 Ok(Self {
                     backend: Backend::Postgres(pool),
                     cache: None,
-                    sole_writer: false,
                     _lock: None,
                 })
             }

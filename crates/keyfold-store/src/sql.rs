@@ -1085,7 +1085,7 @@ impl CodeStore for SqlStore {
             .bind(code_id)
             .execute(p)
             .await
-            .map(|r| r.rows_affected())
+            .map(|_| ())
         })
         .map_err(map_err)?;
         Ok(())
@@ -1449,7 +1449,7 @@ impl UserActionStore for SqlStore {
     }
 
     fn sole_writer(&self) -> bool {
-        self.sole_writer
+        self.cache.is_some()
     }
 }
 
