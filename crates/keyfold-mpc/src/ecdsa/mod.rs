@@ -481,18 +481,23 @@ impl EcdsaSignature {
 
     /// Verifies against a SEC1 public key and a 32-byte hash, including the recovery id.
     pub fn verify(&self, public_key_sec1: &[u8], prehash: &[u8; 32]) -> Result<()> {
-        use k256::ecdsa::{RecoveryId, VerifyingKey, signature::hazmat::PrehashVerifier};
-        let vk = VerifyingKey::from_sec1_bytes(public_key_sec1)
+        let vk = k256::ecdsa::VerifyingKey::from_sec1_bytes(public_key_sec1)
             .map_err(|_| Error::input("invalid public key"))?;
+        self.recovers_to(&vk, prehash)
+    }
+
+    /// Recovers the public key from `(r, s, recovery_id)` and the hash and compares it with
+    /// `vk`. One k256 recovery is a full verification (it checks the signature against the key
+    /// it recovers) that also proves the recovery id.
+    fn recovers_to(&self, vk: &k256::ecdsa::VerifyingKey, prehash: &[u8; 32]) -> Result<()> {
+        use k256::ecdsa::{RecoveryId, VerifyingKey};
         let sig = k256::ecdsa::Signature::from_scalars(self.r, self.s)
             .map_err(|_| Error::input("invalid signature encoding"))?;
-        vk.verify_prehash(prehash, &sig)
-            .map_err(|_| Error::input("signature does not verify"))?;
         let recid = RecoveryId::from_byte(self.recovery_id)
             .ok_or_else(|| Error::input("invalid recovery id"))?;
         let recovered = VerifyingKey::recover_from_prehash(prehash, &sig, recid)
-            .map_err(|_| Error::input("public key not recoverable"))?;
-        if recovered != vk {
+            .map_err(|_| Error::input("signature does not verify"))?;
+        if recovered != *vk {
             return Err(Error::input("recovery id does not recover the public key"));
         }
         Ok(())
@@ -779,20 +784,6 @@ pub fn combine(
         ));
     }
 
-    let m = message.data_to_sign().to_scalar();
-    let r = public.gamma.x().to_scalar();
-    // The library's own per-partial check (`PartialSignature::combine`), run one by one so the
-    // culprit can be named.
-    let bad: Vec<PartyIndex> = ordered
-        .iter()
-        .zip(&public.commitments)
-        .filter(|(p, (delta, s))| p.sigma * *public.gamma != m * delta + r * s)
-        .map(|(p, _)| p.signer)
-        .collect();
-    if !bad.is_empty() {
-        return Err(Error::parties(bad, "invalid partial signature"));
-    }
-
     let lib_public = cggmp24::signing::PresignaturePublicData {
         Gamma: public.gamma,
         commitments: public
@@ -808,10 +799,46 @@ pub fn combine(
         .iter()
         .map(|p| cggmp24::PartialSignature { sigma: p.sigma })
         .collect();
-    let sig =
+    // The library checks every partial (`sigma_j * Gamma == m * tilde_Delta_j + r * tilde_S_j`)
+    // before it sums them. Only when that fails are the checks repeated one by one, to name
+    // the culprit: the happy path pays for them once.
+    let Some(sig) =
         cggmp24::PartialSignature::combine(&lib_partials, &lib_public, message.data_to_sign())
-            .ok_or_else(|| Error::Aborted("partial signatures do not combine".into()))?;
-    sig.verify(&public.public_key, &message.data_to_sign())
+    else {
+        let m = message.data_to_sign().to_scalar();
+        let r = public.gamma.x().to_scalar();
+        let bad: Vec<PartyIndex> = ordered
+            .iter()
+            .zip(&public.commitments)
+            .filter(|(p, (delta, s))| p.sigma * *public.gamma != m * delta + r * s)
+            .map(|(p, _)| p.signer)
+            .collect();
+        return Err(if bad.is_empty() {
+            Error::Aborted("partial signatures do not combine".into())
+        } else {
+            Error::parties(bad, "invalid partial signature")
+        });
+    };
+    // The recovery id comes from `Gamma`, not from trial recoveries. The partial equations sum
+    // to `s * Gamma = m * G + r * X`, so `Gamma` is the signature's `R` for the unnormalized sum;
+    // low-S normalization negates `s` and with it `R`, flipping the y-parity. `R.x >= n` (r was
+    // reduced) is told by `r`'s bytes differing from `R.x`'s.
+    let unnormalized: Scalar<Curve> = ordered.iter().map(|p| p.sigma).sum();
+    let negated = sig.s.as_ref() != &unnormalized;
+    let gamma = public.gamma.to_bytes(true);
+    let r = sig.r.to_be_bytes();
+    let (Some(parity), Some(x)) = (gamma.first(), gamma.get(1..33)) else {
+        return Err(Error::internal("unexpected point encoding"));
+    };
+    let recovery_id = k256::ecdsa::RecoveryId::new((parity & 1 == 1) != negated, x != &r[..]);
+    let mut out = EcdsaSignature {
+        r: [0u8; 32],
+        s: [0u8; 32],
+        recovery_id: recovery_id.to_byte(),
+    };
+    out.r.copy_from_slice(&r);
+    out.s.copy_from_slice(&sig.s.to_be_bytes());
+    out.verify(&public.public_key.to_bytes(true), &message.digest)
         .map_err(|_| Error::Aborted("combined signature is invalid for the group key".into()))?;
-    EcdsaSignature::from_library(&sig, &public.public_key, &message.digest)
+    Ok(out)
 }
