@@ -767,6 +767,12 @@ pub trait PresignatureStore: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<PresignatureRecord>>;
     async fn count_presignatures(&self, key_id: &str) -> StoreResult<i64>;
+    /// Forgets every pooled presignature and FROST nonce record, of every key (the signers
+    /// burnt theirs: they restarted); returns how many.
+    async fn forget_presignatures(&self) -> StoreResult<u64>;
+    /// Forgets every key generated ahead of time (this process starts: a pooled key in a
+    /// database restored from a backup may already be somebody's); returns how many.
+    async fn forget_pooled_keys(&self) -> StoreResult<u64>;
     /// A key generated ahead of time, into the pool.
     async fn add_pooled_key(&self, k: &PooledKey) -> StoreResult<()>;
     /// Removes and returns the oldest pooled key of `scheme` — in one statement, so each is
@@ -850,6 +856,11 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Option<Vec<u8>>>;
     async fn record_request(&self, rec: &NodeRequestRecord) -> StoreResult<()>;
     async fn count_requests(&self, key_id: &str) -> StoreResult<i64>;
+    /// Deletes every use-once secret (ECDSA presignatures, FROST nonces); returns how many.
+    /// A node calls it whenever it starts: a database restored from a backup, or a disk
+    /// rolled back with its machine, would otherwise hand out again secrets already spent,
+    /// and one presignature spent on two messages reveals the key.
+    async fn burn_pooled(&self) -> StoreResult<u64>;
 }
 
 // ------------------------------------------------------------------------------------------

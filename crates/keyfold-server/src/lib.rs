@@ -291,6 +291,9 @@ impl Server {
         ));
         let mut background = vec![worker];
         if let Some(c) = &self.state.cluster {
+            c.forget_pooled()
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             background.push(tokio::spawn(c.clone().run_background(stop_rx.clone())));
         }
         if self.state.keys.is_some() {

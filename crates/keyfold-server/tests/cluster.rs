@@ -2391,3 +2391,118 @@ async fn a_user_action_approves_exactly_one_signature_request() {
     assert_eq!(post(body, ua2).await.0, 401);
     assert_eq!(count().await, 2);
 }
+
+/// A backup restored on the signers (and on the API) brings back nonces already spent. Each
+/// signer burns its pooled secrets when it starts, so nothing spent before is ever used again;
+/// the coordinator notices the restart (a new boot id) and forgets its index; and a restored
+/// index that still offers the spent records only costs a fallback, never a second use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
+    use keyfold_domain::ports::NodeStore as _;
+    let h = Harness::start_signing(Backend::Sqlite, 8).await;
+    let cluster = h.cluster.clone().unwrap();
+    let c = h.root().await;
+    let ed = create_key(&c, "EdDSA", "ed25519").await;
+    let (ed_id, ed_pk) = (
+        ed["id"].as_str().unwrap().to_string(),
+        ed["publicKey"].as_str().unwrap().to_string(),
+    );
+    let first = sign(&c, &ed_id, json!({"kind": "Message", "message": "00"}))
+        .await
+        .unwrap();
+    verify_ed25519(&ed_pk, &[0], &first);
+    assert_eq!(pool_reaches(&h, &ed_id, 8, NONCE_POOL_WAIT).await, 8);
+    // The index as it is now (taken and put back unchanged), and a backup of every signer.
+    let sets: Vec<String> = ["0,1", "0,2", "1,2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let records = h
+        .store
+        .take_presignatures(&ed_id, &sets, 100)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 8);
+    h.store.add_presignatures(&records).await.unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    for (i, db) in h.signer_dbs.iter().enumerate() {
+        db.snapshot_to(&backup.path().join(format!("{i}.db"))).await;
+    }
+
+    // Three signatures spend three of the pooled nonce sets.
+    for i in 1..4u8 {
+        let res = sign(
+            &c,
+            &ed_id,
+            json!({"kind": "Message", "message": hex::encode([i])}),
+        )
+        .await
+        .unwrap();
+        verify_ed25519(&ed_pk, &[i], &res);
+    }
+    assert_eq!(h.store.count_presignatures(&ed_id).await.unwrap(), 5);
+
+    // Every signer is restored from the backup and restarted on it.
+    let members = cluster.group().members.clone();
+    let mut restored = vec![];
+    for (i, local) in h.signers.iter().enumerate() {
+        let path = backup.path().join(format!("{i}.db"));
+        // Without the burn, the restored database would hand a spent nonce out again.
+        let peek = keyfold_store::testing::TestNodeDb::sqlite_copy_of(&path).await;
+        let mut resurrected = 0;
+        for r in &records {
+            if peek
+                .store
+                .take_presignature(&r.id, &ed_id)
+                .await
+                .unwrap()
+                .is_some()
+            {
+                resurrected += 1;
+            }
+        }
+        let db = keyfold_store::testing::TestNodeDb::sqlite_copy_of(&path).await;
+        let node = common::open_node(
+            &format!("signer-{i}"),
+            &keyfold_keystore::Kek::from_hex(&h.signer_keks[i]).unwrap(),
+            std::sync::Arc::new(db.store.clone()),
+            members.clone(),
+        )
+        .await;
+        local.replace(std::sync::Arc::new(node));
+        // The start burnt them all.
+        for r in &records {
+            assert_eq!(
+                db.store.take_presignature(&r.id, &ed_id).await.unwrap(),
+                None
+            );
+        }
+        restored.push((resurrected, db));
+    }
+    assert_eq!(
+        restored.iter().map(|(n, _)| n).sum::<i32>(),
+        16,
+        "each of the two signers of the pool's quorum had all 8 sets in its backup"
+    );
+
+    // The coordinator's next health check sees new boot ids and forgets its index.
+    cluster.prepare_ecdsa().await;
+    assert_eq!(h.store.count_presignatures(&ed_id).await.unwrap(), 0);
+
+    // An API database restored from the same moment offers the spent records again: the
+    // signers refuse them, the coordinator falls back, and every signature still verifies.
+    h.store.add_presignatures(&records).await.unwrap();
+    let mut rs = HashSet::new();
+    for i in 10..16u8 {
+        let res = sign(
+            &c,
+            &ed_id,
+            json!({"kind": "Message", "message": hex::encode([i])}),
+        )
+        .await
+        .unwrap();
+        verify_ed25519(&ed_pk, &[i], &res);
+        let sig = res["signature"]["encoded"].as_str().unwrap().to_string();
+        assert!(rs.insert(sig[..64].to_string()), "R repeated");
+    }
+}

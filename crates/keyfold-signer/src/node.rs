@@ -86,6 +86,8 @@ pub struct SignerNode {
     /// bookkeeping): each is decrypted once per process.
     shares: Mutex<HashMap<String, KeyShare>>,
     generating: AtomicBool,
+    /// See [`NodeHealth::boot_id`].
+    boot_id: String,
 }
 
 impl std::fmt::Debug for SignerNode {
@@ -154,6 +156,21 @@ impl SignerNode {
             .map_err(store_err)?;
         let identity = NodeIdentity::from_sealed(&kek, &cfg.signer_id, &sealed)
             .map_err(|e| keystore_err("node identity", e))?;
+        // WHY: a presignature or a nonce pair must never sign twice, and the delete that spends
+        // one lives in this database. A database restored from a backup (or a machine rolled
+        // back to a snapshot) brings spent ones back, and the coordinator's own restored index
+        // would honestly hand them out again: one ECDSA presignature on two messages gives
+        // the private key away to anyone who sees both signatures. Every restore is followed
+        // by a start, so burning them all here makes that impossible, at the price of
+        // refilling the pools after each restart.
+        let burnt = store.burn_pooled().await.map_err(store_err)?;
+        if burnt > 0 {
+            tracing::info!(
+                signer = %cfg.signer_id,
+                burnt,
+                "presignatures and nonces made before this start were deleted unused"
+            );
+        }
         Ok(Self {
             members: std::sync::RwLock::new(cfg.members.clone()),
             cfg,
@@ -164,6 +181,11 @@ impl SignerNode {
             sessions: Mutex::new(HashMap::new()),
             shares: Mutex::new(HashMap::new()),
             generating: AtomicBool::new(false),
+            boot_id: {
+                let mut b = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+                hex::encode(b)
+            },
         })
     }
 
@@ -205,6 +227,7 @@ impl SignerNode {
             generating_primes: self.generating.load(Ordering::Acquire),
             aux_groups,
             sessions,
+            boot_id: self.boot_id.clone(),
         })
     }
 

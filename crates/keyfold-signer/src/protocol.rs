@@ -249,6 +249,10 @@ pub struct NodeHealth {
     /// Groups this node holds aux info for.
     pub aux_groups: Vec<String>,
     pub sessions: usize,
+    /// Random, new each time the node starts. A node burns its presignatures and FROST nonces
+    /// when it starts, so a coordinator that sees this change forgets its index of them.
+    #[serde(default)]
+    pub boot_id: String,
 }
 
 /// Why a node refused or failed, in terms the coordinator acts on.

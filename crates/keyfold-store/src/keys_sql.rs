@@ -705,6 +705,22 @@ impl PresignatureStore for SqlStore {
         Ok(n.0)
     }
 
+    async fn forget_presignatures(&self) -> StoreResult<u64> {
+        on_write!(self, |p| sqlx::query("DELETE FROM presignatures")
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(map_err)
+    }
+
+    async fn forget_pooled_keys(&self) -> StoreResult<u64> {
+        on_write!(self, |p| sqlx::query("DELETE FROM key_pool")
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(map_err)
+    }
+
     async fn active_ecdsa_keys(&self, limit: i64) -> StoreResult<Vec<String>> {
         let rows: Vec<(String,)> = on_read!(self, |p| sqlx::query_as(
             "SELECT id FROM keys WHERE status = 'Active' AND scheme = 'ECDSA' ORDER BY created_at, id LIMIT $1"

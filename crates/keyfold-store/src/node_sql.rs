@@ -294,6 +294,14 @@ impl NodeStore for SqlNodeStore {
         .map_err(map_err)
     }
 
+    async fn burn_pooled(&self) -> StoreResult<u64> {
+        on_write!(self.0, |p| sqlx::query("DELETE FROM node_presignatures")
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(map_err)
+    }
+
     async fn count_requests(&self, key_id: &str) -> StoreResult<i64> {
         let n: (i64,) = on_read!(self.0, |p| sqlx::query_as(
             "SELECT COUNT(*) FROM node_requests WHERE key_id = $1"

@@ -1342,6 +1342,26 @@ async fn presignatures_are_handed_out_once(s: &dyn Store) {
     );
     assert_eq!(s.count_pooled_keys(KeyScheme::EdDsa).await.unwrap(), 0);
     assert_eq!(s.count_pooled_keys(KeyScheme::Ecdsa).await.unwrap(), 1);
+
+    // Forgotten when a process starts (pooled keys) or signers restart (presignatures and
+    // nonces); the keys themselves stay.
+    s.add_presignatures(
+        &batch[..2]
+            .iter()
+            .map(|p| PresignatureRecord {
+                id: format!("again-{}", p.id),
+                ..p.clone()
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.forget_presignatures().await.unwrap(), 2);
+    assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 0);
+    assert_eq!(s.forget_pooled_keys().await.unwrap(), 1);
+    assert_eq!(s.count_pooled_keys(KeyScheme::Ecdsa).await.unwrap(), 0);
+    assert_eq!(s.forget_pooled_keys().await.unwrap(), 0);
+    assert_eq!(s.active_ecdsa_keys(10).await.unwrap(), vec![k.id.clone()]);
 }
 
 async fn transfers_and_their_nonces(s: &dyn Store) {

@@ -27,7 +27,8 @@ both!(
     shares_are_written_once,
     primes_and_presignatures_are_used_once,
     requests_are_recorded,
-    batches_are_spent_once_with_their_record
+    batches_are_spent_once_with_their_record,
+    burning_deletes_use_once_secrets_only
 );
 
 async fn meta_first_writer_wins(s: &dyn NodeStore) {
@@ -165,4 +166,29 @@ async fn batches_are_spent_once_with_their_record(s: &dyn NodeStore) {
         Some(vec![3u8; 3])
     );
     assert_eq!(s.count_requests("key-2").await.unwrap(), 1);
+}
+
+async fn burning_deletes_use_once_secrets_only(s: &dyn NodeStore) {
+    assert_eq!(s.burn_pooled().await.unwrap(), 0, "nothing to burn");
+    s.put_share("key-1", 1, "ECDSA", b"share", T0)
+        .await
+        .unwrap();
+    s.put_aux("group", b"aux", T0).await.unwrap();
+    s.add_primes("p0", b"primes", T0).await.unwrap();
+    s.put_presignature("ps-1", "key-1", b"presig", T0)
+        .await
+        .unwrap();
+    let nonces: Vec<(String, Vec<u8>)> = (0..3).map(|i| (format!("n-{i}"), vec![i])).collect();
+    s.put_presignatures("key-2", &nonces, T0).await.unwrap();
+
+    assert_eq!(s.burn_pooled().await.unwrap(), 4);
+    assert_eq!(s.take_presignature("ps-1", "key-1").await.unwrap(), None);
+    assert_eq!(s.take_presignature("n-0", "key-2").await.unwrap(), None);
+    // What is not use-once stays: the share, the aux info, the primes.
+    assert_eq!(
+        s.get_share("key-1").await.unwrap(),
+        Some((1, "ECDSA".into(), b"share".to_vec()))
+    );
+    assert_eq!(s.get_aux("group").await.unwrap(), Some(b"aux".to_vec()));
+    assert_eq!(s.count_primes().await.unwrap(), 1);
 }

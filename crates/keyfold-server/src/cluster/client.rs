@@ -149,10 +149,11 @@ impl NodeClient for HttpNode {
 }
 
 /// A node in this process, reached by direct calls. `set_down(true)` makes it behave like a
-/// dead process (every call fails), for tests.
+/// dead process (every call fails), and `replace` like a restarted one, for tests.
 #[derive(Debug)]
 pub struct LocalNode {
-    node: Arc<SignerNode>,
+    signer_id: String,
+    node: std::sync::RwLock<Arc<SignerNode>>,
     down: AtomicBool,
     /// Steps left before the node "dies" mid-session (negative: never).
     die_after: std::sync::atomic::AtomicI64,
@@ -161,14 +162,27 @@ pub struct LocalNode {
 impl LocalNode {
     pub fn new(node: Arc<SignerNode>) -> Self {
         Self {
-            node,
+            signer_id: node.signer_id().to_string(),
+            node: std::sync::RwLock::new(node),
             down: AtomicBool::new(false),
             die_after: std::sync::atomic::AtomicI64::new(-1),
         }
     }
 
-    pub fn node(&self) -> &Arc<SignerNode> {
-        &self.node
+    /// The node behind this client now.
+    pub fn node(&self) -> Arc<SignerNode> {
+        match self.node.read() {
+            Ok(n) => n.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `node` (the same signer, reopened: a restarted process) behind this client.
+    pub fn replace(&self, node: Arc<SignerNode>) {
+        match self.node.write() {
+            Ok(mut n) => *n = node,
+            Err(poisoned) => *poisoned.into_inner() = node,
+        }
     }
 
     pub fn set_down(&self, down: bool) {
@@ -184,7 +198,7 @@ impl LocalNode {
     fn check(&self) -> Result<(), NodeError> {
         if self.down.load(Ordering::SeqCst) {
             Err(NodeError::Failure {
-                message: format!("signer {} unreachable", self.node.signer_id()),
+                message: format!("signer {} unreachable", self.signer_id),
             })
         } else {
             Ok(())
@@ -195,23 +209,23 @@ impl LocalNode {
 #[async_trait]
 impl NodeClient for LocalNode {
     fn signer_id(&self) -> &str {
-        self.node.signer_id()
+        &self.signer_id
     }
     async fn info(&self) -> Result<NodeInfo, NodeError> {
         self.check()?;
-        Ok(self.node.info())
+        Ok(self.node().info())
     }
     async fn health(&self) -> Result<NodeHealth, NodeError> {
         self.check()?;
-        self.node.health().await
+        self.node().health().await
     }
     async fn start(&self, req: &StartSession) -> Result<StepResponse, NodeError> {
         self.check()?;
-        self.node.start(req.clone()).await
+        self.node().start(req.clone()).await
     }
     async fn step(&self, session_id: &str, req: &StepRequest) -> Result<StepResponse, NodeError> {
         self.check()?;
-        let r = self.node.step(session_id, req.clone()).await;
+        let r = self.node().step(session_id, req.clone()).await;
         if self.die_after.fetch_sub(1, Ordering::SeqCst) == 0 {
             self.set_down(true);
         }
@@ -220,22 +234,22 @@ impl NodeClient for LocalNode {
         r
     }
     async fn abort(&self, session_id: &str) {
-        self.node.abort(session_id);
+        self.node().abort(session_id);
     }
     async fn partial_sign(
         &self,
         req: &PartialSignRequest,
     ) -> Result<PartialSignResponse, NodeError> {
         self.check()?;
-        self.node.partial_sign(req.clone()).await
+        self.node().partial_sign(req.clone()).await
     }
     async fn make_nonces(&self, req: &NoncesRequest) -> Result<NoncesResponse, NodeError> {
         self.check()?;
-        self.node.make_nonces(req.clone()).await
+        self.node().make_nonces(req.clone()).await
     }
     async fn frost_share(&self, req: &FrostShareRequest) -> Result<FrostShareResponse, NodeError> {
         self.check()?;
-        let r = self.node.frost_share(req.clone()).await;
+        let r = self.node().frost_share(req.clone()).await;
         if self.die_after.fetch_sub(1, Ordering::SeqCst) == 0 {
             self.set_down(true);
         }

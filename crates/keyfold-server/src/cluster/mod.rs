@@ -99,6 +99,8 @@ struct State {
     ecdsa_detail: String,
     /// Parties that answered the last health check.
     healthy: HashSet<u16>,
+    /// Each party's boot id at the last health check that reached it.
+    boot_ids: HashMap<u16, String>,
 }
 
 /// The coordinator.
@@ -160,6 +162,7 @@ impl Cluster {
             state: Mutex::new(State {
                 ecdsa_detail: "waiting for the signers".into(),
                 healthy: all,
+                boot_ids: HashMap::new(),
             }),
             ecdsa_ready,
             refill: Notify::new(),
@@ -210,8 +213,26 @@ impl Cluster {
                 }
             }
         }
+        let mut restarted = vec![];
         if let Ok(mut s) = self.state.lock() {
             s.healthy = healthy.clone();
+            for (i, h) in healths.iter().enumerate() {
+                if let Ok(h) = h
+                    && let Some(before) = s.boot_ids.insert(i as u16, h.boot_id.clone())
+                    && before != h.boot_id
+                {
+                    restarted.push(i as u16);
+                }
+            }
+        }
+        if !restarted.is_empty() {
+            // They burnt their presignatures and nonces on start (see `SignerNode::open`):
+            // the index of them is dead weight that would fail one signature at a time.
+            tracing::info!(
+                signers = ?restarted,
+                "signers restarted; forgetting the pooled presignatures and nonces"
+            );
+            self.forget_presignatures().await;
         }
         let n = self.nodes.len();
         if with_aux == n {
@@ -252,6 +273,38 @@ impl Cluster {
                 false
             }
         }
+    }
+
+    /// Forgets what was pooled before this process started: the index of the signers'
+    /// presignatures and nonces (a restarted signer has burnt its own; see
+    /// `SignerNode::open`) and the keys generated ahead of time (in a database restored from
+    /// a backup, a pooled key may already have been handed to somebody after the backup was
+    /// taken). The server calls it before it serves.
+    pub async fn forget_pooled(&self) -> Result<(), DomainError> {
+        let keys = self.store.forget_pooled_keys().await?;
+        let pooled = self.store.forget_presignatures().await?;
+        if let Ok(mut l) = self.nonce_leases.lock() {
+            l.clear();
+        }
+        if keys + pooled > 0 {
+            tracing::info!(
+                keys,
+                presignatures_and_nonces = pooled,
+                "forgot what was pooled before this start"
+            );
+        }
+        Ok(())
+    }
+
+    /// Forgets the index of pooled presignatures and nonces, and this process's leases.
+    async fn forget_presignatures(&self) {
+        if let Err(e) = self.store.forget_presignatures().await {
+            tracing::warn!(error = %e, "forgetting pooled presignatures and nonces");
+        }
+        if let Ok(mut l) = self.nonce_leases.lock() {
+            l.clear();
+        }
+        self.refill.notify_one();
     }
 
     /// Background work until `shutdown`: ECDSA preparation, health tracking, presignature
@@ -948,7 +1001,9 @@ impl Cluster {
     ) -> Option<ClusterSignature> {
         let healthy = self.healthy();
         let sets = all_signer_sets(self.group.n(), self.group.threshold, &healthy);
+        let t0 = std::time::Instant::now();
         let rec = self.store.take_presignature(&key.id, &sets).await.ok()??;
+        let t_take = t0.elapsed();
         self.refill.notify_one();
         let parties: Vec<u16> = rec
             .signers
@@ -974,6 +1029,7 @@ impl Cluster {
             }
         }))
         .await;
+        let t_nodes = t0.elapsed();
         let mut partials = Vec::with_capacity(answers.len());
         for a in answers {
             let bytes = URL_SAFE_NO_PAD.decode(a.ok()?.partial).ok()?;
@@ -991,14 +1047,16 @@ impl Cluster {
                 return None;
             }
         };
-        verify_ecdsa(
+        let verified = verify_ecdsa(
             &key.public_key,
             &msg.digest(),
             &sig.r,
             &sig.s,
             sig.recovery_id,
         )
-        .ok()
+        .ok();
+        tracing::debug!(key = %key.id, take = ?t_take, nodes = ?t_nodes, total = ?t0.elapsed(), "ECDSA signature from a presignature");
+        verified
     }
 
     async fn dkg(&self, key_id: &str, scheme: KeyScheme) -> Result<Vec<u8>, DomainError> {

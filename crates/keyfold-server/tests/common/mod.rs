@@ -35,6 +35,8 @@ pub struct Harness {
     /// The in-process signer nodes (empty unless started with signing).
     pub signers: Vec<Arc<LocalNode>>,
     pub signer_dbs: Vec<TestNodeDb>,
+    /// Each signer's key-encryption key (hex), to reopen it as a restarted process would.
+    pub signer_keks: Vec<String>,
     pub cluster: Option<Arc<Cluster>>,
     _db: TestDb,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -100,14 +102,15 @@ impl Harness {
         .unwrap();
         store.bootstrap(&b).await.unwrap();
         let sealer = Sealer::from_hex(&Sealer::generate_hex()).unwrap();
-        let (signers, signer_dbs, signing) = match presignatures {
-            None => (vec![], vec![], None),
+        let (signers, signer_dbs, signer_keks, signing) = match presignatures {
+            None => (vec![], vec![], vec![], None),
             Some(pool) => {
-                let (nodes, dbs, cluster) = local_cluster(postgres, store.clone(), pool).await;
+                let (nodes, dbs, keks, cluster) =
+                    local_cluster(postgres, store.clone(), pool).await;
                 config.signing.presignatures_per_key = pool;
                 config.signing.session_timeout_secs = 20;
                 let signing = Signing::new(&config, cluster).unwrap();
-                (nodes, dbs, Some(signing))
+                (nodes, dbs, keks, Some(signing))
             }
         };
         let cluster = signing.as_ref().map(|s| s.cluster.clone());
@@ -141,6 +144,7 @@ impl Harness {
             outbox,
             signers,
             signer_dbs,
+            signer_keks,
             cluster,
             _db: db,
             _shutdown: tx,
@@ -297,10 +301,14 @@ async fn local_cluster(
     postgres: bool,
     store: Arc<dyn Store>,
     presignatures: i64,
-) -> (Vec<Arc<LocalNode>>, Vec<TestNodeDb>, Arc<Cluster>) {
+) -> (
+    Vec<Arc<LocalNode>>,
+    Vec<TestNodeDb>,
+    Vec<String>,
+    Arc<Cluster>,
+) {
     if postgres {
-        let (nodes, dbs, _, cluster) = fresh_cluster(true, store, presignatures).await;
-        return (nodes, dbs, cluster);
+        return fresh_cluster(true, store, presignatures).await;
     }
     let t = aux_template().await;
     let mut dbs = Vec::new();
@@ -318,7 +326,7 @@ async fn local_cluster(
         dbs.push(db);
     }
     let (nodes, cluster) = assemble(nodes, store, presignatures).await;
-    (nodes, dbs, cluster)
+    (nodes, dbs, t.keks.clone(), cluster)
 }
 
 /// Three nodes on new databases (the first on PostgreSQL if `postgres`), seeded with the
