@@ -767,9 +767,10 @@ pub trait PresignatureStore: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<PresignatureRecord>>;
     async fn count_presignatures(&self, key_id: &str) -> StoreResult<i64>;
-    /// Forgets every pooled presignature and FROST nonce record, of every key (the signers
-    /// burnt theirs: they restarted); returns how many.
-    async fn forget_presignatures(&self) -> StoreResult<u64>;
+    /// Forgets the pooled presignature and FROST nonce records that signer `party` holds a
+    /// part of and that were indexed before `before` (it started then, and burnt its parts);
+    /// returns how many.
+    async fn forget_presignatures_before(&self, party: u16, before: Timestamp) -> StoreResult<u64>;
     /// Forgets every key generated ahead of time (this process starts: a pooled key in a
     /// database restored from a backup may already be somebody's); returns how many.
     async fn forget_pooled_keys(&self) -> StoreResult<u64>;

@@ -291,7 +291,7 @@ impl Server {
         ));
         let mut background = vec![worker];
         if let Some(c) = &self.state.cluster {
-            c.forget_pooled()
+            c.forget_pooled_keys()
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             background.push(tokio::spawn(c.clone().run_background(stop_rx.clone())));

@@ -2393,9 +2393,11 @@ async fn a_user_action_approves_exactly_one_signature_request() {
 }
 
 /// A backup restored on the signers (and on the API) brings back nonces already spent. Each
-/// signer burns its pooled secrets when it starts, so nothing spent before is ever used again;
-/// the coordinator notices the restart (a new boot id) and forgets its index; and a restored
-/// index that still offers the spent records only costs a fallback, never a second use.
+/// signer burns its pooled secrets when it starts, so nothing spent before can be used again
+/// (checked on each restored database); the coordinator notices the start (its health's
+/// `startedAt`) and forgets what it had indexed before; and with a restored index that still
+/// offers the spent records, signing keeps working (the signers refuse them, the coordinator
+/// falls back to the two rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
     use keyfold_domain::ports::NodeStore as _;
@@ -2485,15 +2487,17 @@ async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
         "each of the two signers of the pool's quorum had all 8 sets in its backup"
     );
 
-    // The coordinator's next health check sees new boot ids and forgets its index.
+    // The coordinator's next health check sees the signers' new start times and forgets what
+    // it indexed before them.
     cluster.prepare_ecdsa().await;
     assert_eq!(h.store.count_presignatures(&ed_id).await.unwrap(), 0);
 
     // An API database restored from the same moment offers the spent records again: the
-    // signers refuse them, the coordinator falls back, and every signature still verifies.
+    // signers refuse them (they hold none of them: checked above), the coordinator falls back,
+    // and every signature still verifies. All eight stale records are used up on the way.
     h.store.add_presignatures(&records).await.unwrap();
     let mut rs = HashSet::new();
-    for i in 10..16u8 {
+    for i in 10..18u8 {
         let res = sign(
             &c,
             &ed_id,
@@ -2505,4 +2509,14 @@ async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
         let sig = res["signature"]["encoded"].as_str().unwrap().to_string();
         assert!(rs.insert(sig[..64].to_string()), "R repeated");
     }
+    let stale: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let left = h
+        .store
+        .take_presignatures(&ed_id, &sets, 100)
+        .await
+        .unwrap();
+    assert!(
+        left.iter().all(|r| !stale.contains(r.id.as_str())),
+        "every stale record was offered once and dropped"
+    );
 }

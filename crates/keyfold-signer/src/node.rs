@@ -24,7 +24,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyfold_domain::ids::{IdKind, new_id};
 use keyfold_domain::ports::{NodeRequestRecord, NodeStore};
-use keyfold_domain::time::Clock;
+use keyfold_domain::time::{Clock, Timestamp};
 use keyfold_keystore::{Aad, Envelope, Kek, MessageContext, NodeIdentity, Purpose, SignedMessage};
 use keyfold_mpc::ecdsa::{
     self, EcdsaAuxInfo, EcdsaKeyShare, EcdsaMessage, EcdsaPrehash, EcdsaPresignature,
@@ -86,8 +86,8 @@ pub struct SignerNode {
     /// bookkeeping): each is decrypted once per process.
     shares: Mutex<HashMap<String, KeyShare>>,
     generating: AtomicBool,
-    /// See [`NodeHealth::boot_id`].
-    boot_id: String,
+    /// See [`NodeHealth::started_at`].
+    started_at: Timestamp,
 }
 
 impl std::fmt::Debug for SignerNode {
@@ -140,22 +140,47 @@ fn unhex(field: &str, s: &str) -> Result<Vec<u8>> {
 }
 
 impl SignerNode {
-    /// Opens (or creates, on first start) the node identity and returns the node.
+    /// The node identity, created on first use; nothing else is touched (for printing the
+    /// public keys to pin, possibly beside a running node: unlike [`SignerNode::open`], this
+    /// burns nothing).
+    pub async fn identity_info(
+        signer_id: &str,
+        kek: &Kek,
+        store: &dyn NodeStore,
+    ) -> Result<NodeInfo> {
+        let identity = Self::load_identity(signer_id, kek, store).await?;
+        Ok(NodeInfo {
+            signer_id: signer_id.to_string(),
+            public: identity.public(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+    }
+
+    async fn load_identity(
+        signer_id: &str,
+        kek: &Kek,
+        store: &dyn NodeStore,
+    ) -> Result<NodeIdentity> {
+        let fresh = NodeIdentity::generate()
+            .to_sealed(kek, signer_id)
+            .map_err(|e| keystore_err("node identity", e))?;
+        let sealed = store
+            .init_meta(IDENTITY_META, &fresh)
+            .await
+            .map_err(store_err)?;
+        NodeIdentity::from_sealed(kek, signer_id, &sealed)
+            .map_err(|e| keystore_err("node identity", e))
+    }
+
+    /// Starts the node: opens (or creates) its identity and burns every presignature and
+    /// nonce pair made before this start. Call it once per process start, before serving.
     pub async fn open(
         cfg: NodeConfig,
         kek: Kek,
         store: Arc<dyn NodeStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let fresh = NodeIdentity::generate()
-            .to_sealed(&kek, &cfg.signer_id)
-            .map_err(|e| keystore_err("node identity", e))?;
-        let sealed = store
-            .init_meta(IDENTITY_META, &fresh)
-            .await
-            .map_err(store_err)?;
-        let identity = NodeIdentity::from_sealed(&kek, &cfg.signer_id, &sealed)
-            .map_err(|e| keystore_err("node identity", e))?;
+        let identity = Self::load_identity(&cfg.signer_id, &kek, store.as_ref()).await?;
         // WHY: a presignature or a nonce pair must never sign twice, and the delete that spends
         // one lives in this database. A database restored from a backup (or a machine rolled
         // back to a snapshot) brings spent ones back, and the coordinator's own restored index
@@ -163,6 +188,7 @@ impl SignerNode {
         // the private key away to anyone who sees both signatures. Every restore is followed
         // by a start, so burning them all here makes that impossible, at the price of
         // refilling the pools after each restart.
+        let started_at = clock.now();
         let burnt = store.burn_pooled().await.map_err(store_err)?;
         if burnt > 0 {
             tracing::info!(
@@ -181,11 +207,7 @@ impl SignerNode {
             sessions: Mutex::new(HashMap::new()),
             shares: Mutex::new(HashMap::new()),
             generating: AtomicBool::new(false),
-            boot_id: {
-                let mut b = [0u8; 16];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-                hex::encode(b)
-            },
+            started_at,
         })
     }
 
@@ -227,7 +249,7 @@ impl SignerNode {
             generating_primes: self.generating.load(Ordering::Acquire),
             aux_groups,
             sessions,
-            boot_id: self.boot_id.clone(),
+            started_at: self.started_at.0,
         })
     }
 

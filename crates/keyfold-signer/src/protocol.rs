@@ -249,10 +249,11 @@ pub struct NodeHealth {
     /// Groups this node holds aux info for.
     pub aux_groups: Vec<String>,
     pub sessions: usize,
-    /// Random, new each time the node starts. A node burns its presignatures and FROST nonces
-    /// when it starts, so a coordinator that sees this change forgets its index of them.
+    /// When this node process started (ms since the epoch, the node's clock). A node burns
+    /// its presignatures and FROST nonces when it starts, so a coordinator forgets the ones it
+    /// indexed before then (by its own clock: a skew only wastes some or costs a fallback).
     #[serde(default)]
-    pub boot_id: String,
+    pub started_at: i64,
 }
 
 /// Why a node refused or failed, in terms the coordinator acts on.

@@ -705,11 +705,16 @@ impl PresignatureStore for SqlStore {
         Ok(n.0)
     }
 
-    async fn forget_presignatures(&self) -> StoreResult<u64> {
-        on_write!(self, |p| sqlx::query("DELETE FROM presignatures")
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))
+    async fn forget_presignatures_before(&self, party: u16, before: Timestamp) -> StoreResult<u64> {
+        // `signers` is a comma-separated list of party indices ("0,2").
+        on_write!(self, |p| sqlx::query(
+            "DELETE FROM presignatures WHERE created_at < $1 AND (',' || signers || ',') LIKE $2"
+        )
+        .bind(before.0)
+        .bind(format!("%,{party},%"))
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
         .map_err(map_err)
     }
 

@@ -1345,18 +1345,41 @@ async fn presignatures_are_handed_out_once(s: &dyn Store) {
 
     // Forgotten when a process starts (pooled keys) or signers restart (presignatures and
     // nonces); the keys themselves stay.
-    s.add_presignatures(
-        &batch[..2]
-            .iter()
-            .map(|p| PresignatureRecord {
-                id: format!("again-{}", p.id),
-                ..p.clone()
-            })
-            .collect::<Vec<_>>(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s.forget_presignatures().await.unwrap(), 2);
+    // Records of signer sets "0,2", "1,2", "10,12", indexed at T0 + 0..3 s.
+    let again: Vec<PresignatureRecord> = ["0,2", "1,2", "10,12"]
+        .iter()
+        .enumerate()
+        .map(|(i, signers)| PresignatureRecord {
+            id: format!("again-{i}"),
+            key_id: k.id.clone(),
+            signers: signers.to_string(),
+            public: vec![],
+            created_at: T0.plus_secs(i as i64),
+        })
+        .collect();
+    s.add_presignatures(&again).await.unwrap();
+    // Signer 1 started at T0 + 2 s: only its records indexed before then go ("1,2" at + 1 s;
+    // not "10,12", which is signers 10 and 12).
+    assert_eq!(
+        s.forget_presignatures_before(1, T0.plus_secs(2))
+            .await
+            .unwrap(),
+        1
+    );
+    // Signer 2 started at T0 + 1 s: "0,2" (at + 0 s) goes, nothing indexed later.
+    assert_eq!(
+        s.forget_presignatures_before(2, T0.plus_secs(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 1);
+    assert_eq!(
+        s.forget_presignatures_before(12, T0.plus_secs(9))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 0);
     assert_eq!(s.forget_pooled_keys().await.unwrap(), 1);
     assert_eq!(s.count_pooled_keys(KeyScheme::Ecdsa).await.unwrap(), 0);

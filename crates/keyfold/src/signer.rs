@@ -85,7 +85,8 @@ fn kek(args: &SignerArgs) -> anyhow::Result<Kek> {
     Kek::from_file(&path).with_context(|| format!("KEK file {}", path.display()))
 }
 
-async fn open_node(args: &SignerArgs) -> anyhow::Result<(Arc<SignerNode>, Arc<SqlNodeStore>)> {
+/// The node's database (migrated) and its key-encryption key.
+async fn open_store(args: &SignerArgs) -> anyhow::Result<(Arc<SqlNodeStore>, Kek)> {
     crate::dev::create_private_dir(&args.data_dir)?;
     let url = args
         .database
@@ -93,8 +94,11 @@ async fn open_node(args: &SignerArgs) -> anyhow::Result<(Arc<SignerNode>, Arc<Sq
         .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("signer.db").display()));
     let store = SqlNodeStore::connect(&StoreOptions::new(&url)).await?;
     store.migrate().await?;
-    let store = Arc::new(store);
-    let kek = kek(args)?;
+    Ok((Arc::new(store), kek(args)?))
+}
+
+async fn open_node(args: &SignerArgs) -> anyhow::Result<(Arc<SignerNode>, Arc<SqlNodeStore>)> {
+    let (store, kek) = open_store(args).await?;
     let node = SignerNode::open(
         NodeConfig {
             signer_id: args.id.clone(),
@@ -113,11 +117,15 @@ async fn open_node(args: &SignerArgs) -> anyhow::Result<(Arc<SignerNode>, Arc<Sq
 
 #[allow(clippy::print_stdout)]
 pub async fn run(args: SignerArgs) -> anyhow::Result<()> {
-    let (node, store) = open_node(&args).await?;
     if args.print_identity {
-        println!("{}", serde_json::to_string(&node.info())?);
+        let (store, kek) = open_store(&args).await?;
+        let info = SignerNode::identity_info(&args.id, &kek, store.as_ref())
+            .await
+            .map_err(|e| anyhow::anyhow!("opening signer {}: {e}", args.id))?;
+        println!("{}", serde_json::to_string(&info)?);
         return Ok(());
     }
+    let (node, store) = open_node(&args).await?;
     let cluster_path = args
         .cluster
         .as_deref()

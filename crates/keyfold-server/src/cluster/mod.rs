@@ -9,9 +9,10 @@
 //!
 //! ECDSA needs two things first: aux info for the group (built once from each node's own safe
 //! primes — minutes on a fresh cluster, tracked by [`Cluster::readiness`]), and, for speed, a
-//! pool of presignatures per key, refilled in the background. A presignature's index row is
-//! deleted when it is handed out and each node deletes its part before answering, so none is
-//! ever used twice.
+//! pool of presignatures per key made or used (for a presignature-signed kind) since this
+//! process started, refilled in the background. A presignature's index row is deleted when
+//! it is handed out and each node deletes its part before answering, so none is ever used
+//! twice; a node burns all of its own when it starts, so not even after a restored backup.
 //!
 //! FROST keys that have signed get a pool too: nonce pairs made ahead of time by a quorum
 //! (RFC 9591's commit round; `keyfold_mpc::frost::preprocessed`), their commitments indexed in
@@ -38,7 +39,7 @@ use keyfold_domain::ports::{
     ActionEvidence, ClusterReadiness, ClusterSignature, Hasher, PresignatureRecord,
     SchemeReadiness, SignMaterial, SignerCluster, Store,
 };
-use keyfold_domain::time::Clock;
+use keyfold_domain::time::{Clock, Timestamp};
 use keyfold_signer::protocol::{
     FrostShareRequest, Group, NodeError, NoncesRequest, PartialSignRequest, Protocol, SessionDone,
     SignInput, StartSession, StepRequest, WireMessage,
@@ -99,8 +100,8 @@ struct State {
     ecdsa_detail: String,
     /// Parties that answered the last health check.
     healthy: HashSet<u16>,
-    /// Each party's boot id at the last health check that reached it.
-    boot_ids: HashMap<u16, String>,
+    /// When each party started, as its last health check said.
+    started: HashMap<u16, i64>,
 }
 
 /// The coordinator.
@@ -114,6 +115,11 @@ pub struct Cluster {
     state: Mutex<State>,
     ecdsa_ready: watch::Sender<bool>,
     refill: Notify,
+    /// ECDSA keys whose presignature pool is kept full: made, taken from the key pool or
+    /// asked for a `Message`-type signature (the only kind a presignature may sign) since this
+    /// process started. Keys that never sign that way cost the signers nothing, and after a
+    /// restart (which burns every pool) only keys in use are refilled.
+    presign_wanted: Mutex<HashSet<String>>,
     /// FROST keys whose nonce pool should be looked at (they just signed).
     nonce_wanted: Mutex<HashMap<String, bool>>,
     nonce_refill: Notify,
@@ -162,10 +168,11 @@ impl Cluster {
             state: Mutex::new(State {
                 ecdsa_detail: "waiting for the signers".into(),
                 healthy: all,
-                boot_ids: HashMap::new(),
+                started: HashMap::new(),
             }),
             ecdsa_ready,
             refill: Notify::new(),
+            presign_wanted: Mutex::new(HashSet::new()),
             nonce_wanted: Mutex::new(HashMap::new()),
             nonce_refill: Notify::new(),
             nonce_leases: Mutex::new(HashMap::new()),
@@ -213,26 +220,19 @@ impl Cluster {
                 }
             }
         }
-        let mut restarted = vec![];
+        let mut started = vec![];
         if let Ok(mut s) = self.state.lock() {
             s.healthy = healthy.clone();
             for (i, h) in healths.iter().enumerate() {
                 if let Ok(h) = h
-                    && let Some(before) = s.boot_ids.insert(i as u16, h.boot_id.clone())
-                    && before != h.boot_id
+                    && s.started.insert(i as u16, h.started_at) != Some(h.started_at)
                 {
-                    restarted.push(i as u16);
+                    started.push((i as u16, Timestamp(h.started_at)));
                 }
             }
         }
-        if !restarted.is_empty() {
-            // They burnt their presignatures and nonces on start (see `SignerNode::open`):
-            // the index of them is dead weight that would fail one signature at a time.
-            tracing::info!(
-                signers = ?restarted,
-                "signers restarted; forgetting the pooled presignatures and nonces"
-            );
-            self.forget_presignatures().await;
+        for (party, at) in started {
+            self.forget_burnt(party, at).await;
         }
         let n = self.nodes.len();
         if with_aux == n {
@@ -275,36 +275,44 @@ impl Cluster {
         }
     }
 
-    /// Forgets what was pooled before this process started: the index of the signers'
-    /// presignatures and nonces (a restarted signer has burnt its own; see
-    /// `SignerNode::open`) and the keys generated ahead of time (in a database restored from
-    /// a backup, a pooled key may already have been handed to somebody after the backup was
-    /// taken). The server calls it before it serves.
-    pub async fn forget_pooled(&self) -> Result<(), DomainError> {
+    /// Forgets the keys generated ahead of time when this process starts: in a database
+    /// restored from a backup, a pooled key may already have been handed to somebody after
+    /// the backup was taken. (The index of presignatures and nonces is pruned per signer by
+    /// the health check, which sees every signer's start for the first time in this process.)
+    /// The server calls it before it serves.
+    pub async fn forget_pooled_keys(&self) -> Result<(), DomainError> {
         let keys = self.store.forget_pooled_keys().await?;
-        let pooled = self.store.forget_presignatures().await?;
-        if let Ok(mut l) = self.nonce_leases.lock() {
-            l.clear();
-        }
-        if keys + pooled > 0 {
-            tracing::info!(
-                keys,
-                presignatures_and_nonces = pooled,
-                "forgot what was pooled before this start"
-            );
+        if keys > 0 {
+            tracing::info!(keys, "forgot the keys generated before this start");
         }
         Ok(())
     }
 
-    /// Forgets the index of pooled presignatures and nonces, and this process's leases.
-    async fn forget_presignatures(&self) {
-        if let Err(e) = self.store.forget_presignatures().await {
-            tracing::warn!(error = %e, "forgetting pooled presignatures and nonces");
+    /// Forgets the index records of presignatures and nonces that `party` burnt when it
+    /// started at `at` (see `SignerNode::open`): offered again, each would cost a failed
+    /// exchange and a fallback.
+    async fn forget_burnt(&self, party: u16, at: Timestamp) {
+        let party_str = party.to_string();
+        let burnt = |r: &PresignatureRecord| {
+            r.created_at < at && r.signers.split(',').any(|p| p == party_str)
+        };
+        if let Ok(mut leases) = self.nonce_leases.lock() {
+            for records in leases.values_mut() {
+                records.retain(|r| !burnt(r));
+            }
         }
-        if let Ok(mut l) = self.nonce_leases.lock() {
-            l.clear();
+        match self.store.forget_presignatures_before(party, at).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    party,
+                    forgotten = n,
+                    "a signer started: forgot the presignatures and nonces it burnt"
+                );
+                self.refill.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "forgetting a started signer's presignatures"),
         }
-        self.refill.notify_one();
     }
 
     /// Background work until `shutdown`: ECDSA preparation, health tracking, presignature
@@ -329,15 +337,39 @@ impl Cluster {
         }
     }
 
-    /// Tops up every active ECDSA key's presignature pool (one presignature per key per pass,
-    /// so no key starves another).
+    /// Marks an ECDSA key's presignature pool as wanted; the first time, wakes the refill (a
+    /// signature that takes from the pool wakes it anyway, after its take).
+    fn want_presignatures(&self, key_id: &str) {
+        let new = match self.presign_wanted.lock() {
+            Ok(mut w) => !w.contains(key_id) && w.insert(key_id.to_string()),
+            Err(_) => false,
+        };
+        if new {
+            self.refill.notify_one();
+        }
+    }
+
+    /// Tops up the presignature pool of every active ECDSA key that is wanted (one
+    /// presignature per key per pass, so no key starves another).
     pub async fn refill_presignatures(&self) {
+        if self
+            .presign_wanted
+            .lock()
+            .map(|w| w.is_empty())
+            .unwrap_or(true)
+        {
+            return;
+        }
         let keys = match self.store.active_ecdsa_keys(1000).await {
             Ok(k) => k,
             Err(e) => {
                 tracing::warn!(error = %e, "listing keys for presignature refill");
                 return;
             }
+        };
+        let keys: Vec<String> = match self.presign_wanted.lock() {
+            Ok(w) => keys.into_iter().filter(|k| w.contains(k)).collect(),
+            Err(_) => return,
         };
         for key_id in keys {
             let have = self
@@ -1216,7 +1248,7 @@ impl SignerCluster for Cluster {
             }
         };
         if scheme == KeyScheme::Ecdsa {
-            self.refill.notify_one();
+            self.want_presignatures(&k.id);
         }
         Some((k.id, k.public_key))
     }
@@ -1224,7 +1256,7 @@ impl SignerCluster for Cluster {
     async fn generate_key(&self, key_id: &str, scheme: KeyScheme) -> Result<Vec<u8>, DomainError> {
         let pk = self.dkg(key_id, scheme).await?;
         if scheme == KeyScheme::Ecdsa {
-            self.refill.notify_one();
+            self.want_presignatures(key_id);
         }
         Ok(pk)
     }
@@ -1238,6 +1270,7 @@ impl SignerCluster for Cluster {
     ) -> Result<ClusterSignature, DomainError> {
         match (key.scheme, material) {
             (KeyScheme::Ecdsa, SignMaterial::EcdsaPreimage { hasher, preimage }) => {
+                self.want_presignatures(&key.id);
                 if let Some(sig) = self
                     .sign_with_presignature(key, *hasher, preimage, evidence)
                     .await
