@@ -2433,14 +2433,7 @@ async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
 
     // Three signatures spend three of the pooled nonce sets.
     for i in 1..4u8 {
-        let res = sign(
-            &c,
-            &ed_id,
-            json!({"kind": "Message", "message": hex::encode([i])}),
-        )
-        .await
-        .unwrap();
-        verify_ed25519(&ed_pk, &[i], &res);
+        sign_byte_ed25519(&c, &ed_id, &ed_pk, i).await;
     }
     assert_eq!(h.store.count_presignatures(&ed_id).await.unwrap(), 5);
 
@@ -2498,14 +2491,7 @@ async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
     h.store.add_presignatures(&records).await.unwrap();
     let mut rs = HashSet::new();
     for i in 10..18u8 {
-        let res = sign(
-            &c,
-            &ed_id,
-            json!({"kind": "Message", "message": hex::encode([i])}),
-        )
-        .await
-        .unwrap();
-        verify_ed25519(&ed_pk, &[i], &res);
+        let res = sign_byte_ed25519(&c, &ed_id, &ed_pk, i).await;
         let sig = res["signature"]["encoded"].as_str().unwrap().to_string();
         assert!(rs.insert(sig[..64].to_string()), "R repeated");
     }
@@ -2519,4 +2505,17 @@ async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
         left.iter().all(|r| !stale.contains(r.id.as_str())),
         "every stale record was offered once and dropped"
     );
+}
+
+/// Signs the one-byte message `[byte]` with an Ed25519 key and checks the signature.
+async fn sign_byte_ed25519(c: &Client, key_id: &str, public_key: &str, byte: u8) -> Value {
+    let res = sign(
+        c,
+        key_id,
+        json!({"kind": "Message", "message": hex::encode([byte])}),
+    )
+    .await
+    .unwrap();
+    verify_ed25519(public_key, &[byte], &res);
+    res
 }
