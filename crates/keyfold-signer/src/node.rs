@@ -109,6 +109,15 @@ fn mpc_err(e: keyfold_mpc::Error) -> NodeError {
     }
 }
 
+/// What a node tells about itself: its id, its public keys, the software's version.
+fn node_info(signer_id: &str, identity: &NodeIdentity) -> NodeInfo {
+    NodeInfo {
+        signer_id: signer_id.to_string(),
+        public: identity.public(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
 fn store_err(e: keyfold_domain::StoreError) -> NodeError {
     NodeError::failure(format!("node database: {e}"))
 }
@@ -149,11 +158,7 @@ impl SignerNode {
         store: &dyn NodeStore,
     ) -> Result<NodeInfo> {
         let identity = Self::load_identity(signer_id, kek, store).await?;
-        Ok(NodeInfo {
-            signer_id: signer_id.to_string(),
-            public: identity.public(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        })
+        Ok(node_info(signer_id, &identity))
     }
 
     async fn load_identity(
@@ -227,11 +232,7 @@ impl SignerNode {
     }
 
     pub fn info(&self) -> NodeInfo {
-        NodeInfo {
-            signer_id: self.cfg.signer_id.clone(),
-            public: self.identity.public(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        }
+        node_info(&self.cfg.signer_id, &self.identity)
     }
 
     pub async fn health(&self) -> Result<NodeHealth> {

@@ -341,6 +341,7 @@ impl Cluster {
     /// signature that takes from the pool wakes it anyway, after its take).
     fn want_presignatures(&self, key_id: &str) {
         let new = match self.presign_wanted.lock() {
+            // `contains` first: a key already wanted costs no allocation per signature.
             Ok(mut w) => !w.contains(key_id) && w.insert(key_id.to_string()),
             Err(_) => false,
         };
