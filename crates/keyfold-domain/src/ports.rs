@@ -783,8 +783,10 @@ pub trait PresignatureStore: Send + Sync {
         scheme: keyfold_types::keys::KeyScheme,
     ) -> StoreResult<Option<PooledKey>>;
     async fn count_pooled_keys(&self, scheme: keyfold_types::keys::KeyScheme) -> StoreResult<i64>;
-    /// Active ECDSA keys, oldest first (for the background refill).
-    async fn active_ecdsa_keys(&self, limit: i64) -> StoreResult<Vec<String>>;
+    /// The status of ECDSA key `key_id`, `None` when there is no such ECDSA key (yet: a key
+    /// taken from the pool is stored after the refill may hear of it). The background refill
+    /// presigns only for active keys.
+    async fn ecdsa_key_status(&self, key_id: &str) -> StoreResult<Option<LifecycleStatus>>;
 }
 
 // ------------------------------------------------------------------------------------------

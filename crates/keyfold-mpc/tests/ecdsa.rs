@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use common::{ecdsa_keys, flip_from_end, pick, sid};
@@ -270,19 +271,37 @@ fn ecdsa_serialization_round_trips() {
     let presigs = sim::run(sessions).expect("presign");
     let public = presigs[0].public().clone();
     let msg = EcdsaMessage::double_sha256(b"bitcoin sighash preimage");
-    let partials: Vec<_> = presigs
+    let blobs: Vec<_> = presigs
         .into_iter()
         .map(|p| {
             let b = p.to_bytes().expect("presig bytes");
             assert_eq!(format!("{p:?}"), "EcdsaPresignature(<redacted>)");
-            drop(p);
-            ecdsa::EcdsaPresignature::from_bytes(&b)
-                .expect("presig")
-                .issue_partial(&msg)
+            b
         })
         .collect();
-    let sig = ecdsa::combine(&public, &partials, &msg).expect("combine");
-    check_with_k256(&shares[0].public_key_compressed(), &msg.digest(), &sig);
+    let sign_with = |msg: &EcdsaMessage| {
+        let partials: Vec<_> = blobs
+            .iter()
+            .map(|b| {
+                ecdsa::EcdsaPresignature::from_bytes(b)
+                    .expect("presig")
+                    .issue_partial(msg)
+            })
+            .collect();
+        let sig = ecdsa::combine(&public, &partials, msg).expect("combine");
+        check_with_k256(&shares[0].public_key_compressed(), &msg.digest(), &sig);
+        sig
+    };
+    sign_with(&msg);
+    // The recovery id is read off the presignature's R, its y-parity flipped when low-S
+    // normalization negates s: R is fixed here, so both ids appearing means both branches
+    // ran and were checked by k256's recovery. (Only a test may spend one presignature on
+    // several messages: in production that gives the key away.) Each message takes either
+    // branch with probability 1/2; 32 of them miss one with probability 2^-31.
+    let ids: HashSet<u8> = (0..32u8)
+        .map(|i| sign_with(&EcdsaMessage::sha256(&[i])).recovery_id)
+        .collect();
+    assert_eq!(ids.len(), 2, "both recovery ids seen: {ids:?}");
 }
 
 #[test]

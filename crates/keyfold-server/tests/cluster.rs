@@ -2431,9 +2431,13 @@ async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
         db.snapshot_to(&backup.path().join(format!("{i}.db"))).await;
     }
 
-    // Three signatures spend three of the pooled nonce sets.
+    // Three signatures spend three of the pooled nonce sets; their R values are what a
+    // resurrected nonce would repeat.
+    let mut rs = HashSet::new();
     for i in 1..4u8 {
-        sign_byte_ed25519(&c, &ed_id, &ed_pk, i).await;
+        let res = sign_byte_ed25519(&c, &ed_id, &ed_pk, i).await;
+        let sig = res["signature"]["encoded"].as_str().unwrap().to_string();
+        assert!(rs.insert(sig[..64].to_string()), "R repeated");
     }
     assert_eq!(h.store.count_presignatures(&ed_id).await.unwrap(), 5);
 
@@ -2486,10 +2490,10 @@ async fn signers_restored_from_a_backup_never_reuse_a_spent_nonce() {
     assert_eq!(h.store.count_presignatures(&ed_id).await.unwrap(), 0);
 
     // An API database restored from the same moment offers the spent records again: the
-    // signers refuse them (they hold none of them: checked above), the coordinator falls back,
-    // and every signature still verifies. All eight stale records are used up on the way.
+    // coordinator drops them (made before their signers started), and the signers would
+    // refuse them anyway (they hold none of them: checked above); every signature still
+    // verifies, with an R never seen before. All eight stale records are used up on the way.
     h.store.add_presignatures(&records).await.unwrap();
-    let mut rs = HashSet::new();
     for i in 10..18u8 {
         let res = sign_byte_ed25519(&c, &ed_id, &ed_pk, i).await;
         let sig = res["signature"]["encoded"].as_str().unwrap().to_string();

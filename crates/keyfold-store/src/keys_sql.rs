@@ -726,14 +726,15 @@ impl PresignatureStore for SqlStore {
         .map_err(map_err)
     }
 
-    async fn active_ecdsa_keys(&self, limit: i64) -> StoreResult<Vec<String>> {
-        let rows: Vec<(String,)> = on_read!(self, |p| sqlx::query_as(
-            "SELECT id FROM keys WHERE status = 'Active' AND scheme = 'ECDSA' ORDER BY created_at, id LIMIT $1"
+    async fn ecdsa_key_status(&self, key_id: &str) -> StoreResult<Option<LifecycleStatus>> {
+        let row: Option<(String,)> = on_read!(self, |p| sqlx::query_as(
+            "SELECT status FROM keys WHERE id = $1 AND scheme = 'ECDSA'"
         )
-        .bind(limit)
-        .fetch_all(p)
+        .bind(key_id)
+        .fetch_optional(p)
         .await)
         .map_err(map_err)?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
+        row.map(|(s,)| LifecycleStatus::parse(&s).ok_or_else(|| crate::rows::bad("key status", &s)))
+            .transpose()
     }
 }

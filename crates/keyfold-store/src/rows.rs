@@ -11,7 +11,7 @@ use keyfold_domain::time::Timestamp;
 use keyfold_types::auth::CredentialKind;
 use keyfold_types::users::UserKind;
 
-fn bad(what: &str, value: &str) -> StoreError {
+pub(crate) fn bad(what: &str, value: &str) -> StoreError {
     StoreError::Internal(format!("stored {what} has unknown value {value:?}"))
 }
 

@@ -1242,7 +1242,10 @@ async fn presignatures_are_handed_out_once(s: &dyn Store) {
         .unwrap();
     }
     assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 3);
-    assert_eq!(s.active_ecdsa_keys(10).await.unwrap(), vec![k.id.clone()]);
+    assert_eq!(
+        s.ecdsa_key_status(&k.id).await.unwrap(),
+        Some(LifecycleStatus::Active)
+    );
     // Only presignatures of usable signer sets are handed out.
     assert!(
         s.take_presignature(&k.id, &["0,2".into()])
@@ -1345,37 +1348,45 @@ async fn presignatures_are_handed_out_once(s: &dyn Store) {
 
     // Forgotten when a process starts (pooled keys) or signers restart (presignatures and
     // nonces); the keys themselves stay.
-    // Records of signer sets "0,2", "1,2", "10,12", indexed at T0 + 0..3 s.
-    let again: Vec<PresignatureRecord> = ["0,2", "1,2", "10,12"]
+    // Records of signer sets "0,2" and "10,12" indexed at T0, "1,2" at T0 + 1 s, "0,1" at
+    // T0 + 5 s: a signer is matched as a whole party number ("1" is not in "10,12", "2" is
+    // not in "12"), and only what was indexed before it started goes.
+    let again: Vec<PresignatureRecord> = [("0,2", 0), ("1,2", 1), ("10,12", 0), ("0,1", 5)]
         .iter()
         .enumerate()
-        .map(|(i, signers)| PresignatureRecord {
+        .map(|(i, (signers, at))| PresignatureRecord {
             id: format!("again-{i}"),
             key_id: k.id.clone(),
             signers: signers.to_string(),
             public: vec![],
-            created_at: T0.plus_secs(i as i64),
+            created_at: T0.plus_secs(*at),
         })
         .collect();
     s.add_presignatures(&again).await.unwrap();
-    // Signer 1 started at T0 + 2 s: only its records indexed before then go ("1,2" at + 1 s;
-    // not "10,12", which is signers 10 and 12).
+    // Signer 1 started at T0 + 2 s: "1,2" goes; not "10,12" (older, but not signer 1's),
+    // nor "0,1" (signer 1's, but indexed after its start).
     assert_eq!(
         s.forget_presignatures_before(1, T0.plus_secs(2))
             .await
             .unwrap(),
         1
     );
-    // Signer 2 started at T0 + 1 s: "0,2" (at + 0 s) goes, nothing indexed later.
+    // Signer 2 started at T0 + 1 s: "0,2" goes; not "10,12" (older, but not signer 2's).
     assert_eq!(
         s.forget_presignatures_before(2, T0.plus_secs(1))
             .await
             .unwrap(),
         1
     );
-    assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 1);
+    assert_eq!(s.count_presignatures(&k.id).await.unwrap(), 2);
     assert_eq!(
         s.forget_presignatures_before(12, T0.plus_secs(9))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.forget_presignatures_before(0, T0.plus_secs(9))
             .await
             .unwrap(),
         1
@@ -1384,7 +1395,10 @@ async fn presignatures_are_handed_out_once(s: &dyn Store) {
     assert_eq!(s.forget_pooled_keys().await.unwrap(), 1);
     assert_eq!(s.count_pooled_keys(KeyScheme::Ecdsa).await.unwrap(), 0);
     assert_eq!(s.forget_pooled_keys().await.unwrap(), 0);
-    assert_eq!(s.active_ecdsa_keys(10).await.unwrap(), vec![k.id.clone()]);
+    assert_eq!(
+        s.ecdsa_key_status(&k.id).await.unwrap(),
+        Some(LifecycleStatus::Active)
+    );
 }
 
 async fn transfers_and_their_nonces(s: &dyn Store) {

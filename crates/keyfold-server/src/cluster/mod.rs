@@ -34,7 +34,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::future::join_all;
 use keyfold_domain::DomainError;
 use keyfold_domain::ids::{IdKind, new_id};
-use keyfold_domain::model::Key;
+use keyfold_domain::model::{Key, LifecycleStatus};
 use keyfold_domain::ports::{
     ActionEvidence, ClusterReadiness, ClusterSignature, Hasher, PresignatureRecord,
     SchemeReadiness, SignMaterial, SignerCluster, Store,
@@ -311,7 +311,15 @@ impl Cluster {
                 );
                 self.refill.notify_one();
             }
-            Err(e) => tracing::warn!(error = %e, "forgetting a started signer's presignatures"),
+            Err(e) => {
+                tracing::warn!(error = %e, "forgetting a started signer's presignatures; will retry");
+                // The next health check sees this start as new again, and retries.
+                if let Ok(mut s) = self.state.lock()
+                    && s.started.get(&party) == Some(&at.0)
+                {
+                    s.started.remove(&party);
+                }
+            }
         }
     }
 
@@ -361,18 +369,27 @@ impl Cluster {
         {
             return;
         }
-        let keys = match self.store.active_ecdsa_keys(1000).await {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing keys for presignature refill");
-                return;
-            }
-        };
         let keys: Vec<String> = match self.presign_wanted.lock() {
-            Ok(w) => keys.into_iter().filter(|k| w.contains(k)).collect(),
+            Ok(w) => w.iter().cloned().collect(),
             Err(_) => return,
         };
         for key_id in keys {
+            match self.store.ecdsa_key_status(&key_id).await {
+                Ok(Some(LifecycleStatus::Active)) => {}
+                // Not stored yet, or still being generated: the next pass.
+                Ok(None | Some(LifecycleStatus::Creating)) => continue,
+                // Deleted or failed: never presigned for again.
+                Ok(Some(LifecycleStatus::Archived | LifecycleStatus::Failed)) => {
+                    if let Ok(mut w) = self.presign_wanted.lock() {
+                        w.remove(&key_id);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "checking a key for presignature refill");
+                    return;
+                }
+            }
             let have = self
                 .store
                 .count_presignatures(&key_id)
@@ -621,11 +638,20 @@ impl Cluster {
     /// records instead of once per signature — a pool that drops below half while a lease is
     /// served is topped up at most that many signatures later.
     async fn lease_nonces(&self, key_id: &str) -> (Option<PresignatureRecord>, bool) {
-        let healthy = self.healthy();
+        let (healthy, started) = self
+            .state
+            .lock()
+            .map(|s| (s.healthy.clone(), s.started.clone()))
+            .unwrap_or_default();
+        // Every holder is up, and made its part since it last started (a part made before
+        // was burnt then: `forget_burnt` drops such records, but a lease taken from the store
+        // while it runs could bring one back into memory).
         let usable = |r: &PresignatureRecord| {
-            r.signers
-                .split(',')
-                .all(|p| p.parse::<u16>().is_ok_and(|p| healthy.contains(&p)))
+            r.signers.split(',').all(|p| {
+                p.parse::<u16>().is_ok_and(|p| {
+                    healthy.contains(&p) && started.get(&p).is_none_or(|&at| r.created_at.0 >= at)
+                })
+            })
         };
         if let Ok(mut leases) = self.nonce_leases.lock()
             && let Some(held) = leases.get_mut(key_id)
@@ -636,9 +662,14 @@ impl Cluster {
         let sets = all_signer_sets(self.group.n(), self.group.threshold, &healthy);
         let lease = (self.settings.nonces_per_key / 8).max(1);
         let mut got = match self.store.take_presignatures(key_id, &sets, lease).await {
-            Ok(got) if !got.is_empty() => got,
-            _ => return (None, true),
+            Ok(got) => got,
+            Err(_) => return (None, true),
         };
+        // Taken from the store, so a stale record is dropped here for good.
+        got.retain(usable);
+        if got.is_empty() {
+            return (None, true);
+        }
         let first = got.remove(0);
         if !got.is_empty()
             && let Ok(mut leases) = self.nonce_leases.lock()
@@ -1064,8 +1095,15 @@ impl Cluster {
         .await;
         let t_nodes = t0.elapsed();
         let mut partials = Vec::with_capacity(answers.len());
-        for a in answers {
-            let bytes = URL_SAFE_NO_PAD.decode(a.ok()?.partial).ok()?;
+        for (p, a) in parties.iter().zip(answers) {
+            let a = match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(key = %key.id, party = p, error = %e, "a signer refused its part of a presignature; signing interactively");
+                    return None;
+                }
+            };
+            let bytes = URL_SAFE_NO_PAD.decode(a.partial).ok()?;
             partials.push(keyfold_mpc::ecdsa::EcdsaPartialSignature::from_bytes(&bytes).ok()?);
         }
         let msg = match hasher {
