@@ -5,7 +5,7 @@
 //! code never reads this file: every signer generates its own primes with
 //! `keyfold_mpc::ecdsa::generate_primes()`.
 //!
-//! Run once: `cargo run --release --example gen_fixture_primes` (about a minute on 2 cores).
+//! Run once: `cargo run --release --example gen_fixture_primes` (under a minute).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: panics are failures
 
 use std::fmt::Write as _;
