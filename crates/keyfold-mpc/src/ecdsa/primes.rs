@@ -32,7 +32,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use openssl::bn::{BigNum, BigNumContext, BigNumRef, MsbOption};
+use openssl::bn::{BigNum, BigNumContext, BigNumRef};
 use zeroize::Zeroizing;
 
 use crate::cggmp::{Integer, SecLevel};
@@ -74,7 +74,7 @@ fn sieve_primes() -> &'static [u32] {
         for i in 3..n {
             if i % 2 == 1 && !composite.get(i).copied().unwrap_or(true) {
                 out.push(i as u32);
-                let mut j = i * i;
+                let mut j = i.saturating_mul(i);
                 while j < n {
                     if let Some(c) = composite.get_mut(j) {
                         *c = true;
@@ -131,7 +131,9 @@ pub(crate) fn search_safe_prime(
     let mut p = BigNum::new_secure().map_err(ossl)?;
     let mut exp = BigNum::new_secure().map_err(ossl)?;
     let mut rem = BigNum::new_secure().map_err(ossl)?;
-    let mut alive = vec![true; SIEVE_WINDOW];
+    // Which candidates survived tells `start` modulo every small prime: wiped when dropped.
+    let mut alive = Zeroizing::new(vec![true; SIEVE_WINDOW]);
+    let mut random = Zeroizing::new(vec![0u8; (bits as usize - 1).div_ceil(8)]);
     let fermat_base2 = |n: &BigNumRef,
                         exp: &mut BigNum,
                         rem: &mut BigNum,
@@ -146,9 +148,15 @@ pub(crate) fn search_safe_prime(
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        start
-            .rand((bits - 1) as i32, MsbOption::TWO_ONES, true)
-            .map_err(ossl)?;
+        // bits - 1 random bits from the operating system, the top two and the lowest set.
+        rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut random)
+            .map_err(|e| Error::internal(format!("randomness: {e}")))?;
+        start.copy_from_slice(&random).map_err(ossl)?;
+        let top = bits as i32 - 2;
+        start.mask_bits(top + 1).map_err(ossl)?;
+        for bit in [top, top - 1, 0] {
+            start.set_bit(bit).map_err(ossl)?;
+        }
         sieve(&start, &mut alive)?;
         for (i, _) in alive.iter().enumerate().filter(|(_, a)| **a) {
             if stop.load(Ordering::Relaxed) {
@@ -256,19 +264,21 @@ impl PaillierPrimes {
     }
 
     fn validate(&self) -> Result<()> {
-        let mut ctx = BigNumContext::new().map_err(|e| Error::internal(format!("openssl: {e}")))?;
+        // Secure big numbers and context: the secret primes are wiped when freed.
+        let mut ctx = BigNumContext::new_secure().map_err(ossl)?;
         for (k, p) in self.primes.iter().enumerate() {
             if self.primes[..k].iter().any(|q| q[..] == p[..]) {
                 return Err(Error::input("the four primes must be distinct"));
             }
-            let bn = BigNum::from_slice(p).map_err(|e| Error::internal(format!("openssl: {e}")))?;
+            let mut bn = BigNum::new_secure().map_err(ossl)?;
+            bn.copy_from_slice(p).map_err(ossl)?;
             if bn.num_bits() != PRIME_BITS as i32 {
                 return Err(Error::input(format!(
                     "prime {k} has {} bits, need {PRIME_BITS}",
                     bn.num_bits()
                 )));
             }
-            let mut half = BigNum::new().map_err(|e| Error::internal(format!("openssl: {e}")))?;
+            let mut half = BigNum::new_secure().map_err(ossl)?;
             half.rshift1(&bn)
                 .map_err(|e| Error::internal(format!("openssl: {e}")))?;
             let safe = bn
@@ -429,7 +439,14 @@ mod tests {
         let start = BigNum::from_dec_str(&q0.to_string()).unwrap();
         let mut alive = vec![false; 300];
         sieve(&start, &mut alive).unwrap();
+        // The sieving primes themselves: every odd prime below 2^22 (counted independently).
         let small = sieve_primes();
+        assert_eq!(small.len(), 295_946);
+        assert_eq!(
+            (small[..5].to_vec(), small.last()),
+            (vec![3, 5, 7, 11, 13], Some(&4_194_301))
+        );
+        assert!(small.iter().take(2000).all(|&r| is_prime_u64(u64::from(r))));
         for (i, alive) in alive.iter().enumerate() {
             let q = q0 + 2 * i as u64;
             let p = u128::from(q) * 2 + 1;
