@@ -9,10 +9,10 @@
 //!
 //! * **A combined sieve.** A safe prime is `p = 2q + 1` with `q` prime too, so a candidate `q`
 //!   is worthless when either `q` or `2q + 1` has a small factor. From a random start `q0`
-//!   (odd, `PRIME_BITS - 1` bits, top two bits set, from OpenSSL's CSPRNG), a window of
-//!   candidates `q0 + 2i` is sieved by every odd prime below [`SIEVE_BOUND`] for both
-//!   conditions at once — far deeper than `BN_generate_prime_ex`'s few hundred small primes,
-//!   so about three times fewer candidates reach an exponentiation.
+//!   (odd, `PRIME_BITS - 1` bits, top two bits set, from the operating system's randomness),
+//!   a window of candidates `q0 + 2i` is sieved by every odd prime below [`SIEVE_BOUND`] for
+//!   both conditions at once — far deeper than `BN_generate_prime_ex`'s few hundred small
+//!   primes, so about three times fewer candidates reach an exponentiation.
 //! * **Cheap tests first.** A survivor costs one base-2 Fermat test of `q`, which nearly all
 //!   fail; then one of `p`; then OpenSSL's `BN_is_prime_ex` with 64 Miller-Rabin rounds on
 //!   both (an error probability below 2^-128 each). Only that last check decides: the sieve
