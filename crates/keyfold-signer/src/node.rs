@@ -1,11 +1,12 @@
 //! The signer node: one share of every key, its own identity, its own database.
 //!
-//! A node joins sessions the coordinator starts and answers each batch of relayed messages
-//! with its next messages, until the protocol is done. What it keeps — key shares, aux info,
-//! presignatures, primes, its identity — is sealed with its key-encryption key (KEK) before
-//! it reaches the database, bound to purpose, key id, signer id and version: a database
-//! thief learns nothing, and a flipped byte or a row moved between keys is caught when the
-//! node opens it (and reported as tampering, so the coordinator signs with other nodes).
+//! A node joins sessions the coordinator starts and answers each batch of relayed messages with its
+//! next messages, until the protocol is done. What it keeps — key shares, aux info, presignatures,
+//! FROST nonce pairs, primes, its identity — is sealed with its key-encryption key (KEK) before it
+//! reaches the database, bound to its purpose, its record's id (a key, group, presignature or nonce
+//! id; the identity has only the signer's), the signer id and a version: a database thief learns
+//! nothing, and a flipped byte or a row moved between records is caught when the node opens it (and
+//! reported as tampering, so the coordinator signs with other nodes).
 //!
 //! Protocol messages leave sealed by this node's identity (encrypted to the recipient and
 //! signed, or signed for broadcasts) and arrive verified against the sender's public key from
@@ -271,7 +272,7 @@ impl SignerNode {
     /// Generates safe primes (one set at a time, on a blocking thread) until the pool holds
     /// the configured number of sets. Primes are made here, by this node, and never leave it.
     /// Primes only serve to build aux info for this node's group: once it has that, making
-    /// more would burn minutes of CPU for nothing.
+    /// more would burn CPU for nothing.
     pub async fn fill_prime_pool(self: &Arc<Self>) -> Result<()> {
         for g in self.known_groups() {
             if self.store.get_aux(&g).await.map_err(store_err)?.is_some() {

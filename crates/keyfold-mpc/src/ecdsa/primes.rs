@@ -12,21 +12,23 @@
 //!   (odd, `PRIME_BITS - 1` bits, top two bits set, from the operating system's randomness),
 //!   a window of candidates `q0 + 2i` is sieved by every odd prime below [`SIEVE_BOUND`] for
 //!   both conditions at once — far deeper than `BN_generate_prime_ex`'s few hundred small
-//!   primes, so about three times fewer candidates reach an exponentiation.
+//!   primes, so about 3.7 times fewer candidates reach an exponentiation (`BENCHMARKS.md`).
 //! * **Cheap tests first.** A survivor costs one base-2 Fermat test of `q`, which nearly all
 //!   fail; then one of `p`; then OpenSSL's `BN_is_prime_ex` with 64 Miller-Rabin rounds on
 //!   both (an error probability below 2^-128 each). Only that last check decides: the sieve
 //!   and the Fermat tests can only skip work.
-//! * **A race with cancellation.** [`generate_primes`] runs one search per core until four
-//!   distinct primes are in, then stops the others within a candidate — so no core idles
-//!   while another thread finishes its share, and no thread keeps burning CPU after the set
-//!   is complete.
+//! * **A race with cancellation.** [`generate_primes`] runs one search per core (at most 16)
+//!   until four distinct primes are in, then stops the others at their next window or
+//!   surviving candidate — so no core idles while another thread finishes its share, and no
+//!   thread keeps burning CPU after the set is complete.
 //!
-//! Measured (`cargo run --release --example bench -- --primes N`, `BENCHMARKS.md`): about
-//! three times faster than `BN_generate_prime_ex(safe = 1)` per prime, which itself is 5–7
-//! times faster than cggmp24's own generator. Primes loaded from bytes are checked again (size,
-//! primality of `p` and `(p-1)/2`, distinctness), so a corrupted store fails here rather than as
-//! an unattributable proof failure inside the protocol.
+//! Measured (`cargo run -p keyfold-mpc --example bench -- --sets 10 --no-library
+//! --primes-only`, `BENCHMARKS.md`): about three times faster than
+//! `BN_generate_prime_ex(safe = 1)` per prime, which itself is 4–8 times faster than cggmp24's
+//! own generator. Primes loaded from bytes are checked again (size, primality of `p` and
+//! `(p-1)/2`, distinctness): stored primes are sealed, so this catches authentic but wrong
+//! ones (a generator bug, a test fixture file) here rather than as an unattributable proof
+//! failure inside the protocol.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -252,7 +254,7 @@ impl PaillierPrimes {
     }
 
     /// Builds from four big-endian safe primes, checking them (size, safe primality,
-    /// distinctness). Takes some tens of milliseconds.
+    /// distinctness): eight 64-round Miller-Rabin tests of 1536-bit numbers.
     pub fn from_be_bytes(primes: [&[u8]; PRIMES_PER_PARTY]) -> Result<Self> {
         let parts: Vec<Zeroizing<Vec<u8>>> = primes
             .iter()

@@ -8,11 +8,11 @@
 //! another quorum; every signature is verified against the key before it is returned.
 //!
 //! ECDSA needs two things first: aux info for the group (built once from each node's own safe
-//! primes — minutes on a fresh cluster, tracked by [`Cluster::readiness`]), and, for speed, a
-//! pool of presignatures per key made or used (for a presignature-signed kind) since this
-//! process started, refilled in the background. A presignature's index row is deleted when
-//! it is handed out and each node deletes its part before answering, so none is ever used
-//! twice; a node burns all of its own when it starts, so not even after a restored backup.
+//! primes — about half a minute on a fresh 2-core cluster, tracked by [`Cluster::readiness`]), and,
+//! for speed, a pool of presignatures per key made or used (for a presignature-signed kind) since
+//! this process started, refilled in the background. A presignature's index row is deleted when it
+//! is handed out and each node deletes its part before answering, so none is ever used twice; a
+//! node burns all of its own when it starts, so not even after a restored backup.
 //!
 //! FROST keys that have signed get a pool too: nonce pairs made ahead of time by a quorum
 //! (RFC 9591's commit round; `keyfold_mpc::frost::preprocessed`), their commitments indexed in
@@ -885,7 +885,7 @@ impl Cluster {
         base: &StartSession,
     ) -> Result<Vec<SessionDone>, RunError> {
         let fut = self.relay(parties, base);
-        // Aux info is minutes of CPU on a busy machine, once per cluster; signing is not.
+        // Aux info is tens of seconds of CPU, once per cluster; signing is not.
         let limit = if base.protocol == Protocol::EcdsaAuxInfo {
             self.settings.session_timeout.max(AUX_INFO_TIMEOUT)
         } else {
