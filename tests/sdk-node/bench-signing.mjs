@@ -86,7 +86,13 @@ const hash = (i) => `0x${(BigInt(i) + 1n).toString(16).padStart(64, '0')}`;
 const dir = makeTmpDir();
 const cfg = path.join(dir, 'keyfold.toml');
 fs.writeFileSync(cfg, `[signing]\npresignatures_per_key = ${POOL}\nnonces_per_key = ${NONCES}\npooled_keys_per_scheme = ${KEY_POOL}\n`);
-const s = await startAndLogin({ signers: true, args: ['--config', cfg] });
+// keyfold::pool's debug lines say how full each key's presignature pool is (the warm-pool
+// measure waits for them).
+const s = await startAndLogin({
+  signers: true,
+  args: ['--config', cfg],
+  env: { RUST_LOG: process.env.RUST_LOG || 'warn,keyfold::pool=debug' },
+});
 const result = {
   binary: process.env.KEYFOLD_BIN || 'target/debug/keyfold',
   noncesPerKey: NONCES,
@@ -115,9 +121,19 @@ try {
   result.get = stats(await timeN(300, () => c.wallets.getWallet({ walletId: evm.id })));
 
   if (RUN_ECDSA) {
-  // Warm pool: let the background task fill it (POOL presignatures), then sign fewer than that.
+  // Warm pool: wait until the background task has filled the wallet key's pool (POOL
+  // presignatures, as its debug line says), then sign fewer than that.
   const fill = performance.now();
-  await sleep(Math.max(5_000, POOL * 1000));
+  const pooled = () => {
+    let most = 0;
+    const re = new RegExp(`presignature added key=${evm.signingKey.id} pooled=(\\d+)`, 'g');
+    for (const m of s.k.stderr().matchAll(re)) most = Math.max(most, Number(m[1]));
+    return most;
+  };
+  while (pooled() < POOL) {
+    if (performance.now() - fill > POOL * 20_000) throw new Error(`presignature pool: ${pooled()} of ${POOL}`);
+    await sleep(200);
+  }
   result.poolFillWaitSeconds = +((performance.now() - fill) / 1000).toFixed(1);
   // Message (EIP-191): the signers hash it themselves, so a presignature may be spent on it.
   // `Hash` never uses one: a presignature over a bare hash allows forgeries (see

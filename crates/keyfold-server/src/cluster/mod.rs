@@ -398,8 +398,19 @@ impl Cluster {
             if have >= self.settings.presignatures_per_key {
                 continue;
             }
-            if let Err(e) = self.presign(&key_id).await {
-                tracing::debug!(key = %key_id, error = %e.error, "presignature refill failed");
+            match self.presign(&key_id).await {
+                // What an operator (or a benchmark waiting for a warm pool) watches the pools
+                // by: `RUST_LOG=keyfold::pool=debug`.
+                Ok(()) => tracing::debug!(
+                    target: "keyfold::pool",
+                    key = %key_id,
+                    pooled = have + 1,
+                    wanted = self.settings.presignatures_per_key,
+                    "presignature added"
+                ),
+                Err(e) => {
+                    tracing::debug!(key = %key_id, error = %e.error, "presignature refill failed")
+                }
             }
         }
     }
