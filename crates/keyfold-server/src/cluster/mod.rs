@@ -53,6 +53,21 @@ pub use client::{HttpNode, LocalNode, NodeClient};
 /// How long key creation must pause before the key pool is refilled.
 const KEY_POOL_QUIET: Duration = Duration::from_millis(300);
 
+/// How long signatures must stop taking presignatures before a pool above a quarter of its
+/// size is refilled.
+const PRESIGN_QUIET: Duration = Duration::from_millis(300);
+
+/// What a presignature refill pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refill {
+    /// Every wanted pool is full (or could not be topped up now).
+    Idle,
+    /// At least one presignature was added; more may be missing.
+    Made,
+    /// A pool is short but signatures are taking from it: try again after [`PRESIGN_QUIET`].
+    Deferred,
+}
+
 /// The longest an aux-info run may take.
 const AUX_INFO_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -115,6 +130,8 @@ pub struct Cluster {
     state: Mutex<State>,
     ecdsa_ready: watch::Sender<bool>,
     refill: Notify,
+    /// When a signature last took a presignature (for [`PRESIGN_QUIET`]).
+    last_presignature_take: Mutex<Option<std::time::Instant>>,
     /// ECDSA keys whose presignature pool is kept full: made, taken from the key pool or
     /// asked for a `Message`-type signature (the only kind a presignature may sign) since this
     /// process started. Keys that never sign that way cost the signers nothing, and after a
@@ -172,6 +189,7 @@ impl Cluster {
             }),
             ecdsa_ready,
             refill: Notify::new(),
+            last_presignature_take: Mutex::new(None),
             presign_wanted: Mutex::new(HashSet::new()),
             nonce_wanted: Mutex::new(HashMap::new()),
             nonce_refill: Notify::new(),
@@ -334,19 +352,26 @@ impl Cluster {
         }
         loop {
             let ready = self.prepare_ecdsa().await;
+            let mut wait = self.settings.poll_interval;
             if ready && self.settings.presignatures_per_key > 0 {
-                self.refill_presignatures().await;
+                wait = match self.refill_presignatures().await {
+                    // More may be missing: the next pass at once (a presignature takes about
+                    // a second; sleeping between them cut the refill rate by a third).
+                    Refill::Made => Duration::ZERO,
+                    Refill::Deferred => PRESIGN_QUIET,
+                    Refill::Idle => self.settings.poll_interval,
+                };
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = self.refill.notified() => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
 
-    /// Marks an ECDSA key's presignature pool as wanted; the first time, wakes the refill (a
-    /// signature that takes from the pool wakes it anyway, after its take).
+    /// Marks an ECDSA key's presignature pool as wanted; the first time, wakes the refill
+    /// (after a take, the refill's next pass sees the gap).
     fn want_presignatures(&self, key_id: &str) {
         let new = match self.presign_wanted.lock() {
             // `contains` first: a key already wanted costs no allocation per signature.
@@ -360,19 +385,24 @@ impl Cluster {
 
     /// Tops up the presignature pool of every active ECDSA key that is wanted (one
     /// presignature per key per pass, so no key starves another).
-    pub async fn refill_presignatures(&self) {
-        if self
-            .presign_wanted
-            .lock()
-            .map(|w| w.is_empty())
-            .unwrap_or(true)
-        {
-            return;
-        }
+    async fn refill_presignatures(&self) -> Refill {
         let keys: Vec<String> = match self.presign_wanted.lock() {
-            Ok(w) => w.iter().cloned().collect(),
-            Err(_) => return,
+            Ok(w) if !w.is_empty() => w.iter().cloned().collect(),
+            _ => return Refill::Idle,
         };
+        // WHY: a presignature is about two seconds of CPU on two signers. Made while
+        // signatures are taking from the pool, it slows the very requests the pool is there
+        // to speed up. So a burst spends from the pool and the refill follows once it pauses;
+        // only a pool down to a quarter is refilled at once, so a steady stream of
+        // signatures does not run it dry.
+        let taking = self
+            .last_presignature_take
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() < PRESIGN_QUIET);
+        let wanted = self.settings.presignatures_per_key;
+        let mut outcome = Refill::Idle;
         for key_id in keys {
             match self.store.ecdsa_key_status(&key_id).await {
                 Ok(Some(LifecycleStatus::Active)) => {}
@@ -387,7 +417,7 @@ impl Cluster {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "checking a key for presignature refill");
-                    return;
+                    return outcome;
                 }
             }
             let have = self
@@ -395,24 +425,34 @@ impl Cluster {
                 .count_presignatures(&key_id)
                 .await
                 .unwrap_or(i64::MAX);
-            if have >= self.settings.presignatures_per_key {
+            if have >= wanted {
+                continue;
+            }
+            if taking && have > wanted / 4 {
+                if outcome == Refill::Idle {
+                    outcome = Refill::Deferred;
+                }
                 continue;
             }
             match self.presign(&key_id).await {
                 // What an operator (or a benchmark waiting for a warm pool) watches the pools
                 // by: `RUST_LOG=keyfold::pool=debug`.
-                Ok(()) => tracing::debug!(
-                    target: "keyfold::pool",
-                    key = %key_id,
-                    pooled = have + 1,
-                    wanted = self.settings.presignatures_per_key,
-                    "presignature added"
-                ),
+                Ok(()) => {
+                    outcome = Refill::Made;
+                    tracing::debug!(
+                        target: "keyfold::pool",
+                        key = %key_id,
+                        pooled = have + 1,
+                        wanted,
+                        "presignature added"
+                    )
+                }
                 Err(e) => {
                     tracing::debug!(key = %key_id, error = %e.error, "presignature refill failed")
                 }
             }
         }
+        outcome
     }
 
     /// Keeps `pooled_keys` keys per scheme generated ahead of time, until `shutdown`.
@@ -1079,7 +1119,11 @@ impl Cluster {
         let t0 = std::time::Instant::now();
         let rec = self.store.take_presignature(&key.id, &sets).await.ok()??;
         let t_take = t0.elapsed();
-        self.refill.notify_one();
+        // No wake-up for the refill: its next pass (every `poll_interval`) sees the gap. A
+        // wake-up per signature ran a health check of every signer beside each signature.
+        if let Ok(mut t) = self.last_presignature_take.lock() {
+            *t = Some(std::time::Instant::now());
+        }
         let parties: Vec<u16> = rec
             .signers
             .split(',')
