@@ -54,7 +54,7 @@ pub use client::{HttpNode, LocalNode, NodeClient};
 const KEY_POOL_QUIET: Duration = Duration::from_millis(300);
 
 /// How long signatures must stop taking presignatures before a pool above a quarter of its
-/// size is refilled.
+/// size (and above one) is refilled.
 const PRESIGN_QUIET: Duration = Duration::from_millis(300);
 
 /// What a presignature refill pass did.
@@ -363,9 +363,12 @@ impl Cluster {
                 };
             }
             tokio::select! {
+                // Shutdown first: after a pass that made a presignature the sleep is zero, and
+                // an unbiased select would start another ~1 s pass half the time.
+                biased;
+                _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.refill.notified() => {}
-                _ = shutdown.changed() => return,
             }
         }
     }
@@ -393,8 +396,9 @@ impl Cluster {
         // WHY: a presignature is about two seconds of CPU on two signers. Made while
         // signatures are taking from the pool, it slows the very requests the pool is there
         // to speed up. So a burst spends from the pool and the refill follows once it pauses;
-        // only a pool down to a quarter is refilled at once, so a steady stream of
-        // signatures does not run it dry.
+        // only a pool down to a quarter (at least one) is refilled at once, so a steady
+        // stream of signatures does not run it dry. The take time is one for all keys: the
+        // signers' CPU is shared, so one busy key holds back the others' top-ups too.
         let taking = self
             .last_presignature_take
             .lock()
@@ -402,6 +406,7 @@ impl Cluster {
             .and_then(|t| *t)
             .is_some_and(|t| t.elapsed() < PRESIGN_QUIET);
         let wanted = self.settings.presignatures_per_key;
+        let low = (wanted / 4).max(1);
         let mut outcome = Refill::Idle;
         for key_id in keys {
             match self.store.ecdsa_key_status(&key_id).await {
@@ -428,7 +433,7 @@ impl Cluster {
             if have >= wanted {
                 continue;
             }
-            if taking && have > wanted / 4 {
+            if taking && have > low {
                 if outcome == Refill::Idle {
                     outcome = Refill::Deferred;
                 }
@@ -1119,8 +1124,8 @@ impl Cluster {
         let t0 = std::time::Instant::now();
         let rec = self.store.take_presignature(&key.id, &sets).await.ok()??;
         let t_take = t0.elapsed();
-        // No wake-up for the refill: its next pass (every `poll_interval`) sees the gap. A
-        // wake-up per signature ran a health check of every signer beside each signature.
+        // No wake-up for the refill: its next pass (at most `poll_interval` away) sees the gap.
+        // A wake-up per signature ran a health check of every signer beside each signature.
         if let Ok(mut t) = self.last_presignature_take.lock() {
             *t = Some(std::time::Instant::now());
         }
